@@ -1,0 +1,8 @@
+"""Devices that run exported networks; each registers itself in ``stdl_edge.registry.DEVICES``."""
+
+from __future__ import annotations
+
+from . import torch_device  # noqa: F401  (registers "torch")
+from .base import Device, LayerStats, classify, open_device, stream_windows
+
+__all__ = ["Device", "LayerStats", "classify", "open_device", "stream_windows"]

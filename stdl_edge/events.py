@@ -1,0 +1,218 @@
+"""DVS events: the one event type, its validation, and the one binning function.
+
+Events are numpy structured arrays with tonic's ``events_struct`` layout: fields
+``x, y`` (int16 pixels), ``t`` (int64 microseconds, sorted) and ``p`` (bool, True = ON).
+A sensor is ``SensorSize(width, height, polarities)`` as in tonic.
+
+Binning turns events into per-step frames ``(T, 2, H, W)``: step ``k`` holds the
+events with ``t_start + k*dt <= t < t_start + (k+1)*dt``; channel 0 is OFF, 1 is ON.
+:class:`EventBinner` does it in a stream over chunks of any size and gives exactly
+the frames of :func:`bin_events` on the whole array. Training, exporters and every
+device use these two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator, NamedTuple
+
+import numpy as np
+
+EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
+BIN_MODES = ("binary", "count")
+
+
+class EventError(ValueError):
+    """Events that cannot be used as given; the message names the problem and the fix."""
+
+
+class SensorSize(NamedTuple):
+    width: int
+    height: int
+    polarities: int = 2
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        """Shape of one binned frame: ``(2, H, W)``."""
+        return (2, self.height, self.width)
+
+
+def make_events(x, y, t, p) -> np.ndarray:
+    """Pack four equal-length sequences into an :data:`EVENT_DTYPE` array (copies)."""
+    x, y, t, p = (np.asarray(a) for a in (x, y, t, p))
+    n = len(t)
+    if not (len(x) == len(y) == len(p) == n):
+        raise EventError(f"x, y, t, p have different lengths ({len(x)}, {len(y)}, {n}, {len(p)})")
+    ev = np.empty(n, dtype=EVENT_DTYPE)
+    ev["x"], ev["y"], ev["t"], ev["p"] = x, y, t, p.astype(bool) if p.dtype != bool else p
+    return ev
+
+
+def validate_events(events: np.ndarray, sensor_size: SensorSize | tuple[int, int, int] | None = None,
+                    *, allow_empty: bool = True, after_t: int | None = None) -> np.ndarray:
+    """Check ``events`` and return it unchanged; raise :class:`EventError` naming the problem.
+
+    Checks: structured array with fields x, y, t, p of the right kinds; timestamps
+    non-negative and sorted (and ``>= after_t`` when given, for streams); coordinates
+    inside ``sensor_size`` when given; non-empty unless ``allow_empty``.
+    """
+    if not isinstance(events, np.ndarray) or events.dtype.names is None:
+        raise EventError(f"events must be a numpy structured array with fields x, y, t, p "
+                         f"(stdl_edge.events.EVENT_DTYPE), got {type(events).__name__}"
+                         + (f" of dtype {events.dtype}" if isinstance(events, np.ndarray) else ""))
+    missing = [f for f in ("x", "y", "t", "p") if f not in events.dtype.names]
+    if missing:
+        raise EventError(f"events lack field(s) {', '.join(missing)}; have {', '.join(events.dtype.names)}")
+    for f in ("x", "y", "t"):
+        if events.dtype[f].kind not in "iu":
+            raise EventError(f"events field {f!r} has dtype {events.dtype[f]}; it must be an integer "
+                             f"(t in microseconds)")
+    if events.dtype["p"].kind not in "biu":
+        raise EventError(f"events field 'p' has dtype {events.dtype['p']}; it must be bool or 0/1 integers")
+    if events.ndim != 1:
+        raise EventError(f"events must be 1-D, got shape {events.shape}")
+    if len(events) == 0:
+        if not allow_empty:
+            raise EventError("no events: the input is empty")
+        return events
+    t = events["t"]
+    if t[0] < 0 or (t.min() < 0):
+        raise EventError(f"negative timestamp {int(t.min())} us; timestamps must be >= 0 microseconds")
+    if after_t is not None and t[0] < after_t:
+        raise EventError(f"timestamps go backwards across chunks: {int(t[0])} us after {int(after_t)} us")
+    if len(t) > 1:
+        back = np.flatnonzero(np.diff(t) < 0)
+        if len(back):
+            i = int(back[0])
+            raise EventError(f"timestamps are not sorted: event {i + 1} at {int(t[i + 1])} us comes after "
+                             f"{int(t[i])} us; sort by t first (np.sort(events, order='t'))")
+    p = events["p"]
+    if p.dtype.kind in "iu" and ((p < 0) | (p > 1)).any():
+        raise EventError(f"polarity values {sorted(set(np.unique(p).tolist()) - {0, 1})[:5]} are not 0/1")
+    if sensor_size is not None:
+        w, h = int(sensor_size[0]), int(sensor_size[1])
+        for f, size in (("x", w), ("y", h)):
+            v = events[f]
+            bad = (v < 0) | (v >= size)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise EventError(f"event {i} has {f}={int(v[i])} outside the sensor (0..{size - 1}, "
+                                 f"sensor {w}x{h}); crop or pass the right sensor size")
+    return events
+
+
+@dataclass(frozen=True)
+class BinSpec:
+    """How events become frames.
+
+    dt_us: length of one time step in microseconds.
+    mode: 'binary' (pixel fires if it had >= 1 event in the step) or 'count'.
+    t_start_us: time of the start of step 0.
+    """
+
+    dt_us: int
+    mode: str = "binary"
+    t_start_us: int = 0
+
+    def __post_init__(self) -> None:
+        if int(self.dt_us) != self.dt_us or self.dt_us <= 0:
+            raise EventError(f"dt_us={self.dt_us} must be a positive whole number of microseconds")
+        if self.mode not in BIN_MODES:
+            raise EventError(f"binning mode {self.mode!r} is unknown; use one of {BIN_MODES}")
+
+
+def _accumulate(events: np.ndarray, steps: np.ndarray, first_step: int, num_steps: int,
+                sensor: SensorSize, mode: str) -> np.ndarray:
+    """Frames ``(num_steps, 2, H, W)`` float32 for events whose step index is in range."""
+    h, w = sensor.height, sensor.width
+    frames = np.zeros(num_steps * 2 * h * w, dtype=np.float32)
+    if len(events):
+        idx = (((steps - first_step) * 2 + events["p"].astype(np.int64)) * h
+               + events["y"].astype(np.int64)) * w + events["x"].astype(np.int64)
+        if mode == "binary":
+            frames[idx] = 1.0
+        else:
+            frames += np.bincount(idx, minlength=frames.size).astype(np.float32)
+    return frames.reshape(num_steps, 2, h, w)
+
+
+def bin_events(events: np.ndarray, sensor_size: SensorSize | tuple[int, int, int], spec: BinSpec,
+               num_steps: int | None = None) -> np.ndarray:
+    """Bin a whole event array into frames ``(T, 2, H, W)`` float32.
+
+    ``T = num_steps`` if given (later events are dropped, missing steps are empty),
+    else up to the step of the last event. Events before ``t_start_us`` are dropped.
+
+    >>> ev = make_events([0, 1], [0, 0], [5, 15], [True, False])
+    >>> bin_events(ev, SensorSize(2, 1), BinSpec(dt_us=10)).shape
+    (2, 2, 1, 2)
+    """
+    sensor = SensorSize(*sensor_size)
+    validate_events(events, sensor)
+    steps = (events["t"] - spec.t_start_us) // spec.dt_us
+    keep = steps >= 0
+    if num_steps is None:
+        num_steps = int(steps[-1]) + 1 if len(steps) and steps[-1] >= 0 else 0
+    elif num_steps < 0:
+        raise EventError(f"num_steps={num_steps} must be >= 0")
+    keep &= steps < num_steps
+    return _accumulate(events[keep], steps[keep], 0, num_steps, sensor, spec.mode)
+
+
+class EventBinner:
+    """Streaming binner: ``push(chunk)`` returns the frames completed so far, ``flush()`` the rest.
+
+    Holds at most one step's events between calls, so memory is bounded on any stream.
+    ``concatenate(push(c) for c in chunks) + flush()`` equals :func:`bin_events` on the
+    concatenated chunks.
+    """
+
+    def __init__(self, sensor_size: SensorSize | tuple[int, int, int], spec: BinSpec) -> None:
+        self.sensor = SensorSize(*sensor_size)
+        self.spec = spec
+        self._next_step = 0  # first step not yet emitted
+        self._pending: list[np.ndarray] = []  # events of step `_next_step` and later (same step)
+        self._last_t: int | None = None
+
+    @property
+    def steps_emitted(self) -> int:
+        return self._next_step
+
+    def push(self, chunk: np.ndarray) -> np.ndarray:
+        validate_events(chunk, self.sensor, after_t=self._last_t)
+        empty = np.zeros((0, *self.sensor.frame_shape), dtype=np.float32)
+        if len(chunk) == 0:
+            return empty
+        self._last_t = int(chunk["t"][-1])
+        chunk = chunk[chunk["t"] >= self.spec.t_start_us]
+        if len(chunk) == 0:
+            return empty
+        events = np.concatenate(self._pending + [chunk]) if self._pending else chunk
+        steps = (events["t"] - self.spec.t_start_us) // self.spec.dt_us
+        last_step = int(steps[-1])  # may still receive events: keep it pending
+        done = steps < last_step
+        n_out = last_step - self._next_step
+        frames = _accumulate(events[done], steps[done], self._next_step, n_out, self.sensor, self.spec.mode)
+        self._pending = [events[~done]]
+        self._next_step = last_step
+        return frames
+
+    def flush(self) -> np.ndarray:
+        """Emit the last, partial step (if any events are pending)."""
+        if not self._pending or len(self._pending[0]) == 0:
+            return np.zeros((0, *self.sensor.frame_shape), dtype=np.float32)
+        events = self._pending[0]
+        steps = (events["t"] - self.spec.t_start_us) // self.spec.dt_us
+        frames = _accumulate(events, steps, self._next_step, 1, self.sensor, self.spec.mode)
+        self._pending = []
+        self._next_step += 1
+        return frames
+
+
+def bin_stream(chunks: Iterable[np.ndarray], sensor_size: SensorSize | tuple[int, int, int],
+               spec: BinSpec) -> Iterator[np.ndarray]:
+    """Yield frames ``(2, H, W)`` one step at a time from an iterable of event chunks."""
+    binner = EventBinner(sensor_size, spec)
+    for chunk in chunks:
+        yield from binner.push(chunk)
+    yield from binner.flush()

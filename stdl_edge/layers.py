@@ -1,0 +1,195 @@
+"""Spiking layers: thin modules over :func:`stdl_edge.neuron.cuba_step`.
+
+Every layer maps one time step: ``out, new_state = layer(x, state)``. Shapes are
+per sample and fixed at construction (``in_shape``, ``out_shape``), so a layer can
+size its own state, and exporters and memory planners can read them. Stateless
+layers (pooling, flatten) use the empty state ``()``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .neuron import READOUT_PARAMS, CubaParams, CubaState, cuba_step, zero_state
+
+Shape = tuple[int, ...]
+
+
+class Layer(nn.Module):
+    """Base class. ``kind`` names the layer type for exporters and tables."""
+
+    kind: str = "layer"
+    in_shape: Shape
+    out_shape: Shape
+
+    def init_state(self, batch: int, device: torch.device | str | None = None) -> Any:
+        return ()
+
+    @property
+    def stateful(self) -> bool:
+        return False
+
+    def extra_repr(self) -> str:
+        return f"{self.in_shape} -> {self.out_shape}"
+
+
+def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+class SpikingConv2d(Layer):
+    """Conv2d (+ optional BatchNorm) -> CUBA LIF. Input/output ``(B, C, H, W)`` spikes."""
+
+    kind = "conv"
+
+    def __init__(self, in_shape: Shape, out_channels: int, kernel_size: int = 3, stride: int = 1,
+                 padding: int | None = None, bias: bool = False, batchnorm: bool = False,
+                 neuron: CubaParams = CubaParams()) -> None:
+        super().__init__()
+        c, h, w = in_shape
+        padding = kernel_size // 2 if padding is None else padding
+        self.in_shape = tuple(in_shape)
+        self.out_shape = (out_channels, _conv_out(h, kernel_size, stride, padding),
+                          _conv_out(w, kernel_size, stride, padding))
+        self.conv = nn.Conv2d(c, out_channels, kernel_size, stride, padding, bias=bias)
+        self.bn = nn.BatchNorm2d(out_channels) if batchnorm else None
+        self.neuron = neuron
+
+    @property
+    def stateful(self) -> bool:
+        return True
+
+    def init_state(self, batch: int, device: torch.device | str | None = None) -> CubaState:
+        return zero_state((batch, *self.out_shape), device)
+
+    def synaptic_input(self, x: torch.Tensor) -> torch.Tensor:
+        i = self.conv(x)
+        return self.bn(i) if self.bn is not None else i
+
+    def forward(self, x: torch.Tensor, state: CubaState) -> tuple[torch.Tensor, CubaState]:
+        return cuba_step(self.synaptic_input(x), state, self.neuron)
+
+
+class SpikingDense(Layer):
+    """Linear (+ optional BatchNorm1d) -> CUBA LIF. Input ``(B, N_in)``, output ``(B, N_out)``."""
+
+    kind = "dense"
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False, batchnorm: bool = False,
+                 neuron: CubaParams = CubaParams()) -> None:
+        super().__init__()
+        self.in_shape = (in_features,)
+        self.out_shape = (out_features,)
+        self.linear = nn.Linear(in_features, out_features, bias=bias)
+        self.bn = nn.BatchNorm1d(out_features) if batchnorm else None
+        self.neuron = neuron
+
+    @property
+    def stateful(self) -> bool:
+        return True
+
+    def init_state(self, batch: int, device: torch.device | str | None = None) -> CubaState:
+        return zero_state((batch, *self.out_shape), device)
+
+    def synaptic_input(self, x: torch.Tensor) -> torch.Tensor:
+        i = self.linear(x)
+        return self.bn(i) if self.bn is not None else i
+
+    def forward(self, x: torch.Tensor, state: CubaState) -> tuple[torch.Tensor, CubaState]:
+        return cuba_step(self.synaptic_input(x), state, self.neuron)
+
+
+class Readout(SpikingDense):
+    """Non-spiking readout: ``v[t] = W s[t] + b`` (CUBA with du = dv = 1, no threshold).
+
+    Returns the voltage as the step's logits; the prediction is its mean over time.
+    """
+
+    kind = "readout"
+
+    def __init__(self, in_features: int, num_classes: int, bias: bool = True) -> None:
+        super().__init__(in_features, num_classes, bias=bias, batchnorm=False, neuron=READOUT_PARAMS)
+
+    def forward(self, x: torch.Tensor, state: CubaState) -> tuple[torch.Tensor, CubaState]:
+        _, new_state = cuba_step(self.synaptic_input(x), state, self.neuron)
+        return new_state.voltage, new_state
+
+
+class AvgPool2d(Layer):
+    """Average pooling of spikes (stateless). Folded into the next synapse for Loihi."""
+
+    kind = "avgpool"
+
+    def __init__(self, in_shape: Shape, kernel_size: int) -> None:
+        super().__init__()
+        c, h, w = in_shape
+        if h % kernel_size or w % kernel_size:
+            raise ValueError(f"AvgPool2d kernel {kernel_size} does not divide the input {h}x{w}; "
+                             "pick a kernel that divides both sides")
+        self.kernel_size = kernel_size
+        self.in_shape = tuple(in_shape)
+        self.out_shape = (c, h // kernel_size, w // kernel_size)
+
+    def forward(self, x: torch.Tensor, state: Any = ()) -> tuple[torch.Tensor, Any]:
+        return F.avg_pool2d(x, self.kernel_size), state
+
+
+class Flatten(Layer):
+    """``(B, C, H, W) -> (B, C*H*W)`` in C-order (stateless)."""
+
+    kind = "flatten"
+
+    def __init__(self, in_shape: Shape) -> None:
+        super().__init__()
+        self.in_shape = tuple(in_shape)
+        self.out_shape = (math.prod(in_shape),)
+
+    def forward(self, x: torch.Tensor, state: Any = ()) -> tuple[torch.Tensor, Any]:
+        return x.flatten(1), state
+
+
+class ResidualState(NamedTuple):
+    inner: CubaState  # after the first conv
+    out: CubaState  # after the sum
+
+
+class SpikingResidualBlock(Layer):
+    """Spiking basic block: ``s = LIF(BN(conv(LIF(BN(conv(x))))) + shortcut(x))``.
+
+    The shortcut is identity, or a 1x1 conv + BN where the shape changes. One unit in
+    the sequence, so a partition never splits a block. ONNX exports it; netx cannot.
+    """
+
+    kind = "resblock"
+
+    def __init__(self, in_shape: Shape, out_channels: int, stride: int = 1,
+                 neuron: CubaParams = CubaParams()) -> None:
+        super().__init__()
+        c = in_shape[0]
+        self.first = SpikingConv2d(in_shape, out_channels, 3, stride, batchnorm=True, neuron=neuron)
+        self.second = SpikingConv2d(self.first.out_shape, out_channels, 3, 1, batchnorm=True, neuron=neuron)
+        self.shortcut: nn.Module | None = None
+        if stride != 1 or c != out_channels:
+            self.shortcut = nn.Sequential(nn.Conv2d(c, out_channels, 1, stride, bias=False),
+                                          nn.BatchNorm2d(out_channels))
+        self.in_shape = tuple(in_shape)
+        self.out_shape = self.second.out_shape
+        self.neuron = neuron
+
+    @property
+    def stateful(self) -> bool:
+        return True
+
+    def init_state(self, batch: int, device: torch.device | str | None = None) -> ResidualState:
+        return ResidualState(self.first.init_state(batch, device), self.second.init_state(batch, device))
+
+    def forward(self, x: torch.Tensor, state: ResidualState) -> tuple[torch.Tensor, ResidualState]:
+        h, inner = self.first(x, state.inner)
+        skip = x if self.shortcut is None else self.shortcut(x)
+        s, out = cuba_step(self.second.synaptic_input(h) + skip, state.out, self.neuron)
+        return s, ResidualState(inner, out)

@@ -1,0 +1,206 @@
+"""Model zoo. Every model is a flat sequence of layers so STDL can partition it.
+
+``build_model(ModelConfig(...))`` returns a :class:`SpikingNet`. One time step::
+
+    y, states = net.step(frame, states)       # frame (B, C, H, W), y (B, classes)
+
+and a whole sequence ``net(frames)`` with ``frames`` of shape ``(T, B, C, H, W)``
+returns the logits averaged over time ``(B, classes)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .layers import (AvgPool2d, Flatten, Layer, Readout, SpikingConv2d, SpikingDense,
+                     SpikingResidualBlock)
+from .neuron import CubaParams
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What to build.
+
+    arch: 'dvs-cnn' (small, Loihi-friendly), 'vgg11' or 'resnet' (GPU-scale).
+    input_shape: (channels, height, width) of one event frame; 2 polarity channels.
+    num_classes: size of the readout.
+    width: channel multiplier (1.0 = the published widths).
+    batchnorm: BatchNorm after each synapse (folded away on export). None = arch default.
+    neuron: CUBA parameters of every spiking layer.
+    """
+
+    arch: str = "dvs-cnn"
+    input_shape: tuple[int, int, int] = (2, 34, 34)
+    num_classes: int = 10
+    width: float = 1.0
+    batchnorm: bool | None = None
+    neuron: CubaParams = field(default_factory=CubaParams)
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown model {self.arch!r}; available: {', '.join(sorted(ARCHS))}")
+        if len(self.input_shape) != 3 or min(self.input_shape) < 1:
+            raise ValueError(f"input_shape={self.input_shape} must be (channels, height, width), all >= 1")
+        if self.num_classes < 2:
+            raise ValueError(f"num_classes={self.num_classes} must be >= 2")
+        if not self.width > 0:
+            raise ValueError(f"width={self.width} must be > 0")
+        object.__setattr__(self, "input_shape", tuple(int(v) for v in self.input_shape))
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        d["neuron"] = self.neuron.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
+        d = dict(d)
+        d["input_shape"] = tuple(d["input_shape"])
+        d["neuron"] = CubaParams.from_dict(d.get("neuron", {}))
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> ModelConfig:
+        return replace(self, **changes)
+
+
+class SpikingNet(nn.Module):
+    """A sequence of :class:`Layer`; state is a list with one entry per layer."""
+
+    def __init__(self, layers: list[Layer], config: ModelConfig) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(layers)
+        self.config = config
+        for prev, nxt in zip(layers, layers[1:]):
+            if tuple(prev.out_shape) != tuple(nxt.in_shape):
+                raise ValueError(f"layer shapes do not chain: {prev.kind} gives {prev.out_shape}, "
+                                 f"{nxt.kind} expects {nxt.in_shape}")
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return tuple(self.layers[0].in_shape)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.layers[-1].out_shape[0])
+
+    def layer_names(self) -> list[str]:
+        """Stable names ``'<index>.<kind>'`` used in exports, tables and verify reports."""
+        return [f"{i}.{layer.kind}" for i, layer in enumerate(self.layers)]
+
+    def init_state(self, batch: int, device: torch.device | str | None = None) -> list[Any]:
+        device = device if device is not None else next(self.parameters()).device
+        return [layer.init_state(batch, device) for layer in self.layers]
+
+    def step(self, x: torch.Tensor, states: list[Any], start: int = 0, stop: int | None = None,
+             record: list[torch.Tensor] | None = None) -> tuple[torch.Tensor, list[Any]]:
+        """Run layers ``start:stop`` for one time step. ``states`` covers those layers only.
+
+        If ``record`` is a list, each layer's output is appended to it.
+        """
+        layers = self.layers[start:stop]
+        if len(states) != len(layers):
+            raise ValueError(f"got {len(states)} layer states for {len(layers)} layers")
+        new_states = []
+        for layer, state in zip(layers, states):
+            x, state = layer(x, state)
+            new_states.append(state)
+            if record is not None:
+                record.append(x)
+        return x, new_states
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """``frames (T, B, C, H, W)`` -> time-averaged readout ``(B, classes)``."""
+        if frames.dim() != 5 or tuple(frames.shape[2:]) != self.input_shape:
+            raise ValueError(f"expected frames of shape (T, B, {', '.join(map(str, self.input_shape))}), "
+                             f"got {tuple(frames.shape)}")
+        states = self.init_state(frames.shape[1], frames.device)
+        total = 0
+        for frame in frames:
+            y, states = self.step(frame, states)
+            total = total + y
+        return total / frames.shape[0]
+
+
+def _c(channels: int, width: float) -> int:
+    return max(1, int(round(channels * width)))
+
+
+def _dvs_cnn(cfg: ModelConfig) -> list[Layer]:
+    """Small Loihi-friendly CNN: 3 strided convs, a dense layer and the readout.
+
+    Strided convolutions instead of pooling keep every layer expressible in netx.
+    """
+    bn = bool(cfg.batchnorm)
+    n = cfg.neuron
+    layers: list[Layer] = []
+    shape = cfg.input_shape
+    for ch in (16, 32, 64):
+        layers.append(SpikingConv2d(shape, _c(ch, cfg.width), 3, stride=2, padding=1, batchnorm=bn, neuron=n))
+        shape = layers[-1].out_shape
+    layers.append(Flatten(shape))
+    layers.append(SpikingDense(layers[-1].out_shape[0], _c(128, cfg.width), batchnorm=bn, neuron=n))
+    layers.append(Readout(layers[-1].out_shape[0], cfg.num_classes))
+    return layers
+
+
+def _vgg11(cfg: ModelConfig) -> list[Layer]:
+    """Spiking VGG-11: 8 conv layers with average pooling, one hidden dense layer."""
+    bn = True if cfg.batchnorm is None else cfg.batchnorm
+    n = cfg.neuron
+    plan: list[int | str] = [64, "P", 128, "P", 256, 256, "P", 512, 512, "P", 512, 512]
+    layers: list[Layer] = []
+    shape = cfg.input_shape
+    for item in plan:
+        if item == "P":
+            if shape[1] % 2 or shape[2] % 2:
+                continue  # keep small inputs valid: pool only where the size halves exactly
+            layers.append(AvgPool2d(shape, 2))
+        else:
+            layers.append(SpikingConv2d(shape, _c(int(item), cfg.width), 3, batchnorm=bn, neuron=n))
+        shape = layers[-1].out_shape
+    layers.append(AvgPool2d(shape, shape[1]) if shape[1] == shape[2] else Flatten(shape))
+    shape = layers[-1].out_shape
+    if len(shape) == 3:
+        layers.append(Flatten(shape))
+    layers.append(SpikingDense(layers[-1].out_shape[0], _c(512, cfg.width), batchnorm=bn, neuron=n))
+    layers.append(Readout(layers[-1].out_shape[0], cfg.num_classes))
+    return layers
+
+
+def _resnet(cfg: ModelConfig) -> list[Layer]:
+    """Spiking ResNet (ResNet-18 layout at width 1): stem conv, 4 stages of 2 basic blocks."""
+    n = cfg.neuron
+    layers: list[Layer] = [SpikingConv2d(cfg.input_shape, _c(64, cfg.width), 3, batchnorm=True, neuron=n)]
+    shape = layers[-1].out_shape
+    for stage, ch in enumerate((64, 128, 256, 512)):
+        for block in range(2):
+            stride = 2 if (stage > 0 and block == 0 and min(shape[1:]) >= 2) else 1
+            layers.append(SpikingResidualBlock(shape, _c(ch, cfg.width), stride, neuron=n))
+            shape = layers[-1].out_shape
+    if shape[1] == shape[2]:
+        layers.append(AvgPool2d(shape, shape[1]))  # global average pooling
+        shape = layers[-1].out_shape
+    layers.append(Flatten(shape))
+    layers.append(Readout(layers[-1].out_shape[0], cfg.num_classes))
+    return layers
+
+
+ARCHS: dict[str, Callable[[ModelConfig], list[Layer]]] = {
+    "dvs-cnn": _dvs_cnn,
+    "vgg11": _vgg11,
+    "resnet": _resnet,
+}
+
+
+def build_model(config: ModelConfig, seed: int | None = None) -> SpikingNet:
+    """Build a fresh model; ``seed`` makes the initial weights reproducible."""
+    if seed is not None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return SpikingNet(ARCHS[config.arch](config), config)
+    return SpikingNet(ARCHS[config.arch](config), config)

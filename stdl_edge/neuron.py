@@ -1,0 +1,178 @@
+"""The one neuron of stdl-edge: a current-based LIF (CUBA) in discrete time.
+
+Per step ``t`` with synaptic input ``I[t]`` (DESIGN.md section 3)::
+
+    u[t] = (1 - a_u) * u[t-1] + I[t]
+    v[t] = (1 - a_v) * v[t-1] * (1 - s[t-1]) + u[t]      # hard reset to 0 after a spike
+    s[t] = H(v[t] - theta)                               # H(0) = 0: strict '>'
+
+This is Lava's CUBA neuron: ``du = a_u * 4096``, ``dv = a_v * 4096`` (12-bit decays)
+and ``vth = theta`` (in weight units). Training, ONNX, loihi-sim and Lava share it.
+The Heaviside has a surrogate gradient (triangle or atan) for training; its forward
+pass is a plain comparison, which is what exporters emit.
+
+All functions are pure: state goes in and comes out, nothing is stored on modules.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, NamedTuple
+
+import torch
+
+SURROGATES = ("triangle", "atan")
+
+
+@dataclass(frozen=True)
+class CubaParams:
+    """Parameters of a CUBA LIF neuron. Decays are fractions per time step.
+
+    current_decay: ``a_u`` in [0, 1]; 1 means no synaptic memory (``u = I``, plain LIF).
+    voltage_decay: ``a_v`` in [0, 1]; ``1 / tau`` with ``tau`` in steps (default tau = 2).
+    threshold: ``theta`` (same units as the weights); ``inf`` makes a non-spiking integrator.
+    surrogate: pseudo-derivative of the Heaviside used in training ('triangle' or 'atan').
+    surrogate_width: width ``alpha`` of the surrogate, in units of ``theta``.
+    detach_reset: stop the gradient through the reset term ``(1 - s[t-1])`` (common practice,
+        keeps the surrogate from pushing through the reset).
+    """
+
+    current_decay: float = 1.0
+    voltage_decay: float = 0.5
+    threshold: float = 1.0
+    surrogate: str = "triangle"
+    surrogate_width: float = 1.0
+    detach_reset: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("current_decay", "voltage_decay"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"CubaParams.{name}={value} is outside [0, 1]; it is a fraction per step")
+        if not self.threshold > 0:
+            raise ValueError(f"CubaParams.threshold={self.threshold} must be > 0")
+        if self.surrogate not in SURROGATES:
+            raise ValueError(f"CubaParams.surrogate={self.surrogate!r} is unknown; use one of {SURROGATES}")
+        if not self.surrogate_width > 0:
+            raise ValueError(f"CubaParams.surrogate_width={self.surrogate_width} must be > 0")
+
+    @property
+    def spiking(self) -> bool:
+        return math.isfinite(self.threshold)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["threshold"] = None if not self.spiking else self.threshold  # JSON has no inf
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CubaParams:
+        d = dict(d)
+        if d.get("threshold") is None:
+            d["threshold"] = math.inf
+        return cls(**d)
+
+
+#: the non-spiking readout: u = I, v = u (so v[t] = I[t]); predictions average v over time
+READOUT_PARAMS = CubaParams(current_decay=1.0, voltage_decay=1.0, threshold=math.inf)
+
+
+class CubaState(NamedTuple):
+    """Neuron state, each tensor of the layer's output shape ``(B, *shape)``."""
+
+    current: torch.Tensor  # u
+    voltage: torch.Tensor  # v
+    spike: torch.Tensor  # s (0/1, float)
+
+
+def zero_state(shape: tuple[int, ...], device: torch.device | str | None = None,
+               dtype: torch.dtype = torch.float32) -> CubaState:
+    """Resting state: all zeros, for a layer output of ``shape = (B, *features)``."""
+    z = torch.zeros(shape, device=device, dtype=dtype)
+    return CubaState(z, z.clone(), z.clone())
+
+
+def detach_state(state: Any) -> Any:
+    """Detach every tensor of a (nested) state; used by temporal decoupling."""
+    if isinstance(state, torch.Tensor):
+        return state.detach()
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        return type(state)(*(detach_state(s) for s in state))
+    if isinstance(state, (tuple, list)):
+        return type(state)(detach_state(s) for s in state)
+    return state
+
+
+class _SpikeTriangle(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, width: float) -> torch.Tensor:  # x = v - theta, scaled
+        ctx.save_for_backward(x)
+        ctx.width = width
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        w = ctx.width
+        return grad * torch.clamp(1.0 - x.abs() / w, min=0.0) / w, None
+
+
+class _SpikeAtan(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, width: float) -> torch.Tensor:
+        ctx.save_for_backward(x)
+        ctx.width = width
+        return (x > 0).to(x.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (x,) = ctx.saved_tensors
+        w = ctx.width  # normalised: the pseudo-derivative integrates to 1
+        return grad / (w * (1 + (math.pi * x / w) ** 2)), None
+
+
+def spike_fn(x: torch.Tensor, params: CubaParams) -> torch.Tensor:
+    """Heaviside ``H(x) = [x > 0]`` with the surrogate gradient of ``params``.
+
+    ``x = (v - theta) / theta`` so the surrogate width is in units of the threshold.
+    Outside autograd (export, inference) it is a plain comparison.
+    """
+    if not (torch.is_grad_enabled() and x.requires_grad) or torch.jit.is_tracing():
+        return (x > 0).to(x.dtype)
+    if params.surrogate == "triangle":
+        return _SpikeTriangle.apply(x, params.surrogate_width)
+    return _SpikeAtan.apply(x, params.surrogate_width)
+
+
+def cuba_subthreshold(i: torch.Tensor, state: CubaState, params: CubaParams) -> tuple[torch.Tensor, torch.Tensor]:
+    """Current and voltage update of one step (no spike): returns ``(u[t], v[t])``."""
+    u_prev, v_prev, s_prev = state
+    if params.detach_reset:
+        s_prev = s_prev.detach()
+    u = i if params.current_decay == 1.0 else (1.0 - params.current_decay) * u_prev + i
+    if params.voltage_decay == 1.0:
+        v = u
+    else:
+        v = (1.0 - params.voltage_decay) * v_prev * (1.0 - s_prev) + u
+    return u, v
+
+
+def cuba_step(i: torch.Tensor, state: CubaState, params: CubaParams) -> tuple[torch.Tensor, CubaState]:
+    """One step of the CUBA LIF neuron; returns ``(s[t], new_state)``, shapes of ``i``.
+
+    >>> p = CubaParams(voltage_decay=0.5, threshold=1.0)
+    >>> st = zero_state((1,))
+    >>> out = []
+    >>> for x in (0.6, 0.6, 0.6, 0.0):
+    ...     s, st = cuba_step(torch.tensor([x]), st, p)
+    ...     out.append((round(float(st.voltage), 3), int(s)))
+    >>> out  # v = 0.6, 0.9, 1.05 -> spike, then reset: 0.0
+    [(0.6, 0), (0.9, 0), (1.05, 1), (0.0, 0)]
+    """
+    u, v = cuba_subthreshold(i, state, params)
+    if params.spiking:
+        s = spike_fn((v - params.threshold) / params.threshold, params)
+    else:
+        s = torch.zeros_like(v)
+    return s, CubaState(u, v, s)

@@ -1,0 +1,65 @@
+"""Name -> implementation registries for exporters and devices.
+
+``stdl_edge.exporters`` and ``stdl_edge.devices`` register their entries on import;
+the core never imports them. Each entry says whether it can run here and, if not,
+why (a missing optional package, say), so ``stdl-edge info`` can tell the user.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from typing import Callable, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Entry(Generic[T]):
+    name: str
+    target: T
+    summary: str
+    requires: tuple[str, ...] = ()  # importable module names
+    extra: str = ""  # pip extra that installs them
+
+    def missing(self) -> list[str]:
+        return [m for m in self.requires if importlib.util.find_spec(m.split(".")[0]) is None]
+
+    def why_unavailable(self) -> str | None:
+        missing = self.missing()
+        if not missing:
+            return None
+        hint = f"pip install 'stdl-edge[{self.extra}]'" if self.extra else "install it"
+        return f"needs {', '.join(missing)} ({hint})"
+
+
+class Registry(Generic[T]):
+    """A small ordered map of named entries; later registrations override earlier ones."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self._entries: dict[str, Entry[T]] = {}
+
+    def register(self, name: str, target: T, summary: str, requires: tuple[str, ...] = (),
+                 extra: str = "") -> T:
+        self._entries[name] = Entry(name, target, summary, tuple(requires), extra)
+        return target
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def entries(self) -> list[Entry[T]]:
+        return list(self._entries.values())
+
+    def get(self, name: str) -> T:
+        entry = self._entries.get(name)
+        if entry is None:
+            raise KeyError(f"unknown {self.what} {name!r}; available: {', '.join(self._entries) or 'none'}")
+        why = entry.why_unavailable()
+        if why:
+            raise RuntimeError(f"{self.what} {name!r} is not available: {why}")
+        return entry.target
+
+
+EXPORTERS: Registry[Callable] = Registry("exporter")
+DEVICES: Registry[Callable] = Registry("device")

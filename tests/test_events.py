@@ -1,0 +1,88 @@
+"""Event validation and binning: errors at the boundary, streaming equals whole-array."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stdl_edge.events import (EVENT_DTYPE, BinSpec, EventBinner, EventError, bin_events, make_events,
+                              validate_events)
+
+SENSOR = (34, 34, 2)
+
+
+def test_dtype_is_tonic_events_struct():
+    assert EVENT_DTYPE.names == ("x", "y", "t", "p")
+    assert [EVENT_DTYPE[f] for f in "xytp"] == [np.int16, np.int16, np.int64, np.bool_]
+
+
+def test_binary_and_count_modes():
+    ev = make_events([1, 1, 2], [0, 0, 3], [0, 5, 12], [True, True, False])
+    binary = bin_events(ev, SENSOR, BinSpec(10, "binary"))
+    count = bin_events(ev, SENSOR, BinSpec(10, "count"))
+    assert binary.shape == (2, 2, 34, 34) and binary.dtype == np.float32
+    assert binary[0, 1, 0, 1] == 1 and count[0, 1, 0, 1] == 2
+    assert count[1, 0, 3, 2] == 1 and count.sum() == 3
+
+
+def test_num_steps_pads_and_truncates():
+    ev = make_events([0, 0], [0, 0], [5, 95], [True, True])
+    assert bin_events(ev, SENSOR, BinSpec(10), num_steps=20).shape[0] == 20
+    assert bin_events(ev, SENSOR, BinSpec(10), num_steps=3).sum() == 1
+
+
+def test_binning_does_not_mutate_input(random_events):
+    ev = random_events(500)
+    before = ev.copy()
+    bin_events(ev, SENSOR, BinSpec(1000))
+    assert np.array_equal(ev, before)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 400), dt=st.integers(1, 30_000), cuts=st.lists(st.integers(0, 400), max_size=8),
+       t_start=st.integers(0, 5_000), seed=st.integers(0, 2**16), mode=st.sampled_from(["binary", "count"]))
+def test_streaming_binning_equals_whole_array(n, dt, cuts, t_start, seed, mode):
+    rng = np.random.default_rng(seed)
+    ev = make_events(rng.integers(0, 34, n), rng.integers(0, 34, n), np.sort(rng.integers(0, 60_000, n)),
+                     rng.integers(0, 2, n))
+    spec = BinSpec(dt, mode, t_start)
+    whole = bin_events(ev, SENSOR, spec)
+    binner = EventBinner(SENSOR, spec)
+    chunks = np.split(ev, sorted(min(c, n) for c in cuts))
+    frames = [binner.push(c) for c in chunks] + [binner.flush()]
+    streamed = np.concatenate(frames)
+    assert streamed.shape == whole.shape
+    assert np.array_equal(streamed, whole)
+
+
+@pytest.mark.parametrize("make_bad, needle", [
+    (lambda: np.zeros(3), "structured array"),
+    (lambda: np.zeros(3, dtype=[("x", "i2"), ("y", "i2"), ("t", "i8")]), "lack field"),
+    (lambda: np.zeros(3, dtype=[("x", "f4"), ("y", "i2"), ("t", "i8"), ("p", "?")]), "'x' has dtype float32"),
+    (lambda: make_events([0, 0], [0, 0], [10, 5], [1, 1]), "not sorted"),
+    (lambda: make_events([0], [0], [-1], [1]), "negative timestamp"),
+    (lambda: make_events([34], [0], [0], [1]), "x=34 outside the sensor"),
+    (lambda: make_events([0], [-1], [0], [1]), "y=-1 outside the sensor"),
+])
+def test_bad_events_get_a_clear_error(make_bad, needle):
+    with pytest.raises(EventError, match=needle):
+        validate_events(make_bad(), SENSOR)
+
+
+def test_stream_rejects_time_going_backwards_across_chunks():
+    binner = EventBinner(SENSOR, BinSpec(10))
+    binner.push(make_events([0], [0], [100], [1]))
+    with pytest.raises(EventError, match="backwards across chunks"):
+        binner.push(make_events([0], [0], [50], [1]))
+
+
+def test_empty_input_is_rejected_when_required():
+    with pytest.raises(EventError, match="empty"):
+        validate_events(np.zeros(0, dtype=EVENT_DTYPE), allow_empty=False)
+
+
+def test_bad_dt_is_rejected():
+    with pytest.raises(EventError, match="dt_us=0"):
+        BinSpec(0)
