@@ -59,6 +59,14 @@ class Device(ABC):
         """Per-layer spike and synaptic-operation counts since ``reset`` (if the device counts them)."""
         return LayerStats()
 
+    def recorded(self) -> dict[str, np.ndarray]:
+        """With ``record=True`` at load: the last step's per-layer outputs (and states), by name.
+
+        Keys are layer names (spikes, ``(B, ...)``) and ``'<layer>/u'``, ``'<layer>/v'`` for
+        states where the device has them. ``verify`` compares the keys two devices share.
+        """
+        return {}
+
     def check_frame(self, frame: np.ndarray, batch: int) -> np.ndarray:
         """Validate a frame at the boundary; returns it as float32 ``(B, C, H, W)``."""
         frame = np.asarray(frame)
