@@ -1,0 +1,221 @@
+"""Auxiliary networks (AugLocal rule) and the training plan of a partitioned model.
+
+Subnetwork ``k < K`` ending before layer ``e`` gets a head made of:
+
+1. freshly initialised copies (same class and hyper-parameters, new weights) of ``d`` of
+   the ``D`` spiking layers that follow it in the primary model, sampled uniformly over
+   the remaining depth: indices ``round(linspace(0, D - 1, d))`` (``d = D`` copies them
+   all, ``d = 1`` the next layer); a pooling layer that follows a chosen layer in the
+   primary model is copied with it;
+2. global average pooling (``AvgPool2d`` with kernel ``gcd(H, W)``, i.e. global on square
+   maps) and ``Flatten`` where the tensor is still spatial (flatten alone where it is 1x1);
+3. a fresh :class:`~stdl_edge.layers.Readout`.
+
+``d`` is the **largest** depth whose training memory together with subnetwork ``k``
+(exact, :func:`~stdl_edge.stdl.partition.measure_step`) fits the budget; the default
+budget is the largest subnetwork's own footprint. ``d = 0`` is the plain pooled-linear
+head of the ``local`` baseline. Each head is a :class:`~stdl_edge.models.SpikingNet`
+whose input shape is subnetwork ``k``'s output shape, so exporters treat it like a model.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..layers import AvgPool2d, Flatten, Layer, Readout
+from ..models import SpikingNet
+from .layerspec import build_layer, copy_layer, layer_spec
+from .memory import MIB
+from .partition import Boundaries, StepCost, measure_step, partition
+
+METHODS = ("stdl", "bptt", "sltt", "local")
+
+
+def candidate_layers(model: SpikingNet, stop: int) -> list[int]:
+    """Indices of the spiking (non-readout) layers after ``stop``: what a head may copy."""
+    return [i for i in range(stop, len(model.layers))
+            if model.layers[i].stateful and model.layers[i].kind != "readout"]
+
+
+def sample_uniform(num: int, depth: int) -> list[int]:
+    """``depth`` of ``range(num)`` spread uniformly over it (first one always included)."""
+    if not 0 <= depth <= num:
+        raise ValueError(f"aux depth {depth} is outside 0..{num}")
+    if depth == 0:
+        return []
+    return sorted({int(round(v)) for v in np.linspace(0, num - 1, depth)})
+
+
+def _reduce(shape: tuple[int, ...]) -> list[Layer]:
+    """Global pooling + flatten of a spatial tensor; nothing for a flat one."""
+    if len(shape) != 3:
+        return []
+    c, h, w = shape
+    layers: list[Layer] = []
+    g = math.gcd(h, w)
+    if g > 1:
+        layers.append(AvgPool2d(shape, g))
+    layers.append(Flatten(layers[-1].out_shape if layers else shape))
+    return layers
+
+
+def build_aux_head(model: SpikingNet, stop: int, depth: int) -> SpikingNet:
+    """Fresh auxiliary head for the subnetwork that ends before layer ``stop`` (uses the torch RNG)."""
+    return _build_head(model, stop, depth)[0]
+
+
+def _build_head(model: SpikingNet, stop: int, depth: int) -> tuple[SpikingNet, list[int]]:
+    """The head and the primary-model indices of the layers it copies."""
+    candidates = candidate_layers(model, stop)
+    chosen = [candidates[j] for j in sample_uniform(len(candidates), depth)]
+    shape = tuple(model.layers[stop - 1].out_shape)
+    layers: list[Layer] = []
+    copied: list[int] = []
+    for idx in chosen:
+        src = model.layers[idx]
+        flat_input = len(src.in_shape) == 1
+        if flat_input:
+            layers += _reduce(shape)
+            shape = tuple(layers[-1].out_shape) if layers else shape
+        elif len(shape) != 3:
+            continue  # a conv cannot follow a flat tensor; a deeper dense copy still can
+        layers.append(copy_layer(src, shape))
+        copied.append(idx)
+        shape = tuple(layers[-1].out_shape)
+        j = idx + 1  # pooling that follows the source layer comes along
+        while j < len(model.layers) and model.layers[j].kind == "avgpool" and len(shape) == 3:
+            k = model.layers[j].kernel_size
+            if shape[1] % k == 0 and shape[2] % k == 0 and shape[1] > 1:
+                layers.append(AvgPool2d(shape, k))
+                shape = tuple(layers[-1].out_shape)
+            j += 1
+    layers += _reduce(shape)
+    shape = tuple(layers[-1].out_shape) if layers else shape
+    layers.append(Readout(shape[0], model.num_classes))
+    return _as_net(layers, model), copied
+
+
+def _as_net(layers: list[Layer], model: SpikingNet) -> SpikingNet:
+    """Wrap head layers in a SpikingNet; its config is the primary's, with its own input shape
+    where that is an image (a flat input keeps the primary's: the layers carry the shapes)."""
+    in_shape = tuple(layers[0].in_shape)
+    config = model.config.replace(input_shape=in_shape) if len(in_shape) == 3 else model.config
+    return SpikingNet(layers, config)
+
+
+def head_spec(head: SpikingNet) -> dict[str, Any]:
+    """JSON description of a head (rebuilt by :func:`head_from_spec`)."""
+    return {"input_shape": list(head.input_shape), "layers": [layer_spec(layer) for layer in head.layers]}
+
+
+def head_from_spec(spec: dict[str, Any], model: SpikingNet) -> SpikingNet:
+    return _as_net([build_layer(s) for s in spec["layers"]], model)
+
+
+@dataclass(frozen=True)
+class SubnetPlan:
+    """One subnetwork and its head. Bytes are for one decoupled step at the plan's batch size.
+
+    start, stop: layer range in the primary model.
+    aux_source: primary-model indices of the layers copied into the head ([] = pooled linear head).
+    aux_candidates: how many spiking layers follow (the largest possible depth).
+    subnet: cost of the subnetwork alone; total: subnetwork + head (what must fit the budget).
+    """
+
+    index: int
+    start: int
+    stop: int
+    layers: list[str]
+    aux_layers: list[str]
+    aux_source: list[int]
+    aux_candidates: int
+    subnet: StepCost
+    total: StepCost
+    fits: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["subnet"]["training_bytes"] = self.subnet.training_bytes
+        d["total"]["training_bytes"] = self.total.training_bytes
+        return d
+
+
+@dataclass
+class Plan:
+    """How a model is trained: method, subnetwork ranges, heads and the memory budget."""
+
+    method: str
+    boundaries: Boundaries
+    batch: int
+    budget_bytes: int
+    subnets: list[SubnetPlan] = field(default_factory=list)
+    heads: list[SpikingNet] = field(default_factory=list, repr=False)
+
+    @property
+    def temporal(self) -> bool:
+        """Whether time steps are decoupled (every method except ``bptt``)."""
+        return self.method != "bptt"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "boundaries": [list(b) for b in self.boundaries], "batch": self.batch,
+                "budget_bytes": self.budget_bytes, "budget_mb": self.budget_bytes / MIB,
+                "subnets": [s.to_dict() for s in self.subnets]}
+
+
+def _layer_names(net: SpikingNet, start: int = 0, stop: int | None = None) -> list[str]:
+    return net.layer_names()[start:stop]
+
+
+def make_plan(model: SpikingNet, method: str = "stdl", subnets: int = 4, splits: list[int] | None = None,
+              budget_mb: float | None = None, batch: int = 32, seed: int = 0,
+              device: torch.device | str = "cpu") -> Plan:
+    """Partition ``model`` and build its heads for ``method`` (see the module docstring).
+
+    ``bptt`` and ``sltt`` use one subnetwork and no heads; ``local`` uses depth-0 heads;
+    ``stdl`` the largest depth that fits ``budget_mb`` (MiB; default: the largest
+    subnetwork's own footprint). Heads are initialised from ``seed`` (the global torch
+    RNG is left untouched).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
+    if batch < 1:
+        raise ValueError(f"batch={batch} must be >= 1")
+    if budget_mb is not None and not budget_mb > 0:
+        raise ValueError(f"--budget-mb {budget_mb} must be > 0 (MiB)")
+    if method in ("bptt", "sltt"):
+        if (splits and len(splits) > 0) or subnets not in (1, None):
+            raise ValueError(f"method {method!r} trains the model as one network; drop --subnets/--splits "
+                             "(or use --method stdl/local)")
+        boundaries = [(0, len(model.layers))]
+    else:
+        boundaries = partition(model, subnets, splits, batch, device)
+    alone = [measure_step(model, a, b, batch, device=device) for a, b in boundaries]
+    budget = int(budget_mb * MIB) if budget_mb is not None else max(c.training_bytes for c in alone)
+    plan = Plan(method, boundaries, batch, budget)
+    for k, (a, b) in enumerate(boundaries):
+        last = k == len(boundaries) - 1
+        candidates = candidate_layers(model, b)
+        head: SpikingNet | None = None
+        source: list[int] = []
+        total = alone[k]
+        if not last:
+            depths = range(len(candidates), -1, -1) if method == "stdl" else [0]
+            for depth in depths:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed * 1009 + 7919 * (k + 1) + depth)
+                    head, source = _build_head(model, b, depth)
+                total = measure_step(model, a, b, batch, head=head, device=device)
+                if total.training_bytes <= budget:
+                    break
+            plan.heads.append(head)
+        aux_names = _layer_names(head) if head is not None else []
+        plan.subnets.append(SubnetPlan(k, a, b, _layer_names(model, a, b), aux_names, source,
+                                       0 if last else len(candidates), alone[k], total,
+                                       total.training_bytes <= budget))
+    return plan
+
