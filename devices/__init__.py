@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from . import torch_device  # noqa: F401  (registers "torch")
+from . import loihi_sim  # noqa: F401  (registers "loihi-sim")
 from .base import Device, LayerStats, classify, open_device, stream_windows
 
 __all__ = ["Device", "LayerStats", "classify", "open_device", "stream_windows"]
