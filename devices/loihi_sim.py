@@ -63,6 +63,8 @@ MAX_UV = 1 << (UV_BITS - 1)
 #: lava-dl's slayer weight scale (1 << 6): weight and threshold units per 1.0
 DEFAULT_SCALE = 64.0
 SUPPORTED_NEURONS = ("CUBA", "LOIHI")
+#: reset interval of the aligned device mode: longer than any sample
+ALIGNED_INTERVAL = 1 << 40
 
 
 class NetxError(ValueError):
@@ -501,9 +503,17 @@ class LoihiSim(Device):
     name = "loihi-sim"
 
     def __init__(self, net: LoihiNet, stream: StreamInfo | None = None, record: bool = False,
-                 readout: str = "voltage") -> None:
+                 readout: str = "voltage", aligned: bool = True) -> None:
         if readout not in ("voltage", "spikes"):
             raise ValueError(f"loihi-sim readout={readout!r} is unknown; use 'voltage' or 'spikes'")
+        #: netx's staggered reset (Network(reset_interval, reset_offset)): block k zeroes u and v
+        #: when Lava's time step t (1-based) has t % interval == (offset + 1 + k) % interval.
+        #: ``aligned`` (device mode) resets block k once, at step k + 1 of the sample, when the
+        #: first input reaches it: the bias-only steps of the pipeline fill are discarded and the
+        #: fixed-point network follows the float one from step 0 (Lava: reset_offset=1 and an
+        #: interval longer than the sample).
+        self.reset_interval: int | None = ALIGNED_INTERVAL if aligned else None
+        self.reset_offset = 1 if aligned else 0
         self.net = net
         self.record = record
         self.readout = readout
@@ -556,6 +566,12 @@ class LoihiSim(Device):
         self._steps = 0
         self._recorded = {}
 
+    def set_reset(self, interval: int | None, offset: int = 0) -> None:
+        """netx's ``reset_interval`` / ``reset_offset`` (None: never reset, plain ``Network``)."""
+        if interval is not None and interval < 1:
+            raise ValueError(f"loihi-sim: reset_interval={interval} must be >= 1 (or None)")
+        self.reset_interval, self.reset_offset = interval, int(offset)
+
     def _input(self, frame: np.ndarray) -> np.ndarray:
         first = self.net.layers[0]
         if first.kind == "input" or first.input_message_bits > 0:
@@ -569,7 +585,13 @@ class LoihiSim(Device):
         if self._state is None:
             raise RuntimeError("loihi-sim: call reset(batch) before step()")
         out = []
+        t_lava = self._steps + 1  # Lava counts time steps from 1
         for k, (layer, st) in enumerate(zip(self.net.layers, self._state)):
+            if self.reset_interval is not None:
+                r = self.reset_interval
+                if t_lava % r == (self.reset_offset + 1 + k) % r:
+                    st["u"][...] = 0
+                    st["v"][...] = 0
             if layer.kind == "input":
                 w, b = layer.transform
                 bias = x * w + b
@@ -607,10 +629,19 @@ class LoihiSim(Device):
             return s.reshape(self._batch, -1).astype(np.float32)
         return (v.reshape(self._batch, -1) / (float(1 << ACT_SHIFT) * last.scale)).astype(np.float32)
 
-    def run(self, spikes: np.ndarray) -> dict[str, np.ndarray]:
-        """Integer run of ``spikes (T, B, *input_shape)`` from rest; returns per-layer time series
-        ``'layer<k>'`` (T, B, ...) int8 spikes and ``'layer<k>/u'``, ``'layer<k>/v'`` int64 states."""
-        spikes = np.asarray(spikes)
+    def run(self, spikes: np.ndarray, reset_interval: int | None = None, reset_offset: int = 0
+            ) -> dict[str, np.ndarray]:
+        """Integer run of ``spikes (T, B, *input_shape)`` from rest, as Lava runs
+        ``netx.hdf5.Network(path, reset_interval=..., reset_offset=...)``; returns per-layer time
+        series ``'layer<k>'`` (T, B, ...) int8 spikes and ``'layer<k>/u'``, ``'layer<k>/v'`` int64."""
+        saved = (self.reset_interval, self.reset_offset)
+        self.set_reset(reset_interval, reset_offset)
+        try:
+            return self._run(np.asarray(spikes))
+        finally:
+            self.reset_interval, self.reset_offset = saved
+
+    def _run(self, spikes: np.ndarray) -> dict[str, np.ndarray]:
         if spikes.ndim != 2 + len(self.input_shape) or tuple(spikes.shape[2:]) != self.input_shape:
             raise ValueError(f"loihi-sim run: spikes have shape {spikes.shape}, expected (T, B, "
                              f"{', '.join(map(str, self.input_shape))})")

@@ -1,3 +1,5 @@
 """Exporters of trained runs; each registers itself in ``stdl_edge.registry.EXPORTERS``."""
 
 from __future__ import annotations
+
+from . import netx  # noqa: F401,E402  (registers "netx")

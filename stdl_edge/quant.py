@@ -1,0 +1,538 @@
+"""The one fixed-point quantizer of stdl-edge (Loihi / Lava netx conventions).
+
+A float layer ``I = W s + b`` with a CUBA neuron (``a_u``, ``a_v``, ``theta``) becomes, per
+layer ``l`` with the power-of-two **scale** ``S_l = 64 * 2**e_l`` (integer units per 1.0;
+``e_l`` is the layer's exponent, ``e = 0`` is lava-dl's ``w_scale = 1 << 6``)::
+
+    weight  w = step * clip(round(W * S / step), -127, 127)   # 8-bit signed mantissa, step 2
+    bias    b = clip(round(b * S), -4096, 4095)                # 13-bit bias_mant (bias_exp 6)
+    vThMant   = round(theta * S)                               # <= 131071 (17 bits)
+    iDecay    = round(a_u * 4096),  vDecay = round(a_v * 4096) # 12-bit decays
+
+which is what lava-dl's slayer exports (``quantize_8bit``: even integers in [-256, 254] at
+scale 64) with a per-layer exponent. Lava then computes ``u = (W s) << 6``, compares
+``v > vThMant << 6``: every quantity of a layer is in the same units, so a per-layer scale
+leaves the spikes unchanged up to rounding, and the readout's float value is
+``v / (64 * S)``. Rounding is half-to-even (``torch.round``) everywhere: export and the
+straight-through fake quantization used in QAT call the same :func:`quantize_weight`.
+
+**Exponent choice** (:func:`choose_exponent`): the largest ``e`` such that no weight clips
+(``max|W| * S <= 127 * step``), the threshold fits 17 bits, the bias fits 13 bits, and the
+worst-case synaptic current of one step, ``max_i sum_j |W_ij| * S`` (per sign, divided by
+``a_u`` for a leaky current), stays below ``2**17`` so the 24-bit current never wraps.
+``QuantConfig.weight_percentile < 100`` trades clipping of outliers for precision; the
+number of clipped weights is reported.
+
+**Folding** (:func:`fold_model`): BatchNorm (eval statistics) into the preceding synapse,
+average pooling into the next conv (kernel ``K*k``, stride ``S*k``, padding ``P*k``, weights
+``/k**2``) or dense layer (each weight repeated over its ``k x k`` window, ``/k**2``), and
+flatten kept as netx's ``flatten`` layer: netx flattens Lava's ``(x, y, c)`` through
+``transpose([2, 1, 0])``, i.e. ``(c, y, x)`` in C order, which is PyTorch's ``(C, H, W)``
+flatten, so dense weights keep the PyTorch column order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .layers import AvgPool2d, Flatten, Layer, Readout, SpikingConv2d, SpikingDense
+from .models import SpikingNet
+from .neuron import CubaParams
+
+DECAY_UNITY = 4096
+STATE_SHIFT = 6  # Lava left-shifts synaptic input and threshold by 6 bits
+BASE_SCALE = 64.0  # lava-dl's w_scale: exponent 0
+MAX_VTH = (1 << 17) - 1  # PyLifModelBitAcc: vth is 17-bit unsigned
+MAX_CURRENT = (1 << 17) - 1  # |W s| << 6 must stay below 2**23 (24-bit current)
+#: lava-dl's own non-spiking readout threshold (slayer AbstractDense.export_hdf5): never reached
+READOUT_VTH = (1 << 18) - 1
+
+
+class QuantError(ValueError):
+    """A model or layer that cannot be quantized for Loihi; the message names the layer."""
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """How float layers become Loihi integers.
+
+    weight_bits: bits of the signed weight mantissa (8: values -127..127).
+    weight_step: integer weight = step * mantissa (2, lava-dl's convention: even values in
+        [-254, 254] that netx's ``optimize_weight_bits`` maps to 8-bit mantissas exactly).
+    bias_bits: signed bits of ``bias_mant`` (13 on Loihi).
+    max_exponent / min_exponent: range of the per-layer exponent ``e`` (scale ``64 * 2**e``).
+    weight_percentile: the |weight| percentile that must fit without clipping (100 = max:
+        nothing clips); lower values clip outliers for precision (counted in the report).
+    current_headroom: also bound ``e`` so the worst-case one-step current cannot wrap 24 bits.
+    """
+
+    weight_bits: int = 8
+    weight_step: int = 2
+    bias_bits: int = 13
+    max_exponent: int = 12
+    min_exponent: int = -12
+    weight_percentile: float = 100.0
+    current_headroom: bool = True
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.weight_bits <= 8:
+            raise ValueError(f"QuantConfig.weight_bits={self.weight_bits} must be in 2..8 (Loihi weights are 8-bit)")
+        if self.weight_step not in (1, 2):
+            raise ValueError(f"QuantConfig.weight_step={self.weight_step} must be 1 or 2")
+        if not 0 < self.weight_percentile <= 100:
+            raise ValueError(f"QuantConfig.weight_percentile={self.weight_percentile} must be in (0, 100]")
+        if self.min_exponent > self.max_exponent:
+            raise ValueError(f"QuantConfig.min_exponent={self.min_exponent} > max_exponent={self.max_exponent}")
+
+    @property
+    def mantissa_limit(self) -> int:
+        return (1 << (self.weight_bits - 1)) - 1
+
+    @property
+    def weight_limit(self) -> int:
+        """Largest |integer weight| written to the file (254 for the defaults)."""
+        return self.weight_step * self.mantissa_limit
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ----------------------------------------------------------------------------- rounding (one place)
+class _RoundSTE(torch.autograd.Function):
+    """``clip(round(x), lo, hi)`` forward; gradient passes where ``x`` is inside the range."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+        ctx.save_for_backward((x >= lo) & (x <= hi))
+        return torch.clamp(torch.round(x), lo, hi)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        (inside,) = ctx.saved_tensors
+        return grad * inside.to(grad.dtype), None, None
+
+
+def quantize_weight(w: torch.Tensor, scale: float, config: QuantConfig = QuantConfig()) -> torch.Tensor:
+    """Integer weights (as a float tensor): ``step * clip(round(w * scale / step), -M, M)``.
+
+    Differentiable with a straight-through gradient, so :func:`fake_quantize_weight` and the
+    exporter share this one rounding.
+
+    >>> quantize_weight(torch.tensor([0.5, -0.01, 9.0]), 64.0).tolist()
+    [32.0, -0.0, 254.0]
+    """
+    step = float(config.weight_step)
+    m = config.mantissa_limit
+    return _RoundSTE.apply(w * (scale / step), -float(m), float(m)) * step
+
+
+def fake_quantize_weight(w: torch.Tensor, scale: float, config: QuantConfig = QuantConfig()) -> torch.Tensor:
+    """Float weights the fixed-point network really uses: ``quantize_weight(w) / scale`` (STE)."""
+    return quantize_weight(w, scale, config) / scale
+
+
+def quantize_bias(b: np.ndarray, scale: float, config: QuantConfig = QuantConfig()) -> tuple[np.ndarray, int]:
+    """``bias_mant = clip(round(b * scale))`` in ``bias_bits`` signed; returns ``(mant, clipped)``."""
+    hi = (1 << (config.bias_bits - 1)) - 1
+    raw = torch.round(torch.as_tensor(b, dtype=torch.float32) * scale).numpy().astype(np.int64)
+    clipped = int(((raw > hi) | (raw < -hi - 1)).sum())
+    return np.clip(raw, -hi - 1, hi), clipped
+
+
+def quantize_decay(a: float) -> int:
+    """12-bit decay ``round(a * 4096)`` of a fraction per step in [0, 1]."""
+    if not 0.0 <= a <= 1.0:
+        raise QuantError(f"decay {a} is outside [0, 1]")
+    return int(round(a * DECAY_UNITY))
+
+
+def quantize_threshold(theta: float, scale: float) -> int:
+    """``vThMant = round(theta * scale)``, at least 1 (``v > 0`` would fire on any input)."""
+    return max(1, int(round(theta * scale)))
+
+
+# ----------------------------------------------------------------------------- folding
+@dataclass
+class FoldedLayer:
+    """A synaptic layer after BatchNorm and pooling folding, in float (PyTorch layouts).
+
+    kind: 'conv' (weight (O, I, kh, kw)) or 'dense' (weight (O, I)); 'flatten' has no weights.
+    source: index of the layer in the SpikingNet (names ``'<index>.<kind>'``).
+    """
+
+    kind: str
+    source: int
+    name: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    weight: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+    stride: int = 1
+    padding: int = 0
+    neuron: CubaParams | None = None
+    readout: bool = False
+    pooled: int = 1  # product of the average-pooling factors folded in (k per side)
+
+
+def folded_synapse(layer: SpikingConv2d | SpikingDense) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(W, b)`` of a conv/dense layer with its BatchNorm (eval statistics) folded in.
+
+    ``BN(W x + b) = (g / sigma) (W x + b - mean) + beta``: ``W' = W g / sigma``,
+    ``b' = (b - mean) g / sigma + beta`` with ``sigma = sqrt(var + eps)``.
+    """
+    lin = layer.conv if isinstance(layer, SpikingConv2d) else layer.linear
+    w = lin.weight.detach().float()
+    b = lin.bias.detach().float() if lin.bias is not None else None
+    bn = layer.bn
+    if bn is None:
+        return w, b
+    gain = bn.weight.detach().float() / torch.sqrt(bn.running_var.float() + bn.eps)
+    shift = bn.bias.detach().float() - bn.running_mean.float() * gain
+    w = w * gain.reshape(-1, *([1] * (w.dim() - 1)))
+    b = shift if b is None else b * gain + shift
+    return w, b
+
+
+def _fold_pool_into_conv(w: torch.Tensor, stride: int, padding: int, k: int) -> tuple[torch.Tensor, int, int]:
+    """Conv after ``AvgPool2d(k)`` == one conv on the unpooled map: kernel ``K*k``, stride ``S*k``."""
+    o, i, kh, kw = w.shape
+    big = w.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3) / (k * k)
+    return big, stride * k, padding * k
+
+
+def _fold_pool_into_dense(w: torch.Tensor, pooled_shape: tuple[int, int, int], k: int) -> torch.Tensor:
+    """Dense after ``AvgPool2d(k)`` + flatten: weight per unpooled pixel ``W[o, c, y//k, x//k] / k**2``."""
+    c, h, wd = pooled_shape
+    w4 = w.reshape(w.shape[0], c, h, wd)
+    big = w4.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3) / (k * k)
+    return big.reshape(w.shape[0], -1)
+
+
+def fold_model(model: SpikingNet, start: int = 0, stop: int | None = None) -> list[FoldedLayer]:
+    """Layers ``start:stop`` as netx can express them: conv, flatten and dense, all folded.
+
+    Raises :class:`QuantError` naming the layer for what netx cannot express (residual
+    blocks, pooling with no synapse after it, a current decay < 1 together with a bias).
+    """
+    layers = list(model.layers)[start:stop]
+    names = model.layer_names()[start:stop if stop is not None else None]
+    out: list[FoldedLayer] = []
+    pool = 1  # pending average pooling factor
+    pool_in_shape: tuple[int, ...] | None = None
+    for offset, (layer, name) in enumerate(zip(layers, names)):
+        idx = start + offset
+        if isinstance(layer, AvgPool2d):
+            if pool == 1:
+                pool_in_shape = tuple(layer.in_shape)
+            pool *= layer.kernel_size
+            continue
+        if isinstance(layer, Flatten):
+            out.append(FoldedLayer("flatten", idx, name, pool_in_shape if pool > 1 else tuple(layer.in_shape),
+                                   (int(np.prod(pool_in_shape if pool > 1 else layer.in_shape)),)))
+            continue
+        if isinstance(layer, (SpikingConv2d, SpikingDense)):
+            w, b = folded_synapse(layer)
+            neuron = layer.neuron
+            if b is not None and neuron.current_decay != 1.0 and torch.any(b != 0):
+                raise QuantError(f"layer {name} has a bias (or folded BatchNorm) and current_decay="
+                                 f"{neuron.current_decay} < 1: Loihi adds the bias to the voltage, not the "
+                                 "current, so netx cannot express it; train with current_decay=1 or without bias")
+            readout = isinstance(layer, Readout)
+            if isinstance(layer, SpikingConv2d):
+                conv = layer.conv
+                if conv.groups != 1 or conv.dilation != (1, 1):
+                    raise QuantError(f"layer {name}: grouped or dilated convolutions are not exported")
+                if conv.kernel_size[0] != conv.kernel_size[1] or conv.stride[0] != conv.stride[1] \
+                        or conv.padding[0] != conv.padding[1]:
+                    raise QuantError(f"layer {name}: non-square kernel, stride or padding is not exported")
+                stride, padding = conv.stride[0], conv.padding[0]
+                in_shape = tuple(layer.in_shape)
+                if pool > 1:
+                    w, stride, padding = _fold_pool_into_conv(w, stride, padding, pool)
+                    in_shape = pool_in_shape
+                out.append(FoldedLayer("conv", idx, name, in_shape, tuple(layer.out_shape), w, b, stride, padding,
+                                       neuron, readout, pool))
+            else:
+                in_shape = tuple(layer.in_shape)
+                if pool > 1:
+                    if not out or out[-1].kind != "flatten":
+                        raise QuantError(f"layer {name}: average pooling before a dense layer needs a flatten")
+                    pooled = tuple(model.layers[out[-1].source].in_shape)
+                    w = _fold_pool_into_dense(w, pooled, pool)
+                    in_shape = out[-1].out_shape
+                out.append(FoldedLayer("dense", idx, name, in_shape, tuple(layer.out_shape), w, b, 1, 0,
+                                       neuron, readout, pool))
+            pool, pool_in_shape = 1, None
+            continue
+        raise QuantError(f"layer {name} ({type(layer).__name__}) cannot be expressed in Lava netx "
+                         "(netx has input, conv, dense and flatten layers only; residual blocks need ONNX)")
+    if pool > 1:
+        raise QuantError(f"layer {names[-1]}: average pooling at the end of the exported range has no "
+                         "synapse to fold into; move the boundary after the next conv/dense layer")
+    if not any(f.kind != "flatten" for f in out):
+        raise QuantError(f"layers {start}:{stop} contain no conv or dense layer to export")
+    return out
+
+
+# ----------------------------------------------------------------------------- scale choice
+@dataclass
+class LayerQuant:
+    """One quantized synaptic layer and its report entry."""
+
+    kind: str
+    source: int
+    name: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    weight: np.ndarray  # int64, PyTorch layout
+    bias: np.ndarray | None  # int64 bias_mant per output channel/neuron
+    exponent: int
+    scale: float
+    i_decay: int
+    v_decay: int
+    vth: int
+    readout: bool
+    stride: int = 1
+    padding: int = 0
+    report: dict[str, Any] = field(default_factory=dict)
+
+
+def _row_current_bound(w: np.ndarray) -> float:
+    """Worst-case |one-step current| of a binary-input layer: max over outputs and signs."""
+    rows = w.reshape(w.shape[0], -1)
+    return float(max(np.clip(rows, 0, None).sum(axis=1).max(), (-np.clip(rows, None, 0)).sum(axis=1).max()))
+
+
+def choose_exponent(weight: np.ndarray, bias: np.ndarray | None, neuron: CubaParams, config: QuantConfig,
+                    readout: bool = False, max_input: float = 1.0) -> tuple[int, str]:
+    """The per-layer exponent ``e`` (scale ``64 * 2**e``) and which constraint set it."""
+    bounds: dict[str, float] = {}
+    absw = np.abs(weight)
+    ref = float(absw.max()) if config.weight_percentile >= 100 else float(np.percentile(absw, config.weight_percentile))
+    if ref > 0:
+        bounds["weight range"] = math.log2(config.weight_limit / (BASE_SCALE * ref))
+    if neuron.spiking and not readout:
+        bounds["threshold 17 bits"] = math.log2(MAX_VTH / (BASE_SCALE * neuron.threshold))
+    if bias is not None and np.any(bias != 0):
+        bounds["bias 13 bits"] = math.log2(((1 << (config.bias_bits - 1)) - 1) / (BASE_SCALE * float(np.abs(bias).max())))
+    if config.current_headroom and ref > 0:
+        leak = max(neuron.current_decay, 1.0 / DECAY_UNITY)
+        # weights quantize to at most step*M; bound on the quantized sum, before the << 6
+        cur = _row_current_bound(weight) * max_input / leak
+        if cur > 0:
+            bounds["24-bit current"] = math.log2(MAX_CURRENT / (BASE_SCALE * cur))
+    if not bounds:
+        return 0, "all-zero layer"
+    reason = min(bounds, key=bounds.get)
+    e = int(math.floor(bounds[reason] + 1e-12))
+    if e > config.max_exponent:
+        return config.max_exponent, "max_exponent"
+    if e < config.min_exponent:
+        return config.min_exponent, f"min_exponent (wanted by {reason})"
+    return e, reason
+
+
+def quantize_folded(f: FoldedLayer, config: QuantConfig = QuantConfig(), max_input: float = 1.0) -> LayerQuant:
+    """Quantize one folded conv/dense layer; the report has scale, exponent, clipping, errors."""
+    if f.kind == "flatten" or f.weight is None or f.neuron is None:
+        raise QuantError(f"layer {f.name} has no synapse to quantize")
+    w = f.weight.float()
+    wn = w.double().numpy()
+    bn = f.bias.double().numpy() if f.bias is not None else None
+    e, reason = choose_exponent(wn, bn, f.neuron, config, readout=f.readout, max_input=max_input)
+    scale = BASE_SCALE * 2.0 ** e
+    wq = quantize_weight(w, scale, config)
+    clipped = int((torch.abs(w * (scale / config.weight_step)) > config.mantissa_limit + 0.5).sum())
+    err = (wq / scale - w).abs()
+    bias = None
+    bias_clipped = 0
+    if bn is not None:
+        bias, bias_clipped = quantize_bias(bn, scale, config)
+    neuron = f.neuron
+    if f.readout:
+        i_decay, v_decay, vth = DECAY_UNITY, DECAY_UNITY, READOUT_VTH
+        if neuron.current_decay != 1.0 or neuron.voltage_decay != 1.0:
+            raise QuantError(f"layer {f.name}: a readout must have current_decay = voltage_decay = 1")
+    else:
+        i_decay, v_decay = quantize_decay(neuron.current_decay), quantize_decay(neuron.voltage_decay)
+        vth = quantize_threshold(neuron.threshold, scale)
+    report = {
+        "layer": f.name, "kind": f.kind, "exponent": e, "scale": scale, "exponent_set_by": reason,
+        "weights": int(w.numel()), "clipped_weights": clipped, "zero_weights": int((wq == 0).sum()),
+        "max_abs_weight": float(w.abs().max()) if w.numel() else 0.0,
+        "max_abs_weight_error": float(err.max()) if w.numel() else 0.0,
+        "mean_abs_weight_error": float(err.mean()) if w.numel() else 0.0,
+        "clipped_biases": bias_clipped, "vThMant": vth, "iDecay": i_decay, "vDecay": v_decay,
+        "threshold_error": 0.0 if f.readout else abs(vth / scale - neuron.threshold),
+        "pool_folded": f.pooled,
+    }
+    return LayerQuant(f.kind, f.source, f.name, f.in_shape, f.out_shape, wq.numpy().astype(np.int64), bias, e,
+                      scale, i_decay, v_decay, vth, f.readout, f.stride, f.padding, report)
+
+
+def quantize_model(model: SpikingNet, config: QuantConfig = QuantConfig(), start: int = 0, stop: int | None = None,
+                   input_max: float = 1.0) -> list[LayerQuant | FoldedLayer]:
+    """Fold and quantize layers ``start:stop``: a list of :class:`LayerQuant` and flatten markers."""
+    out: list[LayerQuant | FoldedLayer] = []
+    first = True
+    for f in fold_model(model, start, stop):
+        if f.kind == "flatten":
+            out.append(f)
+            continue
+        out.append(quantize_folded(f, config, max_input=input_max if first else 1.0))
+        first = False
+    return out
+
+
+# ----------------------------------------------------------------------------- fake quantization (QAT)
+class _FakeQuantParam(nn.Module):
+    """Parametrization ``W -> fake_quantize(W * g) / g`` with the layer's current scale.
+
+    ``g`` is the BatchNorm gain (eval statistics, 1 without BN), so the quantized quantity is
+    the folded weight the exporter writes; the exponent follows :func:`choose_exponent`.
+    """
+
+    def __init__(self, layer: SpikingConv2d | SpikingDense, config: QuantConfig, pooled: int = 1) -> None:
+        super().__init__()
+        self._layer = [layer]  # not a submodule (avoid recursion in parametrize)
+        self.config = config
+        self.pooled = pooled
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        layer = self._layer[0]
+        bn = layer.bn
+        if bn is not None:
+            gain = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().reshape(-1, *([1] * (w.dim() - 1)))
+        else:
+            gain = torch.ones((), dtype=w.dtype, device=w.device)
+        folded = w * gain
+        with torch.no_grad():
+            lin = layer.conv if isinstance(layer, SpikingConv2d) else layer.linear
+            bias = None
+            if lin.bias is not None or bn is not None:
+                _, b = folded_synapse(layer)
+                bias = b.double().cpu().numpy()
+            p2 = float(self.pooled) ** 2
+            e, _ = choose_exponent(folded.detach().double().cpu().numpy() / p2, bias, layer.neuron, self.config,
+                                   readout=isinstance(layer, Readout))
+        scale = BASE_SCALE * 2.0 ** e / p2  # pooled weights are W / k**2 at the layer's scale
+        return fake_quantize_weight(folded, scale, self.config) / gain
+
+
+def attach_fake_quant(model: SpikingNet, config: QuantConfig = QuantConfig()) -> SpikingNet:
+    """Make every conv/dense weight of ``model`` fake-quantized (in place; BatchNorm set to eval).
+
+    Undo with :func:`detach_fake_quant` (keeps the trained float weights).
+    """
+    from torch.nn.utils import parametrize
+
+    pool = 1
+    for layer in model.layers:
+        if isinstance(layer, AvgPool2d):
+            pool *= layer.kernel_size
+            continue
+        if isinstance(layer, (SpikingConv2d, SpikingDense)):
+            lin = layer.conv if isinstance(layer, SpikingConv2d) else layer.linear
+            if layer.bn is not None:
+                layer.bn.eval()
+                for p in layer.bn.parameters():
+                    p.requires_grad_(False)
+            if not parametrize.is_parametrized(lin, "weight"):
+                parametrize.register_parametrization(lin, "weight", _FakeQuantParam(layer, config, pool))
+            pool = 1
+    return model
+
+
+def detach_fake_quant(model: SpikingNet) -> SpikingNet:
+    """Remove the fake quantization, keeping the (fine-tuned) float weights."""
+    from torch.nn.utils import parametrize
+
+    for layer in model.layers:
+        if isinstance(layer, (SpikingConv2d, SpikingDense)):
+            lin = layer.conv if isinstance(layer, SpikingConv2d) else layer.linear
+            if parametrize.is_parametrized(lin, "weight"):
+                parametrize.remove_parametrizations(lin, "weight", leave_parametrized=False)
+    return model
+
+
+def dataset_name(record: dict[str, Any]) -> str | None:
+    """The data set a run was trained on (``model.json``: ``stdl.train.dataset``), if recorded."""
+    stdl = record.get("stdl") or {}
+    for cand in ((stdl.get("train") or {}).get("dataset"), stdl.get("dataset"), record.get("dataset")):
+        if isinstance(cand, str) and cand:
+            return cand
+    return None
+
+
+def fine_tune_qat(run: str, epochs: int = 1, lr: float = 1e-4, batch_size: int = 32, out: str | None = None,
+                  config: QuantConfig = QuantConfig(), limit: int | None = None, seed: int = 0,
+                  progress: bool = False) -> dict[str, Any]:
+    """Quantization-aware fine-tuning of a trained run; writes the result as a new run folder.
+
+    Loads ``run`` (``stdl_edge.stdl.load_run``), attaches :func:`attach_fake_quant`, and
+    trains ``epochs`` epochs of plain BPTT with cross-entropy on the time-averaged readout
+    over ``stdl_edge.data.load_dataset(<run's data set>, 'train')`` (``limit`` samples at
+    most), Adam at ``lr``. The float weights (fake quantization removed) are saved with the
+    run's record into ``out`` (default ``RUN/qat``), which the exporters read like any run.
+    Returns ``{'out': path, 'losses': [...]}``.
+    """
+    from pathlib import Path
+
+    from .artifact import MODEL_RECORD, save_model
+    from .io import read_json
+
+    try:
+        from .data import load_dataset
+    except ImportError as e:
+        raise RuntimeError(f"fine_tune_qat needs stdl_edge.data ({e})") from None
+    from .stdl import load_run
+
+    src = Path(run)
+    trained = load_run(src)
+    record = read_json(src / MODEL_RECORD)
+    name = dataset_name(record)
+    if not name:
+        raise ValueError(f"{src / MODEL_RECORD} does not name its data set; cannot fine-tune")
+    stream = trained.stream
+    ds = load_dataset(name, "train", num_steps=stream.num_steps, dt_us=stream.dt_us, bin_mode=stream.bin_mode)
+    model = trained.model
+    model.train()
+    attach_fake_quant(model, config)
+    params = [p for n, p in model.named_parameters() if p.requires_grad and "bn" not in n.split(".")]
+    opt = torch.optim.Adam(params, lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    n = len(ds.labels) if limit is None else min(limit, len(ds.labels))
+    losses = []
+    for _ in range(epochs):
+        order = torch.randperm(len(ds.labels), generator=gen)[:n].tolist()
+        total = 0.0
+        for i in range(0, n, batch_size):
+            idx = order[i:i + batch_size]
+            frames = torch.stack([ds[j][0] for j in idx], dim=1)  # (T, B, C, H, W)
+            labels = torch.as_tensor([int(ds.labels[j]) for j in idx])
+            for layer in model.layers:  # keep BN frozen (eval statistics are what gets folded)
+                if getattr(layer, "bn", None) is not None:
+                    layer.bn.eval()
+            loss = F.cross_entropy(model(frames), labels)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += float(loss) * len(idx)
+        losses.append(total / max(n, 1))
+    detach_fake_quant(model)
+    model.eval()
+    dst = Path(out) if out is not None else src / "qat"
+    extra = {k: v for k, v in record.items() if k not in ("format_version", "model", "stream")}
+    extra["qat"] = {"source": str(src), "epochs": epochs, "lr": lr, "losses": losses, "config": config.to_dict()}
+    save_model(dst, model, stream, extra=extra)
+    aux = src / "aux.safetensors"
+    if aux.exists():
+        (dst / aux.name).write_bytes(aux.read_bytes())
+    return {"out": str(dst), "losses": losses}
