@@ -9,7 +9,9 @@ import numpy as np
 import torch
 
 from stdl_edge.artifact import load_model
+from stdl_edge.layers import ResidualState
 from stdl_edge.models import SpikingNet
+from stdl_edge.neuron import CubaState
 from stdl_edge.registry import DEVICES
 
 from .base import Device, LayerStats
@@ -20,8 +22,10 @@ class TorchDevice(Device):
 
     name = "torch"
 
-    def __init__(self, model: SpikingNet, stream, device: str = "cpu") -> None:
+    def __init__(self, model: SpikingNet, stream, device: str = "cpu", record: bool = False) -> None:
         self.model = model.to(device).eval()
+        self.record = record
+        self._recorded: dict[str, np.ndarray] = {}
         self.stream = stream
         self.device = torch.device(device)
         self.num_classes = model.num_classes
@@ -32,10 +36,10 @@ class TorchDevice(Device):
         self._steps = 0
 
     @classmethod
-    def load(cls, artifact: Path, device: str = "cpu", **_: Any) -> TorchDevice:
+    def load(cls, artifact: Path, device: str = "cpu", record: bool = False, **_: Any) -> TorchDevice:
         folder = artifact if artifact.is_dir() else artifact.parent
         model, stream = load_model(folder, map_location=device)
-        return cls(model, stream, device)
+        return cls(model, stream, device, record=record)
 
     def reset(self, batch: int) -> None:
         self._batch = batch
@@ -53,12 +57,37 @@ class TorchDevice(Device):
         for i, (layer, out) in enumerate(zip(self.model.layers, outputs)):
             if layer.stateful and layer.kind != "readout":
                 self._spikes[i] += int(out.sum().item())
+        if self.record:
+            self._recorded = _record(self.model, outputs, self._states)
         self._steps += 1
         return y.float().cpu().numpy()
+
+    def recorded(self) -> dict[str, np.ndarray]:
+        return dict(self._recorded)
 
     def stats(self) -> LayerStats:
         return LayerStats(names=self.model.layer_names(), spikes=self._spikes.copy(),
                           steps=self._steps, batch=self._batch)
+
+
+def _record(model: SpikingNet, outputs: list[torch.Tensor], states: list[Any]) -> dict[str, np.ndarray]:
+    """Per-layer outputs and states of one step, keyed as in :meth:`Device.recorded`.
+
+    ``<layer>``: the layer's output; ``<layer>/u``, ``<layer>/v``: its current and voltage;
+    a residual block also gives ``<layer>/inner`` (spikes), ``<layer>/inner/u``, ``<layer>/inner/v``.
+    """
+    rec: dict[str, np.ndarray] = {}
+    for name, out, state in zip(model.layer_names(), outputs, states):
+        rec[name] = out.detach().float().cpu().numpy()
+        if isinstance(state, ResidualState):
+            rec[f"{name}/inner"] = state.inner.spike.float().cpu().numpy()
+            rec[f"{name}/inner/u"] = state.inner.current.float().cpu().numpy()
+            rec[f"{name}/inner/v"] = state.inner.voltage.float().cpu().numpy()
+            state = state.out
+        if isinstance(state, CubaState):
+            rec[f"{name}/u"] = state.current.float().cpu().numpy()
+            rec[f"{name}/v"] = state.voltage.float().cpu().numpy()
+    return rec
 
 
 DEVICES.register("torch", TorchDevice.load, "the trained PyTorch model (reference)")

@@ -2,4 +2,6 @@
 
 from __future__ import annotations
 
+from . import onnx  # noqa: F401,E402  (registers "onnx")
+
 from . import netx  # noqa: F401,E402  (registers "netx")

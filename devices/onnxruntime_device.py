@@ -1,0 +1,332 @@
+"""The onnxruntime device: runs the ONNX step graphs written by ``stdl-edge export --to onnx``.
+
+The artifact is a single step graph (``model.onnx``, ``subnet1.onnx``, ...) or an export
+folder / its ``manifest.json``. State lives on the host between steps (numpy arrays fed as
+``state_in.*`` and read back from ``state_out.*``), so streams of any length run on a
+fixed graph::
+
+    dev = open_device("onnxruntime", "runs/demo/export/onnx", chain=True, record=True)
+    dev.reset(batch=4)
+    y = dev.step(frame)              # (4, 2, H, W) float32 -> (4, classes)
+    dev.recorded()["0.conv"]         # that step's spikes of layer 0, (4, C, H', W')
+
+``chain=True`` runs the STDL subnetwork files one after another (the chain equals the
+whole model); :meth:`OnnxRuntimeDevice.classify_early_exit` adds the auxiliary heads and
+lets confident samples stop after an early subnetwork.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stdl_edge.artifact import StreamInfo
+from stdl_edge.registry import DEVICES
+
+from .base import Device, LayerStats
+
+MANIFEST = "manifest.json"
+
+
+def _meta_json(meta: dict[str, str], key: str, default: Any = None) -> Any:
+    if key not in meta:
+        return default
+    try:
+        return json.loads(meta[key])
+    except json.JSONDecodeError:
+        return meta[key]
+
+
+class StepSession:
+    """One ONNX step graph: ``x, state_in.* -> y, state_out.*`` with checked inputs.
+
+    intra_op_threads / inter_op_threads: onnxruntime thread pools (0 = onnxruntime's default,
+    1 is best for batch 1 on small edge CPUs).
+    """
+
+    def __init__(self, path: str | Path, intra_op_threads: int = 1, inter_op_threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX file {self.path} does not exist; export it with "
+                                    "`stdl-edge export RUN --to onnx`")
+        for name, value in (("intra_op_threads", intra_op_threads), ("inter_op_threads", inter_op_threads)):
+            if int(value) < 0:
+                raise ValueError(f"{name}={value} must be >= 0 (0 = onnxruntime's default)")
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = int(intra_op_threads)
+        opts.inter_op_num_threads = int(inter_op_threads)
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise ValueError(f"{self.path} is not a loadable ONNX model ({str(e).splitlines()[0]})") from None
+        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        inputs = self.session.get_inputs()
+        self.input_name = inputs[0].name
+        self.input_shape = tuple(int(d) for d in inputs[0].shape[1:])
+        self.state_names = [i.name[len("state_in."):] for i in inputs if i.name.startswith("state_in.")]
+        self.state_shapes = {i.name[len("state_in."):]: tuple(int(d) for d in i.shape[1:])
+                             for i in inputs if i.name.startswith("state_in.")}
+        outputs = self.session.get_outputs()
+        self.output_name = outputs[0].name
+        self.output_shape = tuple(int(d) for d in outputs[0].shape[1:]) if outputs[0].shape else ()
+        self._out_names = [o.name for o in outputs]
+        missing = [n for n in self.state_names if f"state_out.{n}" not in self._out_names]
+        if missing:
+            raise ValueError(f"{self.path}: state_in.{missing[0]} has no matching output state_out.{missing[0]}; "
+                             "the file was not written by stdl-edge")
+        layer_names = _meta_json(self.metadata, "layer_names", [])
+        self.layer_names: list[str] = list(layer_names) if isinstance(layer_names, list) else []
+
+    def zero_state(self, batch: int) -> dict[str, np.ndarray]:
+        """Resting state for ``batch`` streams: ``{state name: zeros (batch, *shape)}``."""
+        return {n: np.zeros((batch, *self.state_shapes[n]), dtype=np.float32) for n in self.state_names}
+
+    def _check(self, name: str, value: Any, batch: int | None, shape: tuple[int, ...]) -> np.ndarray:
+        if not isinstance(value, np.ndarray):
+            raise TypeError(f"{self.path.name}: input {name!r} must be a numpy array, got {type(value).__name__}")
+        if value.dtype != np.float32:
+            raise ValueError(f"{self.path.name}: input {name!r} has dtype {value.dtype}; the graph takes "
+                             f"float32 (use .astype(np.float32))")
+        expected = (batch if batch is not None else (value.shape[0] if value.ndim else -1), *shape)
+        if value.shape != expected:
+            raise ValueError(f"{self.path.name}: input {name!r} has shape {value.shape}, expected "
+                             f"{('B',) + shape if batch is None else expected} (batch first)")
+        return value
+
+    def run(self, x: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One step: returns ``(y (B, *output_shape), new state)``; inputs are checked first."""
+        x = self._check(self.input_name, x, None, self.input_shape)
+        batch = x.shape[0]
+        missing = [n for n in self.state_names if n not in state]
+        if missing:
+            raise ValueError(f"{self.path.name}: missing state input 'state_in.{missing[0]}' "
+                             f"({len(missing)} of {len(self.state_names)} missing); start from zero_state(batch)")
+        feed = {self.input_name: x}
+        for n in self.state_names:
+            feed[f"state_in.{n}"] = self._check(f"state_in.{n}", state[n], batch, self.state_shapes[n])
+        outs = self.session.run(self._out_names, feed)
+        return outs[0], {n: v for n, v in zip(self.state_names, outs[1:])}
+
+
+def _recorded_from_state(state: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
+    """Layer outputs and states keyed like the torch device: ``<layer>``, ``<layer>/u``, ``<layer>/v``."""
+    for name, value in state.items():
+        layer, _, field_name = name.rpartition(".")
+        if layer.endswith(".inner"):
+            key = layer[: -len(".inner")] + "/inner"
+        else:
+            key = layer
+        if field_name == "s":
+            if key.endswith("readout"):
+                continue  # the readout's output is its voltage (below)
+            out[key] = value
+        else:
+            out[f"{key}/{field_name}"] = value
+            if field_name == "v" and key.endswith("readout"):
+                out[key] = value
+
+
+@dataclass
+class EarlyExitResult:
+    """Result of :meth:`OnnxRuntimeDevice.classify_early_exit` for a batch.
+
+    logits: ``(B, classes)`` time-averaged readout of the head each sample exited at.
+    exits: ``(B,)`` index of that head: ``k < K - 1`` = auxiliary head after subnetwork k,
+        ``K - 1`` = the full model.
+    confidence: ``(B,)`` max softmax probability at the exit.
+    """
+
+    logits: np.ndarray
+    exits: np.ndarray
+    confidence: np.ndarray
+
+
+def _softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+class OnnxRuntimeDevice(Device):
+    """Runs an ONNX export with onnxruntime on the CPU; see the module docstring."""
+
+    name = "onnxruntime"
+    latency = 0
+
+    def __init__(self, stages: list[StepSession], stream: StreamInfo, aux: dict[int, StepSession] | None = None,
+                 record: bool = False, exit_threshold: float | None = None) -> None:
+        if not stages:
+            raise ValueError("onnxruntime device: no step graphs to run")
+        for a, b in zip(stages, stages[1:]):
+            if a.output_shape != b.input_shape:
+                raise ValueError(f"chain broken: {a.path.name} gives {a.output_shape}, "
+                                 f"{b.path.name} expects {b.input_shape}")
+        if exit_threshold is not None and not 0.0 < exit_threshold <= 1.0:
+            raise ValueError(f"exit_threshold={exit_threshold} must be in (0, 1] (a softmax probability)")
+        self.stages = stages
+        self.aux = dict(aux or {})
+        self.stream = stream
+        self.record = record
+        self.exit_threshold = exit_threshold
+        self.input_shape = tuple(stages[0].input_shape)
+        self.num_classes = int(stages[-1].output_shape[0])
+        self.layer_names = [n for s in stages for n in s.layer_names]
+        self._states: list[dict[str, np.ndarray]] | None = None
+        self._batch = 0
+        self._steps = 0
+        self._recorded: dict[str, np.ndarray] = {}
+        self._spikes: dict[str, int] = {}
+        self.last_exits: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(cls, artifact: Path, chain: bool = False, record: bool = False, intra_op_threads: int = 1,
+             inter_op_threads: int = 1, exit_threshold: float | None = None, **_: Any) -> OnnxRuntimeDevice:
+        """Open a step graph (``*.onnx``), an export folder or its ``manifest.json``.
+
+        chain: run the subnetwork files in sequence instead of the whole-model file.
+        exit_threshold: softmax confidence at which :meth:`classify_early_exit` stops a sample.
+        """
+        artifact = Path(artifact)
+        threads = {"intra_op_threads": intra_op_threads, "inter_op_threads": inter_op_threads}
+        manifest_path = artifact / MANIFEST if artifact.is_dir() else artifact
+        if manifest_path.suffix == ".json":
+            if not manifest_path.exists():
+                raise FileNotFoundError(f"{artifact} has no {MANIFEST}; export with `stdl-edge export RUN --to onnx` "
+                                        "or pass a .onnx file")
+            from stdl_edge.io import read_json
+
+            manifest = read_json(manifest_path)
+            if manifest.get("kind") != "stdl-edge-onnx":
+                raise ValueError(f"{manifest_path} is not an stdl-edge ONNX manifest (kind={manifest.get('kind')!r})")
+            folder = manifest_path.parent
+            stream = StreamInfo.from_dict(manifest["stream"])
+            entries = manifest["chain"] if chain else [manifest["whole"]]
+            stages = [StepSession(folder / e["file"], **threads) for e in entries]
+            aux = {int(h["follows"]): StepSession(folder / h["file"], **threads) for h in manifest.get("aux_heads", [])}
+            return cls(stages, stream, aux, record=record, exit_threshold=exit_threshold)
+        if artifact.suffix != ".onnx":
+            raise ValueError(f"onnxruntime device: {artifact} is neither a .onnx file, an export folder "
+                             f"nor a {MANIFEST}")
+        stage = StepSession(artifact, **threads)
+        meta = stage.metadata
+        if "dt_us" not in meta or "sensor_size" not in meta:
+            raise ValueError(f"{artifact} has no stdl-edge metadata (dt_us, sensor_size); "
+                             "export it with `stdl-edge export`")
+        stream = StreamInfo(sensor_size=tuple(_meta_json(meta, "sensor_size")), dt_us=int(meta["dt_us"]),
+                            num_steps=int(meta.get("num_steps", 1)), bin_mode=meta.get("bin_mode", "binary"),
+                            class_names=tuple(_meta_json(meta, "class_names", [])))
+        return cls([stage], stream, record=record, exit_threshold=exit_threshold)
+
+    # ------------------------------------------------------------------ stepping
+
+    def reset(self, batch: int) -> None:
+        if batch < 1:
+            raise ValueError(f"batch={batch} must be >= 1")
+        self._batch = batch
+        self._states = [s.zero_state(batch) for s in self.stages]
+        self._steps = 0
+        self._recorded = {}
+        self._spikes = {}
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        if self._states is None:
+            raise RuntimeError("onnxruntime device: call reset(batch) before step()")
+        x = np.ascontiguousarray(self.check_frame(frame, self._batch))
+        recorded: dict[str, np.ndarray] = {}
+        for k, stage in enumerate(self.stages):
+            x, self._states[k] = stage.run(x, self._states[k])
+            if self.record:
+                _recorded_from_state(self._states[k], recorded)
+                if k < len(self.stages) - 1:
+                    recorded.setdefault(stage.layer_names[-1], x) if stage.layer_names else None
+        for name, state in ((n, v) for st in self._states for n, v in st.items() if n.endswith(".s")):
+            if "readout" not in name:
+                self._spikes[name[:-2]] = self._spikes.get(name[:-2], 0) + int(state.sum())
+        self._recorded = recorded
+        self._steps += 1
+        return x
+
+    def recorded(self) -> dict[str, np.ndarray]:
+        return dict(self._recorded)
+
+    def stats(self) -> LayerStats:
+        names = sorted(self._spikes, key=lambda n: int(n.split(".")[0]))
+        return LayerStats(names=names, spikes=np.array([self._spikes[n] for n in names], dtype=np.int64),
+                          steps=self._steps, batch=self._batch)
+
+    # ------------------------------------------------------------------ early exit
+
+    def classify_early_exit(self, frames: np.ndarray, threshold: float | None = None) -> EarlyExitResult:
+        """Classify ``frames (T, B, C, H, W)`` subnetwork by subnetwork, stopping confident samples.
+
+        Subnetwork ``k`` runs over the whole window for the samples still in play; its
+        auxiliary head's time-averaged logits give a softmax confidence, and samples whose
+        confidence reaches ``threshold`` exit there. The rest continue with subnetwork ``k + 1``
+        (its input is subnetwork ``k``'s output sequence, kept for those samples only). The
+        last subnetwork is the full model. Needs a manifest opened with ``chain=True``.
+        """
+        threshold = self.exit_threshold if threshold is None else threshold
+        if threshold is None:
+            raise ValueError("early exit needs a confidence threshold: pass threshold= or open the device "
+                             "with exit_threshold=")
+        if not 0.0 < threshold <= 1.0:
+            raise ValueError(f"threshold={threshold} must be in (0, 1] (a softmax probability)")
+        frames = np.asarray(frames, dtype=np.float32)
+        if frames.ndim != 5:
+            raise ValueError(f"frames must be (T, B, C, H, W), got shape {frames.shape}")
+        steps, batch = frames.shape[:2]
+        for t in range(steps):
+            self.check_frame(frames[t], batch)
+        last = len(self.stages) - 1
+        logits = np.zeros((batch, self.num_classes), dtype=np.float32)
+        exits = np.full(batch, last, dtype=np.int64)
+        conf = np.zeros(batch, dtype=np.float32)
+        active = np.arange(batch)
+        seq = frames
+        for k, stage in enumerate(self.stages):
+            head = self.aux.get(k) if k < last else None
+            state = stage.zero_state(len(active))
+            head_state = head.zero_state(len(active)) if head is not None else None
+            outs = []
+            total = np.zeros((len(active), self.num_classes), dtype=np.float64)
+            for t in range(steps):
+                y, state = stage.run(np.ascontiguousarray(seq[t]), state)
+                if k < last:
+                    outs.append(y)
+                    if head is not None:
+                        z, head_state = head.run(y, head_state)
+                        total += z
+                else:
+                    total += y
+            mean = (total / max(steps, 1)).astype(np.float32)
+            p = _softmax(mean).max(axis=-1)
+            if k == last:
+                logits[active], conf[active] = mean, p
+                break
+            if head is None:
+                seq = np.stack(outs)
+                continue
+            done = p >= threshold
+            logits[active[done]], conf[active[done]], exits[active[done]] = mean[done], p[done], k
+            active = active[~done]
+            if len(active) == 0:
+                break
+            seq = np.stack(outs)[:, ~done]
+        self.last_exits = exits
+        return EarlyExitResult(logits, exits, conf)
+
+
+DEVICES.register("onnxruntime", OnnxRuntimeDevice.load,
+                 "ONNX step graphs on onnxruntime (CPU; subnetwork chain, early exit)",
+                 requires=("onnxruntime",), extra="onnx")

@@ -1,0 +1,428 @@
+"""ONNX export of a trained run: the whole model, each STDL subnetwork and each auxiliary head.
+
+Every file is a **step graph**: one time step of a slice of layers with the neuron state
+passed in and out explicitly, so the host runs the time loop and any stream length works::
+
+    x (B, *in_shape), state_in.<layer>.<u|v|s> (B, *out_shape)  ->  y (B, *out), state_out.<...>
+
+``u`` is the synaptic current, ``v`` the voltage and ``s`` the last spike of a CUBA layer
+(see :mod:`stdl_edge.neuron`); a residual block has ``<layer>.inner.<u|v|s>`` for its first
+convolution and ``<layer>.<u|v|s>`` for its output. The batch dimension is dynamic.
+On request a fixed-``T`` **sequence graph** ``x (T, B, C, H, W) -> y (B, classes)`` (the mean
+readout over time) and ``y_seq (T, B, classes)`` is written for the whole model.
+
+BatchNorm is folded into the preceding convolution or linear layer (eval statistics)
+before export. The Heaviside is a plain ``Greater`` + ``Cast``. Each file records the
+stream (``dt_us``, sensor size, binning), neuron parameters, class names, its place in the
+chain and its input/output/state names in ``metadata_props``; ``manifest.json`` lists the
+chain. Files are written atomically (:mod:`stdl_edge.io`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import logging
+import math
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+from torch import nn
+
+import stdl_edge
+from stdl_edge.artifact import MODEL_RECORD, StreamInfo, load_model
+from stdl_edge.io import FORMAT_VERSION, atomic_path, read_json, write_json
+from stdl_edge.layers import Layer, SpikingConv2d, SpikingDense, SpikingResidualBlock
+from stdl_edge.models import SpikingNet
+from stdl_edge.neuron import CubaState
+from stdl_edge.layers import ResidualState
+from stdl_edge.registry import EXPORTERS
+
+#: ONNX opset of every graph written here
+OPSET = 18
+MANIFEST = "manifest.json"
+MANIFEST_KIND = "stdl-edge-onnx"
+STATE_FIELDS = ("u", "v", "s")
+
+
+# --------------------------------------------------------------------------- the run
+
+@dataclass
+class RunParts:
+    """What the exporter needs from a run folder (a subset of ``stdl_edge.stdl.TrainedRun``).
+
+    boundaries: ``[(start, stop), ...]`` layer ranges of the K subnetworks (K = 1: the whole model).
+    aux_heads: auxiliary head ``k`` takes subnetwork ``k``'s output (``len(aux_heads) <= K - 1``).
+    """
+
+    model: SpikingNet
+    stream: StreamInfo
+    boundaries: list[tuple[int, int]]
+    aux_heads: list[SpikingNet] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def load_run_parts(run_folder: str | Path) -> RunParts:
+    """Load a run folder. Plain model folders (no ``"stdl"`` key in model.json) give K = 1."""
+    folder = Path(run_folder)
+    if not (folder / MODEL_RECORD).exists():
+        raise FileNotFoundError(f"{folder} has no {MODEL_RECORD}: it is not a stdl-edge run folder "
+                                "(train one with `stdl-edge train`)")
+    record = read_json(folder / MODEL_RECORD)
+    if record.get("stdl"):
+        from stdl_edge.stdl import load_run  # the STDL engine knows its own run layout
+
+        run = load_run(folder)
+        parts = RunParts(run.model.eval(), run.stream, [tuple(map(int, b)) for b in run.boundaries],
+                         [h.eval() for h in run.aux_heads], dict(getattr(run, "record", None) or record))
+    else:
+        model, stream = load_model(folder)
+        parts = RunParts(model, stream, [(0, len(model.layers))], [], record)
+    _check_boundaries(parts)
+    return parts
+
+
+def _check_boundaries(parts: RunParts) -> None:
+    n = len(parts.model.layers)
+    bounds = parts.boundaries
+    if not bounds or bounds[0][0] != 0 or bounds[-1][1] != n or any(
+            a[1] != b[0] or a[0] >= a[1] for a, b in zip(bounds, bounds[1:] + [(n, n + 1)])):
+        raise ValueError(f"subnetwork boundaries {bounds} do not cover layers 0..{n} contiguously; "
+                         "the run folder is inconsistent (retrain or fix model.json)")
+    if len(parts.aux_heads) > len(bounds):
+        raise ValueError(f"{len(parts.aux_heads)} auxiliary heads for {len(bounds)} subnetworks")
+
+
+# --------------------------------------------------------------------------- BatchNorm folding
+
+def _fold(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm1d | nn.BatchNorm2d
+          ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``BN(W x + b) = W' x + b'`` with ``W' = W * g / sqrt(var + eps)`` (per output channel),
+    ``b' = (b - mean) * g / sqrt(var + eps) + beta`` (eval statistics)."""
+    scale = (bn.weight if bn.affine else torch.ones_like(bn.running_var)) / torch.sqrt(bn.running_var + bn.eps)
+    shift = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
+    b = bias if bias is not None else torch.zeros_like(bn.running_mean)
+    w = weight * scale.reshape(-1, *([1] * (weight.dim() - 1)))
+    return w, (b - bn.running_mean) * scale + shift
+
+
+def _folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                    conv.dilation, conv.groups, bias=True)
+    w, b = _fold(conv.weight, conv.bias, bn)
+    new.weight.data.copy_(w)
+    new.bias.data.copy_(b)
+    return new
+
+
+def _folded_linear(linear: nn.Linear, bn: nn.BatchNorm1d) -> nn.Linear:
+    new = nn.Linear(linear.in_features, linear.out_features, bias=True)
+    w, b = _fold(linear.weight, linear.bias, bn)
+    new.weight.data.copy_(w)
+    new.bias.data.copy_(b)
+    return new
+
+
+def _fold_layer(layer: nn.Module) -> None:
+    if isinstance(layer, SpikingConv2d) and layer.bn is not None:
+        layer.conv, layer.bn = _folded_conv(layer.conv, layer.bn), None
+    elif isinstance(layer, SpikingDense) and layer.bn is not None:
+        layer.linear, layer.bn = _folded_linear(layer.linear, layer.bn), None
+    elif isinstance(layer, SpikingResidualBlock):
+        _fold_layer(layer.first)
+        _fold_layer(layer.second)
+        if isinstance(layer.shortcut, nn.Sequential) and len(layer.shortcut) == 2:
+            conv, bn = layer.shortcut
+            layer.shortcut = _folded_conv(conv, bn)
+
+
+@torch.no_grad()
+def fold_batchnorm(model: SpikingNet) -> SpikingNet:
+    """A copy of ``model`` (eval mode) with every BatchNorm folded into its synapse.
+
+    The caller's model is not changed. Outputs equal the original's up to float rounding.
+    """
+    folded = copy.deepcopy(model).eval()
+    for layer in folded.layers:
+        _fold_layer(layer)
+    return folded
+
+
+# --------------------------------------------------------------------------- state naming
+
+def _layer_state_names(name: str, layer: Layer) -> list[str]:
+    if not layer.stateful:
+        return []
+    if isinstance(layer, SpikingResidualBlock):
+        return [f"{name}.inner.{f}" for f in STATE_FIELDS] + [f"{name}.{f}" for f in STATE_FIELDS]
+    return [f"{name}.{f}" for f in STATE_FIELDS]
+
+
+def state_specs(net: SpikingNet, start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
+    """``[{name, layer, shape}]`` of the state tensors of layers ``start:stop`` (shape per sample)."""
+    stop = len(net.layers) if stop is None else stop
+    names = net.layer_names()
+    specs = []
+    for i in range(start, stop):
+        layer = net.layers[i]
+        for state_name in _layer_state_names(names[i], layer):
+            shape = layer.first.out_shape if ".inner." in state_name else layer.out_shape
+            specs.append({"name": state_name, "layer": names[i], "shape": [int(v) for v in shape]})
+    return specs
+
+
+def _flatten(layers: list[Layer], states: list[Any]) -> list[torch.Tensor]:
+    flat: list[torch.Tensor] = []
+    for layer, st in zip(layers, states):
+        if isinstance(st, ResidualState):
+            flat += [*st.inner, *st.out]
+        elif isinstance(st, CubaState):
+            flat += list(st)
+        elif layer.stateful:
+            raise TypeError(f"cannot export the state of layer kind {layer.kind!r}")
+    return flat
+
+
+def _unflatten(layers: list[Layer], flat: tuple[torch.Tensor, ...]) -> list[Any]:
+    states: list[Any] = []
+    i = 0
+    for layer in layers:
+        if isinstance(layer, SpikingResidualBlock):
+            states.append(ResidualState(CubaState(*flat[i:i + 3]), CubaState(*flat[i + 3:i + 6])))
+            i += 6
+        elif layer.stateful:
+            states.append(CubaState(*flat[i:i + 3]))
+            i += 3
+        else:
+            states.append(())
+    return states
+
+
+class StepGraph(nn.Module):
+    """``(x, *state_in) -> (y, *state_out)`` for layers ``start:stop`` of ``net`` (one step)."""
+
+    def __init__(self, net: SpikingNet, start: int, stop: int) -> None:
+        super().__init__()
+        self.net, self.start, self.stop = net, start, stop
+        self.slice = list(net.layers[start:stop])
+
+    def forward(self, x: torch.Tensor, *flat: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        y, states = self.net.step(x, _unflatten(self.slice, flat), self.start, self.stop)
+        return (y, *_flatten(self.slice, states))
+
+
+class SequenceGraph(nn.Module):
+    """``x (T, B, C, H, W) -> (y (B, classes) mean readout, y_seq (T, B, classes))``, T fixed."""
+
+    def __init__(self, net: SpikingNet, steps: int) -> None:
+        super().__init__()
+        self.net, self.steps = net, steps
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        states = [layer.init_state(x.shape[1], x.device) for layer in self.net.layers]
+        outs = []
+        for t in range(self.steps):
+            y, states = self.net.step(x[t], states)
+            outs.append(y)
+        seq = torch.stack(outs)
+        return seq.mean(0), seq
+
+
+# --------------------------------------------------------------------------- the torch -> ONNX step
+
+@contextlib.contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's known, harmless notices (narrowly, by message and module).
+
+    - torch.onnx logs that torchvision ops are skipped when torchvision is absent;
+    - torch.export's pytree ``LeafSpec`` FutureWarning (internal to torch, not our code);
+    - the note that several inputs share the one ``batch`` axis (that is what we ask for).
+    """
+    logger = logging.getLogger("torch.onnx._internal.exporter._registration")
+    old_level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)", category=FutureWarning)
+            warnings.filterwarnings("ignore", message=r".*The axis name: .* will not be used", category=UserWarning)
+            yield
+    finally:
+        logger.setLevel(old_level)
+
+
+def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], input_names: list[str],
+             output_names: list[str], batch_axes: list[int]) -> Any:
+    """Export with the torch.export-based (dynamo) exporter; returns the ``onnx.ModelProto``.
+
+    ``batch_axes[i]`` is the batch axis of positional input ``i`` (dynamic, named ``batch``);
+    inputs after the first are the module's ``*args`` (the states).
+    """
+    module = module.eval()
+    batch = torch.export.Dim("batch")
+    specs = [{axis: batch} for axis in batch_axes]
+    dynamic = (specs[0], tuple(specs[1:])) if len(specs) > 1 else (specs[0],)
+    with _quiet_exporter(), torch.no_grad():
+        program = torch.onnx.export(module, args, dynamo=True, input_names=input_names,
+                                    output_names=output_names, dynamic_shapes=dynamic,
+                                    opset_version=OPSET, optimize=True, verbose=False, external_data=False)
+    return program.model_proto
+
+
+def _finish(proto: Any, path: Path, metadata: dict[str, Any]) -> Path:
+    """Attach ``metadata_props``, check the graph, write ``path`` atomically."""
+    import onnx
+
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key = key
+        entry.value = value if isinstance(value, str) else json.dumps(value)
+    proto.producer_name = "stdl-edge"
+    proto.producer_version = stdl_edge.__version__
+    proto.doc_string = f"stdl-edge {metadata.get('graph', 'step')} graph ({metadata.get('role', '')})"
+    onnx.checker.check_model(proto)
+    with atomic_path(path) as tmp:
+        onnx.save_model(proto, str(tmp))
+    return path
+
+
+def _common_metadata(parts: RunParts) -> dict[str, Any]:
+    s = parts.stream
+    return {
+        "format_version": str(FORMAT_VERSION),
+        "stdl_edge_version": stdl_edge.__version__,
+        "dt_us": str(int(s.dt_us)),
+        "sensor_size": list(s.sensor_size),
+        "bin_mode": s.bin_mode,
+        "num_steps": str(int(s.num_steps)),
+        "class_names": list(s.class_names),
+        "neuron": parts.model.config.neuron.to_dict(),
+        "model": parts.model.config.to_dict(),
+    }
+
+
+def export_step(net: SpikingNet, start: int, stop: int, path: Path, metadata: dict[str, Any],
+                example_batch: int = 2) -> dict[str, Any]:
+    """Write the step graph of layers ``start:stop`` of ``net`` (BatchNorm already folded).
+
+    Returns the manifest entry: file, inputs, outputs, states, shapes, layer names.
+    """
+    specs = state_specs(net, start, stop)
+    layers = net.layers[start:stop]
+    in_shape = list(layers[0].in_shape)
+    out_shape = list(layers[-1].out_shape)
+    x = torch.zeros(example_batch, *in_shape)
+    states = [torch.zeros(example_batch, *spec["shape"]) for spec in specs]
+    inputs = ["x"] + [f"state_in.{spec['name']}" for spec in specs]
+    outputs = ["y"] + [f"state_out.{spec['name']}" for spec in specs]
+    proto = _to_onnx(StepGraph(net, start, stop), (x, *states), inputs, outputs, [0] * len(inputs))
+    names = net.layer_names()
+    entry = {
+        "file": path.name,
+        "graph": "step",
+        "layers": [start, stop],
+        "layer_names": names[start:stop],
+        "input": "x",
+        "output": "y",
+        "input_shape": in_shape,
+        "output_shape": out_shape,
+        "inputs": inputs,
+        "outputs": outputs,
+        "states": specs,
+    }
+    meta = {**metadata, **{k: entry[k] for k in ("graph", "layers", "layer_names", "input_shape",
+                                                  "output_shape", "states")},
+            "input_names": inputs, "output_names": outputs}
+    _finish(proto, path, meta)
+    return entry
+
+
+def export_sequence(net: SpikingNet, steps: int, path: Path, metadata: dict[str, Any],
+                    example_batch: int = 2) -> dict[str, Any]:
+    """Write the fixed-``steps`` sequence graph of the whole ``net`` (BatchNorm already folded)."""
+    if steps < 1:
+        raise ValueError(f"sequence steps={steps} must be >= 1")
+    x = torch.zeros(steps, example_batch, *net.input_shape)
+    inputs, outputs = ["x"], ["y", "y_seq"]
+    proto = _to_onnx(SequenceGraph(net, steps), (x,), inputs, outputs, [1])
+    entry = {"file": path.name, "graph": "sequence", "steps": steps, "input": "x", "output": "y",
+             "inputs": inputs, "outputs": outputs,
+             "input_shape": [steps, "batch", *net.input_shape], "output_shape": [net.num_classes]}
+    meta = {**metadata, "graph": "sequence", "steps": str(steps), "input_names": inputs,
+            "output_names": outputs, "layer_names": net.layer_names()}
+    _finish(proto, path, meta)
+    return entry
+
+
+# --------------------------------------------------------------------------- the exporter
+
+def export(run_folder: Path, out_dir: Path | None = None, *, sequence_steps: int | None = None,
+           subnets: bool = True, aux: bool = True, **options: Any) -> list[Path]:
+    """Export a run to ONNX: ``model.onnx`` (whole, step), ``subnet<k>.onnx``, ``aux<k>.onnx``,
+    optionally ``model_seq<T>.onnx`` and ``manifest.json``. Default ``out_dir`` = RUN/export/onnx.
+
+    Returns the paths written, manifest last.
+    """
+    if options:
+        raise ValueError(f"unknown ONNX export option(s) {', '.join(sorted(options))}; "
+                         "known: sequence_steps, subnets, aux")
+    run_folder = Path(run_folder)
+    out_dir = Path(out_dir) if out_dir is not None else run_folder / "export" / "onnx"
+    parts = load_run_parts(run_folder)
+    net = fold_batchnorm(parts.model)
+    common = _common_metadata(parts)
+    n = len(net.layers)
+    written: list[Path] = []
+
+    whole = export_step(net, 0, n, out_dir / "model.onnx", {**common, "role": "model", "subnet_index": "-1"})
+    written.append(out_dir / whole["file"])
+    chain: list[dict[str, Any]] = []
+    if subnets and len(parts.boundaries) > 1:
+        for k, (start, stop) in enumerate(parts.boundaries):
+            entry = export_step(net, start, stop, out_dir / f"subnet{k}.onnx",
+                                {**common, "role": "subnet", "subnet_index": str(k),
+                                 "num_subnets": str(len(parts.boundaries))})
+            chain.append({"index": k, **entry})
+            written.append(out_dir / entry["file"])
+    else:  # K = 1: the chain is the whole model
+        chain.append({"index": 0, **whole})
+    heads: list[dict[str, Any]] = []
+    if aux:
+        for k, head in enumerate(parts.aux_heads):
+            head_net = fold_batchnorm(head)
+            meta = {**common, "role": "aux", "subnet_index": str(k), "follows": str(k),
+                    "neuron": head_net.config.neuron.to_dict(), "model": head_net.config.to_dict()}
+            entry = export_step(head_net, 0, len(head_net.layers), out_dir / f"aux{k}.onnx", meta)
+            heads.append({"index": k, "follows": k, **entry})
+            written.append(out_dir / entry["file"])
+    sequence = None
+    if sequence_steps:
+        sequence = export_sequence(net, int(sequence_steps), out_dir / f"model_seq{int(sequence_steps)}.onnx",
+                                   {**common, "role": "model", "subnet_index": "-1"})
+        written.append(out_dir / sequence["file"])
+    manifest = {
+        "kind": MANIFEST_KIND,
+        "format_version": FORMAT_VERSION,
+        "stdl_edge_version": stdl_edge.__version__,
+        "opset": OPSET,
+        "stream": parts.stream.to_dict(),
+        "model": parts.model.config.to_dict(),
+        "layer_names": net.layer_names(),
+        "num_classes": net.num_classes,
+        "input_shape": list(net.input_shape),
+        "whole": whole,
+        "chain": chain,
+        "aux_heads": heads,
+        "sequence": sequence,
+    }
+    write_json(out_dir / MANIFEST, manifest)
+    written.append(out_dir / MANIFEST)
+    return written
+
+
+EXPORTERS.register("onnx", export, "ONNX step graphs (whole model, STDL subnetworks, aux heads) + manifest",
+                   requires=("onnx", "onnxscript"), extra="onnx")
