@@ -55,6 +55,18 @@ class Device(ABC):
     def step(self, frame: np.ndarray) -> np.ndarray:
         """Advance one time step: ``frame (B, C, H, W)`` -> readout ``(B, classes)`` float32."""
 
+    def run_frames(self, frames: np.ndarray) -> np.ndarray:
+        """Readouts ``(T + latency, B, classes)`` of ``frames (T, B, C, H, W)`` from a reset state.
+
+        ``reset(B)``, one ``step`` per frame, then ``latency`` empty frames. :func:`classify`
+        uses it; a device that runs a whole sample faster at once (lava) overrides it.
+        """
+        steps, batch = frames.shape[:2]
+        self.reset(batch)
+        empty = np.zeros_like(frames[0])
+        outputs = [self.step(frames[t] if t < steps else empty) for t in range(steps + self.latency)]
+        return np.stack(outputs) if outputs else np.zeros((0, batch, self.num_classes), np.float32)
+
     def stats(self) -> LayerStats:
         """Per-layer spike and synaptic-operation counts since ``reset`` (if the device counts them)."""
         return LayerStats()
@@ -86,13 +98,9 @@ def classify(device: Device, frames: np.ndarray) -> np.ndarray:
     if frames.ndim != 5:
         raise ValueError(f"frames must be (T, B, C, H, W), got shape {frames.shape}")
     steps, batch = frames.shape[:2]
-    device.reset(batch)
     total = np.zeros((batch, device.num_classes), dtype=np.float64)
-    empty = np.zeros_like(frames[0])
-    for t in range(steps + device.latency):
-        y = device.step(frames[t] if t < steps else empty)
-        if t >= device.latency:
-            total += y
+    for y in device.run_frames(frames)[device.latency:]:
+        total += y
     return (total / max(steps, 1)).astype(np.float32)
 
 
