@@ -775,12 +775,16 @@ class Aedat4Source(EventSource):
                     continue
                 pending.append(packet["events"])
                 n += len(packet["events"])
-                if n >= self.chunk_size:
-                    yield np.concatenate(pending)
-                    pending, n = [], 0
+                if n >= self.chunk_size:  # regroup packets into chunks of exactly chunk_size
+                    joined = np.concatenate(pending)
+                    cut = len(joined) - len(joined) % self.chunk_size
+                    for i in range(0, cut, self.chunk_size):
+                        yield joined[i:i + self.chunk_size]
+                    pending = [joined[cut:]]
+                    n = len(pending[0])
         except Exception as e:
             raise SourceError(f"{self.path}: packet {packet_no + 1} is corrupt or truncated ({e})") from None
-        if pending:
+        if n:
             yield np.concatenate(pending)
 
 
