@@ -11,9 +11,9 @@ Both wheels declare ``Python < 3.11`` and are installed with ``--no-deps
    default_factory``), so the module cannot be imported.
 
    Fix: a meta-path finder hands that one module a loader that compiles it from an
-   AST rewritten so that every class-level default which is a no-argument call of a
-   dataclass defined in the same module, ``x: C = C()``, becomes
-   ``x: C = field(default_factory=C)``. That is exactly the change upstream Lava made
+   AST rewritten so that every class-level default which is a call of a dataclass
+   defined in the same module, ``x: C = C()``, becomes ``x: C = field(default_factory=C)``
+   (``C(args)`` becomes ``field(default_factory=lambda: C(args))``). That is exactly the change upstream Lava made
    for 3.11, and it is the only behaviour that changes: each instance gets its own
    ``ByteEncoder`` instead of one shared by all (the shared one was a latent bug).
    Why this and not the alternatives: editing site-packages is forbidden and lost on
@@ -58,7 +58,10 @@ def _is_dataclass_decorator(node: ast.expr) -> bool:
 
 
 class _DataclassDefaultsToFactories(ast.NodeTransformer):
-    """``x: C = C()`` -> ``x: C = field(default_factory=C)`` for dataclasses ``C`` of the module."""
+    """``x: C = C()`` -> ``x: C = field(default_factory=C)`` for dataclasses ``C`` of the module.
+
+    With arguments, ``C(args)`` -> ``field(default_factory=lambda: C(args))``.
+    """
 
     def __init__(self, dataclass_names: set[str]) -> None:
         self.dataclass_names = dataclass_names
@@ -68,9 +71,14 @@ class _DataclassDefaultsToFactories(ast.NodeTransformer):
         for i, stmt in enumerate(node.body):
             value = stmt.value if isinstance(stmt, ast.AnnAssign) else None
             if (isinstance(value, ast.Call) and isinstance(value.func, ast.Name)
-                    and value.func.id in self.dataclass_names and not value.args and not value.keywords):
+                    and value.func.id in self.dataclass_names):
+                if value.args or value.keywords:  # C(...) -> default_factory=lambda: C(...)
+                    make: ast.expr = ast.Lambda(args=ast.arguments(posonlyargs=[], args=[], kwonlyargs=[],
+                                                                   kw_defaults=[], defaults=[]), body=value)
+                else:  # C() -> default_factory=C
+                    make = ast.Name(value.func.id, ast.Load())
                 factory = ast.Call(func=ast.Name(_FIELD_ALIAS, ast.Load()), args=[],
-                                   keywords=[ast.keyword("default_factory", ast.Name(value.func.id, ast.Load()))])
+                                   keywords=[ast.keyword("default_factory", make)])
                 node.body[i] = ast.copy_location(
                     ast.AnnAssign(target=stmt.target, annotation=stmt.annotation,
                                   value=ast.copy_location(factory, value), simple=stmt.simple), stmt)
