@@ -1,0 +1,154 @@
+"""``stdl-edge run``: predictions equal the device's ``classify`` on the same frames, per window and
+per sample; bad input exits non-zero and writes nothing."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from stdl_edge.artifact import StreamInfo, save_model
+from stdl_edge.cli import app
+from stdl_edge.devices import classify, open_device
+from stdl_edge.devices.sources import EventSource, SourceError, open_source, write_events
+from stdl_edge.events import SensorSize, bin_events, make_events
+from stdl_edge.models import ModelConfig, build_model
+
+S = 16  # model sensor
+DT = 1000
+STEPS = 8
+
+
+@pytest.fixture
+def run_folder(tmp_path):
+    model = build_model(ModelConfig(input_shape=(2, S, S), num_classes=3, width=0.5), seed=3)
+    return save_model(tmp_path / "run", model, StreamInfo((S, S, 2), DT, STEPS, class_names=("a", "b", "c")))
+
+
+def _events(rng, n, size, duration_us):
+    return make_events(rng.integers(0, size, n), rng.integers(0, size, n), np.sort(rng.integers(0, duration_us, n)),
+                       rng.integers(0, 2, n))
+
+
+def test_windows_equal_classify_on_the_binned_stream(tmp_path, run_folder, rng):
+    ev = _events(rng, 6000, 2 * S, 3 * STEPS * DT + 500)  # 32x32 file: run downsamples by 2 to fit
+    path = tmp_path / "rec.raw"
+    write_events(path, ev, (2 * S, 2 * S), format="evt2")
+    out = tmp_path / "pred.jsonl"
+    result = CliRunner().invoke(app, ["run", str(run_folder), "--events", str(path), "--window-ms", "8",
+                                      "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    preds, summary = lines[:-1], lines[-1]["summary"]
+    assert [p["window"] for p in preds] == [0, 1, 2, 3]  # 3 full windows + the partial last one
+    # reference: bin the downsampled stream, classify each window on the torch device
+    small = ev.copy()
+    small["x"] //= 2
+    small["y"] //= 2
+    dev = open_device("torch", run_folder)
+    frames = bin_events(small, SensorSize(S, S), dev.stream.bin_spec)
+    for p in preds:
+        k = p["window"]
+        ref = classify(dev, frames[k * STEPS:(k + 1) * STEPS][:, None])[0]
+        np.testing.assert_allclose(p["scores"], ref, atol=1e-5)
+        assert p["prediction"] == int(np.argmax(ref)) and p["class"] == "abc"[p["prediction"]]
+    assert summary["events"] == len(ev)
+    assert summary["mode"] == "window" and summary["realtime_factor"] > 0
+    assert len(summary["layers"]) == len(dev.model.layers)
+    assert summary["synops_estimated"] and summary["energy"]["pJ_per_synop"] == 23.6
+    assert "activity per layer" in result.output and "real-time factor" in result.output
+
+
+class _Labelled(EventSource):
+    """A small labelled source (what DatasetSource gives for NAME:SPLIT)."""
+
+    labelled = True
+
+    def __init__(self, samples):
+        self._samples = samples
+        self.native_size = SensorSize(S, S)
+        self.name = "labelled"
+
+    def samples(self):
+        yield from self._samples
+
+    def _raw_chunks(self):
+        for i, (ev, _) in enumerate(self._samples):
+            shifted = ev.copy()
+            shifted["t"] += i * STEPS * DT
+            yield shifted
+
+
+def test_per_sample_predictions_and_accuracy_equal_classify(run_folder, rng):
+    from stdl_edge.cli.run import run_events
+
+    samples = [(_events(rng, 300, S, STEPS * DT), int(rng.integers(0, 3))) for _ in range(7)]
+    dev = open_device("torch", run_folder)
+    result = run_events(dev, _Labelled(samples), batch=3, limit=6)
+    assert result.mode == "sample" and len(result.predictions) == 6
+    frames = np.stack([bin_events(ev, SensorSize(S, S), dev.stream.bin_spec, num_steps=STEPS)
+                       for ev, _ in samples[:6]], axis=1)
+    ref = classify(dev, frames)
+    got = np.array([p["scores"] for p in result.predictions])
+    np.testing.assert_allclose(got, ref, atol=1e-5)
+    labels = np.array([lab for _, lab in samples[:6]])
+    assert result.accuracy == pytest.approx(float((ref.argmax(1) == labels).mean()))
+    assert result.sample_steps == 6 * STEPS
+    assert len(result.latencies_s) == 2 * STEPS  # two batches of 3 samples, one step each
+    with pytest.raises(ValueError, match="no labels"):
+        run_events(dev, open_source(samples[0][0], sensor_size=(S, S)), per_sample=True)
+
+
+def test_plots_are_written(tmp_path, run_folder, rng):
+    path = tmp_path / "rec.npy"
+    np.save(path, _events(rng, 2000, S, STEPS * DT * 2))
+    result = CliRunner().invoke(app, ["run", str(run_folder), "--events", str(path), "--sensor", f"{S},{S}",
+                                      "--plot", str(tmp_path / "plots"), "--limit", "1"])
+    assert result.exit_code == 0, result.output
+    for name in ("events.png", "raster.png", "rates.png"):
+        assert (tmp_path / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("case", ["truncated", "out_of_range", "empty", "unknown"])
+def test_bad_input_exits_non_zero_and_writes_nothing(tmp_path, run_folder, rng, case):
+    ev = _events(rng, 500, S, 50_000)
+    path = tmp_path / "rec.raw"
+    write_events(path, ev, (S, S), format="evt3")
+    args = []
+    if case == "truncated":
+        path.write_bytes(path.read_bytes()[:-1])
+    elif case == "out_of_range":
+        path = tmp_path / "rec.npy"
+        bad = ev.copy()
+        bad["x"][-1] = S + 3  # the last chunk is the bad one: predictions were already made
+        np.save(path, bad)
+        args = ["--sensor", f"{S},{S}"]
+    elif case == "empty":
+        path = tmp_path / "rec.csv"
+        path.write_text("t,x,y,p\n")
+        args = ["--sensor", f"{S},{S}"]
+    else:
+        path = tmp_path / "rec.unknown"
+        path.write_bytes(b"\x00" * 10)
+    out = tmp_path / "pred.jsonl"
+    result = CliRunner().invoke(app, ["run", str(run_folder), "--events", str(path), "--out", str(out),
+                                      "--window-ms", "1", *args])
+    assert result.exit_code != 0
+    assert isinstance(result.exception, SourceError)
+    assert not out.exists() and not list(tmp_path.glob(".pred.jsonl*"))
+
+
+def test_main_prints_one_line_and_exits_2(tmp_path, run_folder):
+    bad = tmp_path / "bad.bin"
+    bad.write_bytes(b"\x01\x02\x03")
+    proc = subprocess.run([sys.executable, "-c", "from stdl_edge.cli import main; main()", "run", str(run_folder),
+                           "--events", str(bad)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "error:" in proc.stderr and "bad.bin" in proc.stderr and "5-byte records" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    with pytest.raises(SourceError):
+        open_source(bad)
