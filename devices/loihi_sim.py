@@ -590,8 +590,8 @@ class LoihiSim(Device):
             if self.reset_interval is not None:
                 r = self.reset_interval
                 if t_lava % r == (self.reset_offset + 1 + k) % r:
-                    st["u"][...] = 0
-                    st["v"][...] = 0
+                    st["u"] = np.zeros_like(st["u"])  # new arrays: earlier outputs keep their values
+                    st["v"] = np.zeros_like(st["v"])
             if layer.kind == "input":
                 w, b = layer.transform
                 bias = x * w + b
