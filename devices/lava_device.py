@@ -45,7 +45,7 @@ from stdl_edge.registry import DEVICES
 
 from .base import Device, LayerStats
 from .lava_compat import LavaModules, import_lava
-from .loihi_sim import ACT_SHIFT, LoihiNet, SimLayer, _stream_from_attrs
+from .loihi_sim import ACT_SHIFT, ALIGNED_INTERVAL, LoihiNet, SimLayer, _stream_from_attrs
 
 # --------------------------------------------------------------------------- Lava processes
 _PROCS: dict[str, Any] = {}
@@ -190,7 +190,7 @@ class LavaDevice(Device):
     name = "lava"
 
     def __init__(self, net: LoihiNet, record: bool = False, hardware: bool = False,
-                 readout: str = "voltage") -> None:
+                 readout: str = "voltage", aligned: bool = True) -> None:
         if readout not in ("voltage", "spikes"):
             raise ValueError(f"lava: readout={readout!r} is unknown; use 'voltage' or 'spikes'")
         self.lava = import_lava()
@@ -208,6 +208,10 @@ class LavaDevice(Device):
         self.record = record
         self.hardware = hardware
         self.readout = readout
+        #: loihi-sim's device mode (see LoihiSim): netx's staggered reset with
+        #: reset_interval=ALIGNED_INTERVAL, reset_offset=1 zeroes block k once, at the step the
+        #: sample's first input reaches it; False runs the plain Network (no reset)
+        self.reset_interval, self.reset_offset = (ALIGNED_INTERVAL, 1) if aligned else (None, 0)
         self.layers: list[SimLayer] = list(net.layers)
         self.latency = net.latency
         self.input_shape = tuple(net.input_shape)
@@ -226,12 +230,14 @@ class LavaDevice(Device):
 
     @classmethod
     def load(cls, artifact: Path, record: bool = False, hardware: bool = False, readout: str = "voltage",
-             **_: Any) -> LavaDevice:
+             aligned: bool = True, **_: Any) -> LavaDevice:
         """Open a ``.net`` file, or a folder holding ``model.net`` (``RUN/export/netx``, or a run).
 
         record: keep every layer's spikes, ``u`` and ``v`` (see :meth:`recorded`).
         hardware: run on Loihi 2 (needs lava-loihi) instead of the fixed_pt simulator.
         readout: 'voltage' (default) or 'spikes' of the last block.
+        aligned: reset each block when the first input reaches it, as loihi-sim's device does
+            (default); False runs netx's plain Network.
         """
         path = Path(artifact)
         if path.is_dir():
@@ -242,7 +248,7 @@ class LavaDevice(Device):
             else:
                 raise FileNotFoundError(f"{artifact} holds no model.net; export one with "
                                         "`stdl-edge export RUN --to netx`")
-        return cls(LoihiNet.from_netx(path), record=record, hardware=hardware, readout=readout)
+        return cls(LoihiNet.from_netx(path), record=record, hardware=hardware, readout=readout, aligned=aligned)
 
     # ------------------------------------------------------------------ set-up
     def _run_cfg(self, models: dict[Any, type] | None = None) -> Any:
@@ -260,7 +266,8 @@ class LavaDevice(Device):
     def _network(self) -> Any:
         shape = self.input_shape
         lava_shape = tuple(shape[::-1]) if len(shape) == 3 else None
-        return self.lava.netx.hdf5.Network(net_config=str(self.path), input_shape=lava_shape)
+        return self.lava.netx.hdf5.Network(net_config=str(self.path), input_shape=lava_shape,
+                                           reset_interval=self.reset_interval, reset_offset=self.reset_offset)
 
     def _input_bias(self, frame_lava: np.ndarray) -> np.ndarray:
         """Bias of netx's input neurons for one frame: ``weight * x + bias`` (the block's transform).
@@ -272,9 +279,13 @@ class LavaDevice(Device):
         return (np.asarray(frame_lava, dtype=np.int64) * int(w) + int(b)).astype(np.int32)
 
     def _to_lava(self, frame: np.ndarray) -> np.ndarray:
-        """A frame ``(C, H, W)`` (or ``(N,)``) -> Lava's ``(x, y, c)`` int32 spikes."""
+        """A frame ``(C, H, W)`` -> the network's input port: Lava's ``(x, y, c)`` int32 spikes,
+        or ``(C*H*W,)`` in C order when the first block is dense (netx flattens ``(x, y, c)``
+        as ``(c, y, x)``, which is PyTorch's order)."""
         spikes = (np.asarray(frame) != 0).astype(np.int32)
-        return np.ascontiguousarray(spikes.transpose(2, 1, 0)) if spikes.ndim == 3 else spikes.reshape(-1)
+        if spikes.ndim != 3 or self.layers[0].kind == "dense":
+            return spikes.reshape(-1)
+        return np.ascontiguousarray(spikes.transpose(2, 1, 0))
 
     @staticmethod
     def _from_lava(layer: SimLayer, value: np.ndarray) -> np.ndarray:
