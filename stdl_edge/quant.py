@@ -417,7 +417,10 @@ class _FakeQuantParam(nn.Module):
             lin = layer.conv if isinstance(layer, SpikingConv2d) else layer.linear
             bias = None
             if lin.bias is not None or bn is not None:
-                _, b = folded_synapse(layer)
+                b = lin.bias.detach().float() if lin.bias is not None else torch.zeros(w.shape[0])
+                if bn is not None:
+                    g = bn.weight.detach().float() / torch.sqrt(bn.running_var.float() + bn.eps)
+                    b = (b - bn.running_mean.float()) * g + bn.bias.detach().float()
                 bias = b.double().cpu().numpy()
             p2 = float(self.pooled) ** 2
             e, _ = choose_exponent(folded.detach().double().cpu().numpy() / p2, bias, layer.neuron, self.config,
