@@ -24,7 +24,6 @@ import contextlib
 import copy
 import json
 import logging
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,10 +35,9 @@ from torch import nn
 import stdl_edge
 from stdl_edge.artifact import MODEL_RECORD, StreamInfo, load_model
 from stdl_edge.io import FORMAT_VERSION, atomic_path, read_json, write_json
-from stdl_edge.layers import Layer, SpikingConv2d, SpikingDense, SpikingResidualBlock
+from stdl_edge.layers import Layer, ResidualState, SpikingConv2d, SpikingDense, SpikingResidualBlock
 from stdl_edge.models import SpikingNet
 from stdl_edge.neuron import CubaState
-from stdl_edge.layers import ResidualState
 from stdl_edge.registry import EXPORTERS
 
 #: ONNX opset of every graph written here
@@ -305,40 +303,114 @@ def _common_metadata(parts: RunParts) -> dict[str, Any]:
     }
 
 
+def _step_entry(net: SpikingNet, start: int, stop: int, file: str) -> dict[str, Any]:
+    """Manifest entry of the step graph of layers ``start:stop``: names, shapes, states."""
+    specs = state_specs(net, start, stop)
+    layers = net.layers[start:stop]
+    return {
+        "file": file,
+        "graph": "step",
+        "layers": [start, stop],
+        "layer_names": net.layer_names()[start:stop],
+        "input": "x",
+        "output": "y",
+        "input_shape": [int(v) for v in layers[0].in_shape],
+        "output_shape": [int(v) for v in layers[-1].out_shape],
+        "inputs": ["x"] + [f"state_in.{spec['name']}" for spec in specs],
+        "outputs": ["y"] + [f"state_out.{spec['name']}" for spec in specs],
+        "states": specs,
+    }
+
+
+def _step_metadata(entry: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+    keys = ("graph", "layers", "layer_names", "input_shape", "output_shape", "states")
+    return {**metadata, **{k: entry[k] for k in keys},
+            "input_names": entry["inputs"], "output_names": entry["outputs"]}
+
+
+def trace_step(net: SpikingNet, start: int, stop: int, example_batch: int = 2) -> Any:
+    """The step graph of layers ``start:stop`` of ``net`` (BatchNorm already folded), as a ModelProto."""
+    entry = _step_entry(net, start, stop, "")
+    x = torch.zeros(example_batch, *entry["input_shape"])
+    states = [torch.zeros(example_batch, *spec["shape"]) for spec in entry["states"]]
+    return _to_onnx(StepGraph(net, start, stop), (x, *states), entry["inputs"], entry["outputs"],
+                    [0] * len(entry["inputs"]))
+
+
 def export_step(net: SpikingNet, start: int, stop: int, path: Path, metadata: dict[str, Any],
                 example_batch: int = 2) -> dict[str, Any]:
     """Write the step graph of layers ``start:stop`` of ``net`` (BatchNorm already folded).
 
     Returns the manifest entry: file, inputs, outputs, states, shapes, layer names.
     """
-    specs = state_specs(net, start, stop)
-    layers = net.layers[start:stop]
-    in_shape = list(layers[0].in_shape)
-    out_shape = list(layers[-1].out_shape)
-    x = torch.zeros(example_batch, *in_shape)
-    states = [torch.zeros(example_batch, *spec["shape"]) for spec in specs]
-    inputs = ["x"] + [f"state_in.{spec['name']}" for spec in specs]
-    outputs = ["y"] + [f"state_out.{spec['name']}" for spec in specs]
-    proto = _to_onnx(StepGraph(net, start, stop), (x, *states), inputs, outputs, [0] * len(inputs))
-    names = net.layer_names()
-    entry = {
-        "file": path.name,
-        "graph": "step",
-        "layers": [start, stop],
-        "layer_names": names[start:stop],
-        "input": "x",
-        "output": "y",
-        "input_shape": in_shape,
-        "output_shape": out_shape,
-        "inputs": inputs,
-        "outputs": outputs,
-        "states": specs,
-    }
-    meta = {**metadata, **{k: entry[k] for k in ("graph", "layers", "layer_names", "input_shape",
-                                                  "output_shape", "states")},
-            "input_names": inputs, "output_names": outputs}
-    _finish(proto, path, meta)
+    entry = _step_entry(net, start, stop, path.name)
+    _finish(trace_step(net, start, stop, example_batch), path, _step_metadata(entry, metadata))
     return entry
+
+
+def compose_chain(protos: list[Any]) -> Any:
+    """One step graph from the step graphs of consecutive subnetworks.
+
+    Subnetwork ``k``'s ``y`` feeds subnetwork ``k + 1``'s ``x`` (renamed ``chain.<k>``);
+    every other internal name gets the prefix ``s<k>/``; the ``state_in.*``/``state_out.*``
+    names are unique already (they carry the global layer index) and stay as they are.
+    The result computes exactly what running the files one after another computes, with
+    the same kernels, so the chain and the whole model give bit-identical outputs.
+    """
+    import onnx
+    from onnx import helper
+
+    if len(protos) == 1:
+        return protos[0]
+    last = len(protos) - 1
+    nodes, inits, value_info, inputs, outputs, states_out = [], [], [], [], [], []
+    for k, proto in enumerate(protos):
+        g = proto.graph
+        if proto.functions or any(a.type in (onnx.AttributeProto.GRAPH, onnx.AttributeProto.GRAPHS)
+                                  for n in g.node for a in n.attribute):
+            raise ValueError("cannot compose step graphs with functions or subgraphs; "
+                             "export the whole model with compose=False")
+        io = {v.name for v in g.input if v.name.startswith("state_in.")}
+        io |= {v.name for v in g.output if v.name.startswith("state_out.")}
+
+        def rename(name: str, k: int = k, io: set[str] = io) -> str:
+            if not name or name in io:
+                return name
+            if name == "x":
+                return "x" if k == 0 else f"chain.{k - 1}"
+            if name == "y":
+                return "y" if k == last else f"chain.{k}"
+            return f"s{k}/{name}"
+
+        for node in g.node:
+            new = onnx.NodeProto()
+            new.CopyFrom(node)
+            new.name = f"s{k}/{node.name}"
+            new.input[:] = [rename(n) for n in node.input]
+            new.output[:] = [rename(n) for n in node.output]
+            nodes.append(new)
+        for group, target in ((g.initializer, inits), (g.value_info, value_info)):
+            for item in group:
+                new = type(item)()
+                new.CopyFrom(item)
+                new.name = rename(item.name)
+                target.append(new)
+        for v in g.input:
+            if k == 0 or v.name.startswith("state_in."):
+                inputs.append(v)
+        for v in g.output:
+            if v.name.startswith("state_out."):
+                states_out.append(v)
+            elif k == last:
+                outputs.append(v)
+            else:  # the boundary tensor: keep its shape information
+                new = onnx.ValueInfoProto()
+                new.CopyFrom(v)
+                new.name = rename(v.name)
+                value_info.append(new)
+    graph = helper.make_graph(nodes, "stdl_edge_step", inputs, outputs + states_out, inits, value_info=value_info)
+    model = helper.make_model(graph, opset_imports=list(protos[0].opset_import), ir_version=protos[0].ir_version)
+    return model
 
 
 def export_sequence(net: SpikingNet, steps: int, path: Path, metadata: dict[str, Any],
@@ -361,34 +433,50 @@ def export_sequence(net: SpikingNet, steps: int, path: Path, metadata: dict[str,
 # --------------------------------------------------------------------------- the exporter
 
 def export(run_folder: Path, out_dir: Path | None = None, *, sequence_steps: int | None = None,
-           subnets: bool = True, aux: bool = True, **options: Any) -> list[Path]:
-    """Export a run to ONNX: ``model.onnx`` (whole, step), ``subnet<k>.onnx``, ``aux<k>.onnx``,
-    optionally ``model_seq<T>.onnx`` and ``manifest.json``. Default ``out_dir`` = RUN/export/onnx.
+           subnets: bool = True, aux: bool = True, compose: bool = True, **options: Any) -> list[Path]:
+    """Export a run to ONNX. Default ``out_dir`` = RUN/export/onnx. Writes:
 
-    Returns the paths written, manifest last.
+    - ``model.onnx``: the whole model's step graph;
+    - ``subnet<k>.onnx`` for each STDL subnetwork (K > 1) and ``aux<k>.onnx`` for the
+      auxiliary head that follows subnetwork ``k``;
+    - ``model_seq<T>.onnx`` if ``sequence_steps = T`` is given;
+    - ``manifest.json`` (last in the returned list).
+
+    With ``compose=True`` (default) each subnetwork is traced once and ``model.onnx`` is
+    their composition (:func:`compose_chain`), which halves the export time; with
+    ``compose=False`` the whole model is traced on its own.
     """
     if options:
         raise ValueError(f"unknown ONNX export option(s) {', '.join(sorted(options))}; "
-                         "known: sequence_steps, subnets, aux")
+                         "known: sequence_steps, subnets, aux, compose")
     run_folder = Path(run_folder)
     out_dir = Path(out_dir) if out_dir is not None else run_folder / "export" / "onnx"
     parts = load_run_parts(run_folder)
     net = fold_batchnorm(parts.model)
     common = _common_metadata(parts)
     n = len(net.layers)
+    num_subnets = len(parts.boundaries)
     written: list[Path] = []
 
-    whole = export_step(net, 0, n, out_dir / "model.onnx", {**common, "role": "model", "subnet_index": "-1"})
-    written.append(out_dir / whole["file"])
     chain: list[dict[str, Any]] = []
-    if subnets and len(parts.boundaries) > 1:
+    protos: list[Any] = []
+    if subnets and num_subnets > 1:
         for k, (start, stop) in enumerate(parts.boundaries):
-            entry = export_step(net, start, stop, out_dir / f"subnet{k}.onnx",
-                                {**common, "role": "subnet", "subnet_index": str(k),
-                                 "num_subnets": str(len(parts.boundaries))})
+            entry = _step_entry(net, start, stop, f"subnet{k}.onnx")
+            proto = trace_step(net, start, stop)
+            protos.append(proto)
+            file_proto = type(proto)()
+            file_proto.CopyFrom(proto)
+            meta = {**common, "role": "subnet", "subnet_index": str(k), "num_subnets": str(num_subnets)}
+            _finish(file_proto, out_dir / entry["file"], _step_metadata(entry, meta))
             chain.append({"index": k, **entry})
             written.append(out_dir / entry["file"])
-    else:  # K = 1: the chain is the whole model
+    whole = _step_entry(net, 0, n, "model.onnx")
+    whole_proto = compose_chain(protos) if (compose and protos) else trace_step(net, 0, n)
+    _finish(whole_proto, out_dir / whole["file"],
+            _step_metadata(whole, {**common, "role": "model", "subnet_index": "-1", "num_subnets": str(num_subnets)}))
+    written.insert(0, out_dir / whole["file"])
+    if not chain:  # K = 1 (or subnets not wanted): the chain is the whole model
         chain.append({"index": 0, **whole})
     heads: list[dict[str, Any]] = []
     if aux:
@@ -409,6 +497,7 @@ def export(run_folder: Path, out_dir: Path | None = None, *, sequence_steps: int
         "format_version": FORMAT_VERSION,
         "stdl_edge_version": stdl_edge.__version__,
         "opset": OPSET,
+        "exporter": "torch.onnx.export(dynamo=True)",
         "stream": parts.stream.to_dict(),
         "model": parts.model.config.to_dict(),
         "layer_names": net.layer_names(),
