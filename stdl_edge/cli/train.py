@@ -1,0 +1,180 @@
+"""``stdl-edge train`` and ``stdl-edge plan``: the STDL engine from the command line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .app import app, console
+
+
+def _ints(text: str | None, what: str) -> list[int] | None:
+    if text is None or text.strip() == "":
+        return None
+    try:
+        return [int(v) for v in text.replace(" ", "").split(",") if v != ""]
+    except ValueError:
+        raise ValueError(f"{what} {text!r} must be comma-separated integers, e.g. 2,34,34") from None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """Training options from a JSON or TOML file (keys as the flags: ``batch_size`` or ``batch-size``)."""
+    if not path.exists():
+        raise FileNotFoundError(f"--config {path} does not exist")
+    text = path.read_text()
+    if path.suffix.lower() == ".toml":
+        import tomllib
+
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"--config {path} is not valid TOML ({e})") from None
+    else:
+        import json
+
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"--config {path} is not valid JSON ({e.msg} at line {e.lineno})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path} must hold a table/object of options")
+    data = data.get("train", data)  # allow a [train] table
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def _mib(nbytes: float) -> str:
+    return f"{nbytes / 2 ** 20:.2f}"
+
+
+@app.command()
+def train(
+    dataset: Optional[str] = typer.Option(None, help="data set: digits-dvs, shapes-dvs, ... (default digits-dvs)"),
+    model: Optional[str] = typer.Option(None, help="model zoo name: dvs-cnn, vgg11, resnet (default dvs-cnn)"),
+    method: Optional[str] = typer.Option(None, help="stdl | bptt | sltt | local (default stdl)"),
+    subnets: Optional[int] = typer.Option(None, help="K subnetworks (default 4 for stdl/local, 1 otherwise)"),
+    splits: Optional[str] = typer.Option(None, help="explicit split points: first layer index of subnets 1.., e.g. 1,2,3"),
+    epochs: Optional[int] = typer.Option(None, help="training epochs (default 6)"),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="samples per optimizer step (default 32)"),
+    lr: Optional[float] = typer.Option(None, help="Adam learning rate, peak of the cosine schedule (default 3e-3)"),
+    seed: Optional[int] = typer.Option(None, help="seed of weights, heads and data order (default 0)"),
+    steps: Optional[int] = typer.Option(None, help="time steps T per sample (default: the data set's)"),
+    budget_mb: Optional[float] = typer.Option(None, "--budget-mb",
+                                              help="memory budget of subnet + aux head, MiB (default: largest subnet)"),
+    mse_weight: Optional[float] = typer.Option(None, "--mse-weight", help="weight of the MSE(logits, one-hot) term"),
+    online: Optional[bool] = typer.Option(None, "--online/--per-batch", help="optimizer step per time step"),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda[:N] (default auto)"),
+    bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help="bfloat16 autocast"),
+    limit: Optional[int] = typer.Option(None, help="use a seeded subset of this many training samples"),
+    width: Optional[float] = typer.Option(None, help="channel multiplier of the model (default 1.0)"),
+    config: Optional[Path] = typer.Option(None, help="JSON/TOML file with the same keys; flags override it"),
+    out: Path = typer.Option(..., help="run folder to write (model, aux heads, checkpoint, metrics, plots)"),
+    resume: bool = typer.Option(False, help="continue the interrupted run in --out from its last checkpoint"),
+) -> None:
+    """Train a spiking network with STDL (or a baseline) and write a run folder."""
+    from stdl_edge.stdl.memory import mb
+    from stdl_edge.stdl.trainer import TrainConfig, train as run_training
+
+    options: dict[str, Any] = read_config_file(config) if config is not None else {}
+    flags = {"dataset": dataset, "model": model, "method": method, "subnets": subnets,
+             "splits": _ints(splits, "--splits"), "epochs": epochs, "batch_size": batch_size, "lr": lr,
+             "seed": seed, "steps": steps, "budget_mb": budget_mb, "mse_weight": mse_weight, "online": online,
+             "device": device, "bf16": bf16, "limit": limit, "width": width}
+    options.update({k: v for k, v in flags.items() if v is not None})
+    cfg = TrainConfig.from_dict(options)
+
+    console.print(f"[bold]train[/] {cfg.model} on {cfg.dataset} with [bold]{cfg.method}[/] "
+                  f"(K={cfg.subnets}, T={cfg.steps or 'default'}, batch {cfg.batch_size}, lr {cfg.lr}, "
+                  f"seed {cfg.seed}) -> {out}")
+    header = (f"{'epoch':>5} {'loss':>8} {'train':>7} {'test':>7}  {'exits':<24} {'act MiB':>8} "
+              f"{'total MiB':>9} {'time s':>7}")
+    printed_header = False
+
+    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=console, transient=True) as bar:
+        task = bar.add_task("epoch 1", total=None)
+
+        def progress(epoch: int, batch: int, batches: int) -> None:
+            bar.update(task, description=f"epoch {epoch + 1}/{cfg.epochs}", completed=batch, total=batches)
+
+        def on_epoch(m: Any) -> None:
+            nonlocal printed_header
+            if not printed_header:
+                bar.console.print(header)
+                printed_header = True
+            exits = " ".join(f"{a * 100:.1f}" for a in m.exit_acc) or "-"
+            bar.console.print(f"{m.epoch:>5} {m.train_loss:>8.4f} {m.train_acc * 100:>6.1f}% {m.test_acc * 100:>6.1f}%  "
+                              f"{exits:<24} {_mib(m.memory['activation_bytes']):>8} "
+                              f"{_mib(m.memory['total_bytes']):>9} {m.epoch_time_s:>7.1f}")
+
+        result = run_training(cfg, out, resume=resume, on_epoch=on_epoch, progress=progress)
+
+    summary = Table(title=f"{cfg.method} on {cfg.dataset}: {out}")
+    summary.add_column("exit")
+    summary.add_column("layers")
+    summary.add_column("test accuracy", justify="right")
+    for k, sub in enumerate(result.plan["subnets"]):
+        is_last = k == len(result.plan["subnets"]) - 1
+        acc = result.test_acc if is_last else result.exit_acc[k]
+        summary.add_row("full model" if is_last else f"aux head {k}",
+                        f"0:{sub['stop']}" + ("" if is_last else f" + {len(sub['aux_layers'])} aux layers"),
+                        f"{acc * 100:.2f}%")
+    console.print(summary)
+    mem = result.memory
+    console.print(f"peak training memory: activations {mb(mem.get('activation_bytes', 0)):.2f} MiB (saved tensors, "
+                  f"exact), total {mb(mem.get('total_bytes', 0)):.2f} MiB incl. parameters, gradients and Adam"
+                  + (f"; CUDA max allocated {mb(mem['cuda_max_allocated']):.2f} MiB"
+                     if mem.get("cuda_max_allocated") else ""))
+    console.print(f"wrote {out}/model.json, model.safetensors, aux.safetensors, metrics.jsonl, "
+                  "loss.png, accuracy.png, memory.png, checkpoint/")
+
+
+@app.command()
+def plan(
+    model: str = typer.Option("dvs-cnn", help="model zoo name"),
+    method: str = typer.Option("stdl", help="stdl | local | sltt | bptt"),
+    subnets: Optional[int] = typer.Option(None, help="K subnetworks (default 4 for stdl/local, 1 otherwise)"),
+    splits: Optional[str] = typer.Option(None, help="explicit split points, e.g. 1,2,3"),
+    budget_mb: Optional[float] = typer.Option(None, "--budget-mb", help="memory budget, MiB"),
+    batch: int = typer.Option(32, help="batch size the memory is measured at"),
+    input: str = typer.Option("2,34,34", "--input", help="input shape C,H,W of one event frame"),
+    classes: int = typer.Option(10, help="number of classes"),
+    width: float = typer.Option(1.0, help="channel multiplier"),
+) -> None:
+    """Show how a model is partitioned, which auxiliary layers each subnetwork gets, and their memory."""
+    from stdl_edge.models import ModelConfig, build_model
+    from stdl_edge.stdl.auxiliary import make_plan
+
+    shape = _ints(input, "--input")
+    if shape is None or len(shape) != 3:
+        raise ValueError(f"--input {input!r} must be C,H,W, e.g. 2,34,34")
+    split_list = _ints(splits, "--splits")
+    if subnets is None:
+        subnets = len(split_list) + 1 if split_list else (4 if method in ("stdl", "local") else 1)
+    net = build_model(ModelConfig(arch=model, input_shape=tuple(shape), num_classes=classes, width=width), seed=0)
+    p = make_plan(net, method, subnets, split_list, budget_mb, batch)
+    table = Table(title=f"{method} plan of {model} {tuple(shape)}, batch {batch}: one time step, "
+                        f"budget {_mib(p.budget_bytes)} MiB")
+    for col, justify in (("k", "right"), ("subnetwork", "left"), ("auxiliary head", "left"),
+                         ("act", "right"), ("+aux act", "right"), ("+aux train", "right"), ("fits", "center")):
+        table.add_column(col, justify=justify)
+    names = net.layer_names()
+    for s in p.subnets:
+        last = s.index == len(p.subnets) - 1
+        if last:
+            aux = "model readout"
+        else:
+            pooled = any(n.endswith(("avgpool", "flatten")) for n in s.aux_layers[len(s.aux_source):])
+            aux = (("copies " + " ".join(names[i] for i in s.aux_source)) if s.aux_source else "") + \
+                  (" + pool" if pooled else "") + " + readout"
+            aux = aux.lstrip(" +") if not s.aux_source else aux
+        table.add_row(str(s.index), " ".join(s.layers), aux, _mib(s.subnet.activation_bytes),
+                      _mib(s.total.activation_bytes), _mib(s.total.training_bytes),
+                      "[green]yes[/]" if s.fits else "[red]no[/]")
+    console.print(table)
+    console.print("MiB for one decoupled step: 'act' = tensors saved for backward (exact), "
+                  "'train' = act + 4 x parameter bytes (weights, gradients, Adam moments). "
+                  f"Aux depth: the largest uniform subset of the following layers within {_mib(p.budget_bytes)} MiB.")

@@ -1,0 +1,557 @@
+"""The one trainer behind ``stdl``, ``bptt``, ``sltt`` and ``local``.
+
+=========  =========================  ===============  ==================================
+method     subnetworks                time steps       heads of subnetworks k < K
+=========  =========================  ===============  ==================================
+``stdl``   K (balanced or --splits)   decoupled        AugLocal aux nets within the budget
+``local``  K                          decoupled        global pool + linear readout only
+``sltt``   1                          decoupled        (none)
+``bptt``   1                          full graph       (none)
+=========  =========================  ===============  ==================================
+
+``local`` decouples time as well, so it differs from ``stdl`` only in the heads: the
+pair isolates what the auxiliary layers buy. All methods see the same data order
+(a permutation seeded by ``(seed, epoch)``) and the same initial weights (``seed``),
+so they compare side by side.
+
+Optimiser: Adam (``lr``, ``weight_decay``), cosine learning rate over all batches,
+one optimizer step per batch (or per time step with ``online=True``).
+
+Every epoch writes ``checkpoint/`` (safetensors + JSON: weights, Adam moments,
+scheduler, RNG as a uint8 tensor, history), ``metrics.jsonl``, plots and the run
+artifact (``model.json``, ``model.safetensors``, ``aux.safetensors``); ``resume=True``
+continues from the checkpoint and ends with the same weights as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..artifact import StreamInfo
+from ..io import FORMAT_VERSION, atomic_path, load_tensors, read_json, save_tensors, write_json
+from ..models import ModelConfig, SpikingNet, build_model
+from .auxiliary import METHODS, Plan, head_from_spec, head_spec, make_plan
+from .engine import evaluate_batch, train_batch
+from .memory import MemoryReport, SavedTensorMeter, mb, optimizer_bytes, param_bytes
+from .run import save_run
+
+CHECKPOINT_DIR = "checkpoint"
+CHECKPOINT_TENSORS = "state.safetensors"
+CHECKPOINT_RECORD = "state.json"
+METRICS_FILE = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (CLI flags and ``--config`` keys).
+
+    dataset, model: names for ``stdl_edge.data.load_dataset`` and the model zoo.
+    method: 'stdl', 'bptt', 'sltt' or 'local' (see the module docstring).
+    subnets: K; None = 4 for stdl/local, 1 for bptt/sltt. splits: explicit split points
+        (first layer index of subnetworks 1..K-1); empty = balanced automatically.
+    epochs, batch_size: passes over the training set, samples per optimizer step.
+    lr: Adam learning rate (peak of the cosine schedule). weight_decay: Adam L2 term.
+    seed: initial weights, heads and data order.
+    steps: time steps T per sample (None = the data set's default); dt_us likewise (microseconds).
+    budget_mb: memory budget of subnetwork + aux head in MiB (None = largest subnetwork alone).
+    mse_weight: weight of the MSE(logits, one-hot) term in each step's loss (0 = CE only).
+    online: optimizer step after every time step instead of once per batch.
+    device: 'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...
+    bf16: bfloat16 autocast for the forward pass (GPU; works on CPU too but slowly).
+    limit: use only the first ``limit`` training samples of a seeded shuffle (quick runs);
+        the test set is cut to ``limit // 4`` (at least 100) likewise.
+    width: channel multiplier of the model.
+    """
+
+    dataset: str = "digits-dvs"
+    model: str = "dvs-cnn"
+    method: str = "stdl"
+    subnets: int | None = None
+    splits: tuple[int, ...] = ()
+    epochs: int = 6
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    steps: int | None = None
+    dt_us: int | None = None
+    budget_mb: float | None = None
+    mse_weight: float = 0.0
+    online: bool = False
+    device: str = "auto"
+    bf16: bool = False
+    limit: int | None = None
+    width: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"--method {self.method!r} is unknown; use one of {', '.join(METHODS)}")
+        object.__setattr__(self, "splits", tuple(int(s) for s in self.splits))
+        if self.subnets is None:
+            k = len(self.splits) + 1 if self.splits else (4 if self.method in ("stdl", "local") else 1)
+            object.__setattr__(self, "subnets", k)
+        for name in ("epochs", "batch_size", "subnets"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)} must be >= 1")
+        if not self.lr > 0:
+            raise ValueError(f"--lr {self.lr} must be > 0")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"--steps {self.steps} must be >= 1")
+        if self.limit is not None and self.limit < 1:
+            raise ValueError(f"--limit {self.limit} must be >= 1")
+        if self.mse_weight < 0:
+            raise ValueError(f"--mse-weight {self.mse_weight} must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["splits"] = list(self.splits)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        d = dict(d)
+        if "splits" in d and d["splits"] is not None:
+            d["splits"] = tuple(d["splits"])
+        return cls(**d)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        return replace(self, **changes)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' -> CUDA when available, else CPU; a clear error for an unavailable CUDA."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+    return device
+
+
+# ----------------------------------------------------------------------------------- data
+
+
+@dataclass
+class TensorData:
+    """A whole split in memory: ``frames (N, T, C, H, W)`` (uint8 for binary/count frames), ``labels (N,)``."""
+
+    frames: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def batch(self, index: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames ``(T, B, C, H, W)`` float32 and labels ``(B,)`` on ``device``."""
+        x = self.frames[index].to(device=device, dtype=torch.float32).transpose(0, 1).contiguous()
+        return x, self.labels[index].to(device)
+
+
+def materialize(dataset: Dataset, limit: int | None = None, seed: int = 0) -> TensorData:
+    """Load every sample of ``dataset`` (``(frames (T, C, H, W), label)``) into one tensor.
+
+    With ``limit``, a seeded random subset of that size (same subset for every method).
+    Integral frames with values in 0..255 are stored as uint8 (4x smaller).
+    """
+    n = len(dataset)
+    order = torch.arange(n)
+    if limit is not None and limit < n:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7))[:limit].sort().values
+    if n == 0:
+        raise ValueError("the data set is empty")
+    array = getattr(dataset, "frames", None)  # EventDataset keeps its uint8 frames: index them directly
+    if array is not None and getattr(array, "dtype", None) == np.uint8 and len(array) == n:
+        labels = np.asarray(getattr(dataset, "labels"))[order.numpy()]
+        return TensorData(torch.from_numpy(np.ascontiguousarray(array[order.numpy()])),
+                          torch.as_tensor(labels, dtype=torch.long))
+    frames, label_list = [], []
+    for i in order.tolist():
+        x, y = dataset[i]
+        frames.append(torch.as_tensor(x))
+        label_list.append(int(y))
+    stacked = torch.stack(frames)
+    if stacked.is_floating_point() and bool(((stacked == stacked.round()) & (stacked >= 0) & (stacked <= 255)).all()):
+        stacked = stacked.to(torch.uint8)
+    return TensorData(stacked, torch.tensor(label_list, dtype=torch.long))
+
+
+def load_split(config: TrainConfig, split: str) -> tuple[TensorData, StreamInfo]:
+    """The ``split`` of ``config.dataset`` in memory, with its :class:`StreamInfo`."""
+    from ..data import load_dataset
+
+    ds = load_dataset(config.dataset, split, num_steps=config.steps, dt_us=config.dt_us, seed=0)
+    limit = config.limit if split == "train" or config.limit is None else max(100, config.limit // 4)
+    return materialize(ds, limit, config.seed), ds.stream
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """Data order of ``epoch``: a permutation depending only on ``(seed, epoch)``."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+# ----------------------------------------------------------------------------------- state
+
+
+@dataclass
+class TrainState:
+    """Everything that changes during training (what a checkpoint holds)."""
+
+    model: SpikingNet
+    plan: Plan
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    epoch: int = 0  # epochs completed
+    history: list[dict[str, Any]] = field(default_factory=list)
+    plan_record: dict[str, Any] = field(default_factory=dict)  # the plan table as measured at the start
+
+    @property
+    def heads(self) -> list[SpikingNet]:
+        return self.plan.heads
+
+    def parameters(self) -> list[torch.nn.Parameter]:
+        params = list(self.model.parameters())
+        for head in self.heads:
+            params += list(head.parameters())
+        return params
+
+
+def build_state(config: TrainConfig, input_shape: tuple[int, int, int], num_classes: int,
+                batches_per_epoch: int, device: torch.device) -> TrainState:
+    """Fresh model (seeded), plan with heads, Adam and the cosine schedule."""
+    model_cfg = ModelConfig(arch=config.model, input_shape=input_shape, num_classes=num_classes,
+                            width=config.width)
+    model = build_model(model_cfg, seed=config.seed)
+    plan = make_plan(model, config.method, config.subnets if config.method in ("stdl", "local") else 1,
+                     list(config.splits) or None, config.budget_mb, config.batch_size, config.seed)
+    return _finish_state(config, model, plan, batches_per_epoch, device)
+
+
+def _finish_state(config: TrainConfig, model: SpikingNet, plan: Plan, batches_per_epoch: int,
+                  device: torch.device) -> TrainState:
+    model.to(device)
+    for head in plan.heads:
+        head.to(device)
+    params = list(model.parameters()) + [p for h in plan.heads for p in h.parameters()]
+    optimizer = torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    total = max(1, config.epochs * batches_per_epoch)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=config.lr * 0.01)
+    return TrainState(model, plan, optimizer, scheduler, plan_record=plan.to_dict())
+
+
+def save_checkpoint(folder: Path, state: TrainState, config: TrainConfig) -> None:
+    """``checkpoint/state.safetensors`` (weights, Adam moments, RNG) then ``state.json`` (the rest).
+
+    The JSON is written last and names the epoch the tensors belong to, so a crash
+    between the two writes is detected on resume instead of mixing epochs.
+    """
+    folder = folder / CHECKPOINT_DIR
+    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in state.model.state_dict().items()}
+    for i, head in enumerate(state.heads):
+        tensors.update({f"aux.{i}.{k}": v for k, v in head.state_dict().items()})
+    opt = state.optimizer.state_dict()
+    for idx, pstate in opt["state"].items():
+        for key, value in pstate.items():
+            tensors[f"opt.{idx}.{key}"] = torch.as_tensor(value)
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = s
+    save_tensors(folder / CHECKPOINT_TENSORS, tensors, metadata={"epoch": str(state.epoch)})
+    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in opt["param_groups"]]
+    write_json(folder / CHECKPOINT_RECORD, {
+        "format_version": FORMAT_VERSION,
+        "epoch": state.epoch,
+        "config": config.to_dict(),
+        "model": state.model.config.to_dict(),
+        "plan": state.plan.to_dict(),
+        "aux_heads": [head_spec(h) for h in state.heads],
+        "optimizer_param_groups": groups,
+        "scheduler": _jsonable(state.scheduler.state_dict()),
+        "history": state.history,
+    })
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(json.dumps(d, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
+
+
+def load_checkpoint(folder: Path, config: TrainConfig, batches_per_epoch: int,
+                    device: torch.device) -> TrainState:
+    """Rebuild the :class:`TrainState` saved by :func:`save_checkpoint` (no unpickling)."""
+    ckpt = folder / CHECKPOINT_DIR
+    record = read_json(ckpt / CHECKPOINT_RECORD)
+    saved = TrainConfig.from_dict(record["config"])
+    diff = [k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v and k != "device"]
+    if diff:
+        raise ValueError(f"--resume: the run in {folder} was started with different "
+                         f"{', '.join(f'{k}={saved.to_dict()[k]!r}' for k in diff)}; give the same options "
+                         "or a new --out")
+    from safetensors import safe_open
+
+    with safe_open(str(ckpt / CHECKPOINT_TENSORS), framework="pt") as f:
+        tensor_epoch = (f.metadata() or {}).get("epoch")
+    if tensor_epoch != str(record["epoch"]):
+        raise ValueError(f"{ckpt} is inconsistent (tensors of epoch {tensor_epoch}, record of epoch "
+                         f"{record['epoch']}); the last write was interrupted — start again without --resume")
+    tensors = load_tensors(ckpt / CHECKPOINT_TENSORS)
+    model = build_model(ModelConfig.from_dict(record["model"]))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    heads = [head_from_spec(spec, model) for spec in record["aux_heads"]]
+    for i, head in enumerate(heads):
+        prefix = f"aux.{i}."
+        head.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+    plan_d = record["plan"]
+    plan = Plan(plan_d["method"], [tuple(b) for b in plan_d["boundaries"]], plan_d["batch"],
+                plan_d["budget_bytes"], [], heads)
+    state = _finish_state(config, model, plan, batches_per_epoch, device)
+    state.plan_record = plan_d
+    opt_state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, value in tensors.items():
+        if name.startswith("opt."):
+            _, idx, key = name.split(".", 2)
+            opt_state.setdefault(int(idx), {})[key] = value
+    groups = record["optimizer_param_groups"]
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    state.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
+    state.scheduler.load_state_dict(record["scheduler"])
+    torch.set_rng_state(tensors["rng.torch"])
+    cuda_states = [tensors[k] for k in sorted(t for t in tensors if t.startswith("rng.cuda."))]
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
+    state.epoch = int(record["epoch"])
+    state.history = list(record["history"])
+    return state
+
+
+# ----------------------------------------------------------------------------------- loop
+
+
+@dataclass
+class EpochMetrics:
+    """One line of ``metrics.jsonl``."""
+
+    epoch: int
+    lr: float
+    train_loss: float
+    train_acc: float
+    test_acc: float
+    exit_acc: list[float]  # test accuracy of each auxiliary head (early exit k), k = 0..K-2
+    subnet_loss: list[float]  # mean per-batch training loss of each subnetwork
+    memory: dict[str, int]  # MemoryReport.to_dict()
+    firing_rate: dict[str, float]  # test-set spikes per neuron per step, by layer
+    epoch_time_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_epoch(state: TrainState, data: TensorData, config: TrainConfig, device: torch.device,
+              epoch: int, progress: Callable[[int, int], None] | None = None) -> tuple[float, float, list[float], MemoryReport]:
+    """One pass over ``data`` in the order of :func:`epoch_order`; returns loss, accuracy, per-subnet loss, memory."""
+    model, heads = state.model, state.heads
+    model.train()
+    for h in heads:
+        h.train()
+    params = state.parameters()
+    temporal = state.plan.temporal
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16) if config.bf16 else None
+    order = epoch_order(len(data), config.seed, epoch)
+    n_batches = math.ceil(len(data) / config.batch_size)
+    loss_sum, correct, seen = 0.0, 0, 0
+    subnet_sum = [0.0] * len(state.plan.boundaries)
+    peak_act = 0
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    opt = state.optimizer
+
+    def online_step(t: int) -> None:
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    for b in range(n_batches):
+        index = order[b * config.batch_size:(b + 1) * config.batch_size]
+        frames, labels = data.batch(index, device)
+        opt.zero_grad(set_to_none=True)
+        with SavedTensorMeter(exclude=params) as meter:
+            result = train_batch(model, heads, state.plan.boundaries, frames, labels, temporal=temporal,
+                                 mse_weight=config.mse_weight, autocast=autocast,
+                                 on_step=online_step if config.online else None)
+        peak_act = max(peak_act, meter.peak)
+        if not config.online:
+            opt.step()
+        state.scheduler.step()
+        loss_sum += result.loss
+        subnet_sum = [s + v for s, v in zip(subnet_sum, result.subnet_loss)]
+        correct += int((result.logits.argmax(1) == labels).sum())
+        seen += len(labels)
+        if progress is not None:
+            progress(b + 1, n_batches)
+    memory = MemoryReport(
+        # every parameter gets a gradient of its own size during the step
+        activation_bytes=peak_act, param_bytes=param_bytes(params), grad_bytes=param_bytes(params),
+        optimizer_bytes=optimizer_bytes(opt),
+        cuda_max_allocated=torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0)
+    return loss_sum / n_batches, correct / max(seen, 1), [s / n_batches for s in subnet_sum], memory
+
+
+def evaluate(model: SpikingNet, heads: list[SpikingNet], boundaries: list[tuple[int, int]], data: TensorData,
+             device: torch.device, batch_size: int = 128) -> tuple[float, list[float], dict[str, float]]:
+    """Test accuracy of the full model, of each early exit, and the mean firing rate per layer."""
+    model.eval()
+    for h in heads:
+        h.eval()
+    correct = [0] * len(boundaries)
+    rates: dict[str, float] = {}
+    n = len(data)
+    for start in range(0, n, batch_size):
+        index = torch.arange(start, min(n, start + batch_size))
+        frames, labels = data.batch(index, device)
+        batch_rates: dict[str, float] = {}
+        outs = evaluate_batch(model, heads, boundaries, frames, spikes=batch_rates)
+        for name, r in batch_rates.items():
+            rates[name] = rates.get(name, 0.0) + r * len(index) / n
+        for k, logits in enumerate(outs):
+            correct[k] += int((logits.argmax(1) == labels).sum())
+    accs = [c / max(n, 1) for c in correct]
+    return accs[-1], accs[:-1], rates
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns (also in ``model.json`` under ``stdl.results``)."""
+
+    folder: Path
+    test_acc: float
+    exit_acc: list[float]
+    memory: dict[str, int]
+    history: list[dict[str, Any]]
+    plan: dict[str, Any]
+
+
+EpochCallback = Callable[[EpochMetrics], None]
+
+
+def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
+          on_epoch: EpochCallback | None = None,
+          progress: Callable[[int, int, int], None] | None = None,
+          data: tuple[TensorData, TensorData, StreamInfo] | None = None) -> TrainResult:
+    """Train ``config`` into the run folder ``out``.
+
+    ``data = (train, test, stream)`` bypasses the data-set loader (tests, custom data).
+    ``on_epoch(metrics)`` runs after each epoch's checkpoint (raising there stops the
+    run with the checkpoint intact). ``progress(epoch, batch, batches)`` reports batches.
+    """
+    out = Path(out)
+    device = resolve_device(config.device)
+    if data is None:
+        train_data, stream = load_split(config, "train")
+        test_data, _ = load_split(config, "test")
+    else:
+        train_data, test_data, stream = data
+    input_shape = tuple(int(v) for v in train_data.frames.shape[2:])
+    num_classes = len(stream.class_names) if stream.class_names else int(train_data.labels.max()) + 1
+    batches = math.ceil(len(train_data) / config.batch_size)
+    if resume and (out / CHECKPOINT_DIR / CHECKPOINT_RECORD).exists():
+        state = load_checkpoint(out, config, batches, device)
+    elif resume:
+        raise FileNotFoundError(f"--resume: {out / CHECKPOINT_DIR} has no checkpoint; start without --resume")
+    else:
+        if (out / CHECKPOINT_DIR / CHECKPOINT_RECORD).exists():
+            raise RunExistsError(f"{out} already holds a run; pass --resume to continue it or pick a new --out")
+        state = build_state(config, input_shape, num_classes, batches, device)
+    plan_record = state.plan_record
+    memory: dict[str, int] = state.history[-1]["memory"] if state.history else {}
+    while state.epoch < config.epochs:
+        epoch = state.epoch
+        t0 = time.perf_counter()
+        lr = state.optimizer.param_groups[0]["lr"]
+        loss, acc, subnet_loss, mem = run_epoch(
+            state, train_data, config, device, epoch,
+            (lambda b, n: progress(epoch, b, n)) if progress is not None else None)
+        test_acc, exit_acc, rates = evaluate(state.model, state.heads, state.plan.boundaries, test_data, device)
+        metrics = EpochMetrics(epoch + 1, lr, loss, acc, test_acc, exit_acc, subnet_loss, mem.to_dict(), rates,
+                               time.perf_counter() - t0)
+        state.epoch += 1
+        state.history.append(metrics.to_dict())
+        memory = mem.to_dict()
+        save_checkpoint(out, state, config)
+        _write_metrics(out, state.history)
+        _save(out, state, stream, config, plan_record)
+        _plot(out, state.history)
+        if on_epoch is not None:
+            on_epoch(metrics)
+    last = state.history[-1] if state.history else {}
+    return TrainResult(out, last.get("test_acc", float("nan")), last.get("exit_acc", []), memory,
+                       state.history, plan_record)
+
+
+class RunExistsError(ValueError):
+    """The output folder already holds a run (a user error: exit 2 with one line)."""
+
+
+def _save(out: Path, state: TrainState, stream: StreamInfo, config: TrainConfig, plan: dict[str, Any]) -> None:
+    last = state.history[-1]
+    save_run(out, state.model.cpu(), stream, state.plan.boundaries, [h.cpu() for h in state.heads], {
+        "method": config.method,
+        "temporal_decoupling": state.plan.temporal,
+        "plan": plan,
+        "train": config.to_dict(),
+        "results": {"epochs": state.epoch, "test_acc": last["test_acc"], "exit_acc": last["exit_acc"],
+                    "memory": last["memory"]},
+    })
+    device = next(iter(state.optimizer.param_groups[0]["params"])).device
+    state.model.to(device)
+    for h in state.heads:
+        h.to(device)
+
+
+def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
+    with atomic_path(out / METRICS_FILE) as tmp:
+        tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
+
+
+def _plot(out: Path, history: list[dict[str, Any]]) -> None:
+    """loss.png, accuracy.png, memory.png from the history."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    figures = {
+        "loss.png": ("training loss (sum over subnetworks)", [("train", [h["train_loss"] for h in history])]),
+        "accuracy.png": ("accuracy", [("train (full model)", [h["train_acc"] for h in history]),
+                                      ("test (full model)", [h["test_acc"] for h in history])]
+                         + [(f"test exit {k}", [h["exit_acc"][k] for h in history])
+                            for k in range(len(history[-1]["exit_acc"]))]),
+        "memory.png": ("peak training memory (MiB)", [
+            ("activations (saved tensors)", [mb(h["memory"]["activation_bytes"]) for h in history]),
+            ("total (+ params, grads, Adam)", [mb(h["memory"]["total_bytes"]) for h in history])]),
+    }
+    for name, (title, series) in figures.items():
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        for label, values in series:
+            ax.plot(epochs, values, marker="o", label=label)
+        ax.set_xlabel("epoch")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        with atomic_path(out / name) as tmp:
+            fig.savefig(tmp, format="png", dpi=90)
+        plt.close(fig)
