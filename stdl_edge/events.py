@@ -184,16 +184,18 @@ class EventBinner:
         if len(chunk) == 0:
             return empty
         self._last_t = int(chunk["t"][-1])
-        chunk = chunk[chunk["t"] >= self.spec.t_start_us]
+        # events are sorted (validated above): cut with searchsorted and slices, not masks
+        chunk = chunk[int(np.searchsorted(chunk["t"], self.spec.t_start_us, side="left")):]
         if len(chunk) == 0:
             return empty
-        events = np.concatenate(self._pending + [chunk]) if self._pending else chunk
+        pending = [p for p in self._pending if len(p)]
+        events = np.concatenate(pending + [chunk]) if pending else chunk
         steps = (events["t"] - self.spec.t_start_us) // self.spec.dt_us
         last_step = int(steps[-1])  # may still receive events: keep it pending
-        done = steps < last_step
+        cut = int(np.searchsorted(steps, last_step, side="left"))
         n_out = last_step - self._next_step
-        frames = _accumulate(events[done], steps[done], self._next_step, n_out, self.sensor, self.spec.mode)
-        self._pending = [events[~done]]
+        frames = _accumulate(events[:cut], steps[:cut], self._next_step, n_out, self.sensor, self.spec.mode)
+        self._pending = [events[cut:]]
         self._next_step = last_step
         return frames
 
