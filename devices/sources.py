@@ -93,10 +93,15 @@ class Geometry:
         if self.crop is None and self.downsample == 1:
             return events
         out_w, out_h = self.output_size(sensor)[:2]
+        k = int(self.downsample)
+        if self.crop is None and out_w * k == sensor.width and out_h * k == sensor.height:
+            out = events.copy()  # whole blocks only: no event leaves the sensor
+            out["x"] //= k
+            out["y"] //= k
+            return out
         x0, y0 = (self.crop[0], self.crop[1]) if self.crop is not None else (0, 0)
         x = events["x"].astype(np.int64) - x0
         y = events["y"].astype(np.int64) - y0
-        k = int(self.downsample)
         keep = (x >= 0) & (y >= 0) & (x < out_w * k) & (y < out_h * k)
         out = events[keep]  # fancy indexing copies
         out["x"] = x[keep] // k
@@ -177,9 +182,10 @@ class EventSource(ABC):
 
 
 def _to_events(raw: np.ndarray) -> np.ndarray:
-    """Any structured array with x, y, t, p (or 'on' for polarity) -> EVENT_DTYPE (copy)."""
+    """Any structured array with x, y, t, p (or 'on' for polarity) -> EVENT_DTYPE (a new array
+    unless it already is one)."""
     if raw.dtype == EVENT_DTYPE:
-        return np.array(raw, copy=True)
+        return raw  # nothing downstream writes into chunks (Geometry.apply makes new arrays)
     names = raw.dtype.names or ()
     pol = "p" if "p" in names else ("on" if "on" in names else ("polarity" if "polarity" in names else None))
     if not {"x", "y", "t"} <= set(names) or pol is None:
@@ -971,7 +977,7 @@ class DatasetSource(EventSource):
     def _raw_chunks(self) -> Iterator[np.ndarray]:
         offset = 0
         for i in range(self.count):
-            ev = _to_events(self.ds.events(i))
+            ev = _to_events(self.ds.events(i)).copy()  # shifted below: never the data set's array
             period = self.period_us or (int(ev["t"].max()) + 1 if len(ev) else 1)
             ev["t"] += offset
             offset += period
