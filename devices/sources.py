@@ -1041,6 +1041,14 @@ def _open(spec, format, sensor_size, chunk_size, fps, limit, duration_s, options
                               "(stdl_edge.data is missing)") from None
 
         known = _dataset_names(data)
+        if name not in known:  # the tonic data sets register on demand (they need tonic installed)
+            try:
+                from stdl_edge.datasets_tonic import register_tonic_datasets
+
+                register_tonic_datasets()
+            except ImportError:
+                pass
+            known = _dataset_names(data)
         if name not in known:
             raise SourceError(f"{text!r} is neither a file nor a registered data set "
                               f"(known: {', '.join(known) or 'none'})")

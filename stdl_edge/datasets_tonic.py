@@ -220,4 +220,77 @@ def load_tonic_dataset(name: str, split: str, root: str | os.PathLike | None = N
     return TonicDataset(name, split, root, **options)
 
 
-__all__ = ["ROOT_ENV", "SPECS", "TonicDataset", "TonicInfo", "load_tonic_dataset", "tonic_info", "tonic_root"]
+# --------------------------------------------------------------------------- registration
+
+#: published number of recordings (train + test), for DatasetInfo.num_samples
+_PUBLISHED = {"nmnist": 70_000, "dvs-gesture": 1_342, "cifar10-dvs": 10_000, "ncaltech101": 8_709}
+
+
+def _builder_for(name: str, root: str | os.PathLike | None, downsample: int):
+    """``build(seed, limit, progress) -> RawData`` for stdl_edge.data: every recording of both
+    tonic splits (stdl_edge.data then makes its own stratified 80/20 split from the seed)."""
+
+    def build(seed: int, limit: int | None, progress: Any = None):
+        from .data import RawData, balanced_subset
+
+        parts = [TonicDataset(name, split, root, downsample=downsample) for split in SPLITS]
+        labels = np.concatenate([p.labels for p in parts])
+        where = [(k, i) for k, p in enumerate(parts) for i in range(len(p))]
+        pick = np.arange(len(labels)) if limit is None else balanced_subset(labels, limit, seed)
+        events = []
+        for n, j in enumerate(pick):
+            k, i = where[int(j)]
+            events.append(parts[k].events(i))
+            if progress is not None:
+                progress(n + 1, len(pick))
+        return RawData(events, labels[pick])
+
+    return build
+
+
+#: registered names: (tonic data set, downsample factor); the "-32" variants fit small CPU models
+VARIANTS = {"nmnist": ("nmnist", 1), "dvs-gesture": ("dvs-gesture", 1), "dvs-gesture-32": ("dvs-gesture", 4),
+            "cifar10-dvs": ("cifar10-dvs", 1), "cifar10-dvs-32": ("cifar10-dvs", 4),
+            "ncaltech101": ("ncaltech101", 1)}
+
+
+def register_tonic_datasets(root: str | os.PathLike | None = None) -> list[str]:
+    """Register the tonic data sets in :mod:`stdl_edge.data` under the names of :data:`VARIANTS`,
+    read (when loaded) from ``root`` or ``$STDL_EDGE_TONIC_ROOT``. They list as unavailable
+    without tonic. N-Caltech101's classes are its folder names, so it is registered only when
+    its folder is found now.
+
+    The files are not touched until a data set is loaded; ``stdl-edge train --data nmnist`` and
+    ``stdl-edge run ... --events nmnist:test`` then read them through tonic and cache them like
+    the bundled sets. Returns the names registered.
+    """
+    from .data import DatasetBuilder, DatasetInfo, register_dataset
+
+    names = []
+    for name, (base, k) in VARIANTS.items():
+        spec = SPECS[base]
+        classes = spec.class_names
+        if not classes:
+            try:
+                folder = tonic_root(root) / spec.tonic_class / spec.folder["train"]
+            except FileNotFoundError:
+                continue
+            if not folder.is_dir():
+                continue
+            classes = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
+            if not classes:
+                continue
+        w, h, p = spec.sensor_size
+        info = DatasetInfo(name=name, sensor_size=(w // k, h // k, p), class_names=classes,
+                           duration_us=spec.duration_us, dt_us=spec.dt_us, num_steps=spec.num_steps,
+                           num_samples=_PUBLISHED[base],
+                           description=spec.summary + (f", downsampled {k}x" if k > 1 else "")
+                           + f" (tonic, files under ${ROOT_ENV}; not bundled)")
+        register_dataset(name, DatasetBuilder(info, _builder_for(base, root, k), requires=("tonic",),
+                                              extra="datasets"))
+        names.append(name)
+    return names
+
+
+__all__ = ["ROOT_ENV", "SPECS", "TonicDataset", "TonicInfo", "load_tonic_dataset", "register_tonic_datasets",
+           "tonic_info", "tonic_root"]

@@ -107,3 +107,33 @@ def test_missing_data_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="split"):
         load_tonic_dataset("nmnist", "validation", root=tmp_path)
     assert tonic_info("dvs-gesture").sensor_size == (128, 128, 2)
+
+
+def test_registered_in_stdl_edge_data_and_usable_by_run(tmp_path, rng, monkeypatch):
+    """`nmnist` loads through stdl_edge.data (as `train` does) and streams as a labelled source."""
+    data = pytest.importorskip("stdl_edge.data")
+    from stdl_edge.datasets_tonic import register_tonic_datasets
+    from stdl_edge.devices.sources import open_source
+
+    written = []
+    for folder in ("Train", "Test"):
+        for digit in range(10):
+            ev = _ev(rng, 60, 34, 34, 250_000)
+            path = tmp_path / "NMNIST" / folder / str(digit) / "00000.bin"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_events(path, ev, (34, 34), format="nmnist")
+            written.append((ev, digit))
+    monkeypatch.setenv(ROOT_ENV, str(tmp_path))
+    names = register_tonic_datasets()
+    assert "nmnist" in names and "dvs-gesture-32" in names and "ncaltech101" not in names
+    assert data.dataset_info("dvs-gesture-32").sensor_size == (32, 32, 2)
+    ds = data.load_dataset("nmnist", "all")
+    assert len(ds) == 20 and sorted(ds.labels.tolist()) == sorted(d for _, d in written)
+    by_label = {}
+    for ev, d in written:
+        by_label.setdefault(d, []).append(ev)
+    for i in range(len(ds)):
+        assert any(np.array_equal(ds.events(i), ev) for ev in by_label[int(ds.labels[i])])
+    src = open_source("nmnist:test")
+    samples = list(src.samples())
+    assert src.labelled and src.sensor_size[:2] == (34, 34) and len(samples) == len(data.load_dataset("nmnist", "test"))
