@@ -129,6 +129,14 @@ def register_dataset(name: str, builder: DatasetBuilder) -> DatasetBuilder:
     return builder
 
 
+def unregister_dataset(name: str) -> None:
+    """Remove a registered data set (its cache files stay); ValueError if it is not registered."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
+    DATASETS.remove(name)
+    _BUILDERS._entries.pop(name, None)
+
+
 def _builder(name: str) -> DatasetBuilder:
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
