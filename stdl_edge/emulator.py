@@ -119,7 +119,7 @@ def _check_frame(frame: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     if frame.dtype.kind != "f":
         raise ValueError(f"frames must be float intensities in [0, 1], got dtype {frame.dtype} "
                          f"(divide uint8 frames by 255)")
-    lo, hi = float(frame.min(initial=0.0)), float(frame.max(initial=0.0))
+    lo, hi = (float(frame.min()), float(frame.max())) if frame.size else (0.0, 0.0)
     if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0 or hi > 1:
         raise ValueError(f"frame values span [{lo}, {hi}]; intensities must be finite and in [0, 1] "
                          f"(normalise or clip the video first)")

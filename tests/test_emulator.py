@@ -34,7 +34,7 @@ def test_static_scene_gives_no_events_without_noise(rng):
 
 def test_event_count_is_whole_thresholds_crossed_and_polarity_follows_the_change():
     # log intensity rises by 1.1 at pixel (0, 0) and falls by 0.7 at pixel (1, 0) (x=1, y=0)
-    base = np.log(0.3 + EPS)
+    base = np.log(0.2 + EPS)
     log0 = np.full((1, 2), base)
     log1 = np.array([[base + 1.1, base - 0.7]])
     frames = _from_log(np.stack([log0, log1]))
