@@ -148,11 +148,13 @@ class _StepStream:
                 self.source.s_out.connect(self.net.inp)
                 models[self.source] = source_model
             self.taps = []
-            for block in self.net.layers:
-                tap = tap_cls(block.neuron.s_out.shape)
-                block.neuron.s_out.connect(tap.a_in)
+            for layer, block in zip(dev.layers, self.net.layers):
+                tap = None
+                if "s" in dev._probes(layer):
+                    tap = tap_cls(block.neuron.s_out.shape)
+                    block.neuron.s_out.connect(tap.a_in)
+                    models[tap] = tap_model
                 self.taps.append(tap)
-                models[tap] = tap_model
             _LIVE.add(self.net)
             self.net.run(condition=lava.RunSteps(num_steps=1), run_cfg=dev._run_cfg(models))
         else:
@@ -163,9 +165,12 @@ class _StepStream:
             self.net.run(condition=lava.RunSteps(num_steps=1))
         out: dict[str, np.ndarray] = {}
         for layer, block, tap in zip(dev.layers, self.net.layers, self.taps):
-            out[layer.name] = tap.spikes.get()
-            if dev.record or layer is dev.layers[-1]:
+            probes = dev._probes(layer)
+            if tap is not None:
+                out[layer.name] = tap.spikes.get()
+            if "u" in probes:
                 out[f"{layer.name}/u"] = block.neuron.u.get()
+            if "v" in probes:
                 out[f"{layer.name}/v"] = block.neuron.v.get()
         return out
 
@@ -190,7 +195,7 @@ class LavaDevice(Device):
     name = "lava"
 
     def __init__(self, net: LoihiNet, record: bool = False, hardware: bool = False,
-                 readout: str = "voltage", aligned: bool = True) -> None:
+                 readout: str = "voltage", aligned: bool = True, count: bool = False) -> None:
         if readout not in ("voltage", "spikes"):
             raise ValueError(f"lava: readout={readout!r} is unknown; use 'voltage' or 'spikes'")
         self.lava = import_lava()
@@ -206,6 +211,7 @@ class LavaDevice(Device):
         self.net = net
         self.path = Path(net.path)
         self.record = record
+        self.count = count or record
         self.hardware = hardware
         self.readout = readout
         #: loihi-sim's device mode (see LoihiSim): netx's staggered reset with
@@ -230,7 +236,7 @@ class LavaDevice(Device):
 
     @classmethod
     def load(cls, artifact: Path, record: bool = False, hardware: bool = False, readout: str = "voltage",
-             aligned: bool = True, **_: Any) -> LavaDevice:
+             aligned: bool = True, count: bool = False, **_: Any) -> LavaDevice:
         """Open a ``.net`` file, or a folder holding ``model.net`` (``RUN/export/netx``, or a run).
 
         record: keep every layer's spikes, ``u`` and ``v`` (see :meth:`recorded`).
@@ -238,6 +244,9 @@ class LavaDevice(Device):
         readout: 'voltage' (default) or 'spikes' of the last block.
         aligned: reset each block when the first input reaches it, as loihi-sim's device does
             (default); False runs netx's plain Network.
+        count: count spikes and synaptic operations per layer for :meth:`stats` (implied by
+            ``record``). Off by default: it needs a spike probe on every layer, which makes a
+            Lava step several times slower; without it only the readout is probed.
         """
         path = Path(artifact)
         if path.is_dir():
@@ -248,9 +257,18 @@ class LavaDevice(Device):
             else:
                 raise FileNotFoundError(f"{artifact} holds no model.net; export one with "
                                         "`stdl-edge export RUN --to netx`")
-        return cls(LoihiNet.from_netx(path), record=record, hardware=hardware, readout=readout, aligned=aligned)
+        return cls(LoihiNet.from_netx(path), record=record, hardware=hardware, readout=readout, aligned=aligned,
+                   count=count)
 
     # ------------------------------------------------------------------ set-up
+    def _probes(self, layer: SimLayer) -> str:
+        """What to read from ``layer`` each step: 's' spikes, 'u' current, 'v' voltage."""
+        last = layer is self.layers[-1]
+        if self.record:
+            return "suv"
+        spikes = "s" if self.count or (last and self.readout == "spikes") else ""
+        return spikes + ("v" if last and self.readout == "voltage" else "")
+
     def _run_cfg(self, models: dict[Any, type] | None = None) -> Any:
         """The run configuration; ``models`` maps our own process instances to their models.
 
@@ -295,13 +313,14 @@ class LavaDevice(Device):
             value = np.swapaxes(value, -1, -3)
         return value.reshape(*value.shape[: value.ndim - len(layer.out_shape)], *layer.out_shape)
 
-    def _readout(self, spikes: np.ndarray, v: np.ndarray) -> np.ndarray:
-        """``(B, ...)`` of the last block -> ``(B, classes)`` float32, as loihi-sim returns it."""
-        batch = spikes.shape[0]
+    def _readout(self, series: dict[str, np.ndarray]) -> np.ndarray:
+        """Last block's ``(..., B, *shape)`` spikes or voltage -> ``(..., B, classes)`` float32, as loihi-sim."""
+        last = self.layers[-1]
         if self.readout == "spikes":
-            return spikes.reshape(batch, -1).astype(np.float32)
-        scale = float(1 << ACT_SHIFT) * self.layers[-1].scale
-        return (v.reshape(batch, -1) / scale).astype(np.float32)
+            value = series[last.name].astype(np.float32)
+        else:
+            value = series[f"{last.name}/v"] / (float(1 << ACT_SHIFT) * last.scale)
+        return value.reshape(*value.shape[: value.ndim - len(last.out_shape)], -1).astype(np.float32)
 
     def _check_binary(self, frames: np.ndarray) -> None:
         if frames.size and not np.isin(frames, (0.0, 1.0)).all():
@@ -332,8 +351,7 @@ class LavaDevice(Device):
         self._count(frame[None], {k: v[None] for k, v in merged.items()})
         if self.record:
             self._recorded = self._typed(merged)
-        last = self.layers[-1].name
-        return self._readout(merged[last], merged[f"{last}/v"])
+        return self._readout(merged)
 
     def run_frames(self, frames: np.ndarray) -> np.ndarray:
         """Readouts ``(T + latency, B, classes)`` of ``frames (T, B, ...)`` from a reset state.
@@ -356,8 +374,7 @@ class LavaDevice(Device):
         if self.record:
             self._all_steps = self._typed(merged)
             self._recorded = {k: v[-1] for k, v in self._all_steps.items()}
-        last = self.layers[-1].name
-        return np.stack([self._readout(s, v) for s, v in zip(merged[last], merged[f"{last}/v"])])
+        return self._readout(merged)
 
     def _run_sample(self, frames: np.ndarray) -> dict[str, np.ndarray]:
         """One stream ``(T, ...)`` -> per layer spikes (and u, v) ``(T + latency, *shape)`` int64."""
@@ -373,9 +390,10 @@ class LavaDevice(Device):
             source.s_out.connect(net.inp)
         probes: list[tuple[str, SimLayer, Any]] = []
         for layer, block in zip(self.layers, net.layers):
-            targets = [(layer.name, block.neuron.s_out)]
-            if self.record or layer is self.layers[-1]:
-                targets += [(f"{layer.name}/u", block.neuron.u), (f"{layer.name}/v", block.neuron.v)]
+            wanted = self._probes(layer)
+            targets = [(key, target) for key, target, what in (
+                (layer.name, block.neuron.s_out, "s"), (f"{layer.name}/u", block.neuron.u, "u"),
+                (f"{layer.name}/v", block.neuron.v, "v")) if what in wanted]
             for key, target in targets:
                 monitor = lava.Monitor()
                 monitor.probe(target, total)
@@ -408,6 +426,9 @@ class LavaDevice(Device):
 
     def _count(self, frames: np.ndarray, series: dict[str, np.ndarray]) -> None:
         """Spikes and synaptic operations (input spikes times fan-out) of ``(T, B, ...)`` series."""
+        self._steps += frames.shape[0]
+        if not self.count:
+            return
         x = frames
         for k, layer in enumerate(self.layers):
             if layer.synaptic and layer.fanout is not None:
@@ -415,7 +436,6 @@ class LavaDevice(Device):
                 self._synops[k] += int((flat * layer.fanout.reshape(1, 1, -1)).sum())
             x = series[layer.name]
             self._spikes[k] += int(np.count_nonzero(x))
-        self._steps += frames.shape[0]
 
     def recorded(self) -> dict[str, np.ndarray]:
         return dict(self._recorded)
@@ -425,8 +445,12 @@ class LavaDevice(Device):
         return dict(self._all_steps)
 
     def stats(self) -> LayerStats:
-        return LayerStats(names=[layer.name for layer in self.layers], spikes=self._spikes.copy(),
-                          synops=self._synops.copy(),
+        """Steps, batch and neurons always; spikes and synops per layer only with ``count`` or ``record``
+        (otherwise empty arrays: not counted, as for devices that do not count)."""
+        empty = np.zeros(0, dtype=np.int64)
+        return LayerStats(names=[layer.name for layer in self.layers],
+                          spikes=self._spikes.copy() if self.count else empty,
+                          synops=self._synops.copy() if self.count else empty,
                           neurons=np.array([int(np.prod(layer.out_shape)) for layer in self.layers], dtype=np.int64),
                           steps=self._steps, batch=self._batch)
 

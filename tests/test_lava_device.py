@@ -138,3 +138,22 @@ def test_boundary_errors(tmp_path):
     if not dev.lava.hardware:
         with pytest.raises(RuntimeError, match="lava-loihi"):
             LavaDevice.load(path, hardware=True)
+
+
+@needs_lava
+def test_counting_is_opt_in_and_matches_recording(tmp_path):
+    """Without count/record only the readout is probed (fast); count=True gives record's counts."""
+    from stdl_edge.devices.lava_device import LavaDevice
+
+    path, shape = small_net(tmp_path)
+    frames = (np.random.default_rng(4).random((3, 1, *shape)) < 0.5).astype(np.float32)
+    plain, counting, recording = (LavaDevice.load(path), LavaDevice.load(path, count=True),
+                                  LavaDevice.load(path, record=True))
+    readouts = [d.run_frames(frames) for d in (plain, counting, recording)]
+    np.testing.assert_array_equal(readouts[0], readouts[1])
+    np.testing.assert_array_equal(readouts[0], readouts[2])
+    assert plain.stats().spikes.size == 0 and plain.stats().steps == 3 + plain.latency
+    assert plain.recorded() == {} and counting.recorded() == {}
+    np.testing.assert_array_equal(counting.stats().spikes, recording.stats().spikes)
+    np.testing.assert_array_equal(counting.stats().synops, recording.stats().synops)
+    assert counting.stats().spikes.sum() > 0
