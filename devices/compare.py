@@ -5,8 +5,9 @@ step, ``record=True``), and for every pair:
 
 - **traces**, where both devices have the same ``latency`` (so step ``t`` of one is step
   ``t`` of the other): every recorded key both devices have (layer spikes ``<layer>``,
-  states ``<layer>/u``, ``<layer>/v``) at every step. Spikes must be equal exactly;
-  integer (fixed-point) states exactly; float states to ``state_rtol``/``state_atol`` (two
+  states ``<layer>/u``, ``<layer>/v``) at every step. Spikes (0/1 outputs) must be equal
+  exactly; integer (fixed-point) values exactly; float states and float readout voltages to
+  ``state_rtol``/``state_atol`` (two
   float programs of the same maths differ in the last bits: BatchNorm is folded in the
   ONNX graph and the kernels sum in another order);
 - **predictions**: argmax of the latency-aligned time-averaged readout, as
@@ -123,8 +124,16 @@ class PairResult:
         return not self.identity or (self.differing == 0 and self.agree == self.samples)
 
 
-def _is_state(key: str) -> bool:
-    return key.endswith(("/u", "/v"))
+def _binary(a: np.ndarray) -> bool:
+    return bool(((a == 0) | (a == 1)).all())
+
+
+def _exact(key: str, x: np.ndarray, y: np.ndarray) -> bool:
+    """Spikes (0/1 layer outputs) and integer (fixed-point) values compare exactly; float
+    states and float readout voltages to the tolerances."""
+    if x.dtype.kind in "iub" and y.dtype.kind in "iub":
+        return True
+    return not key.endswith(("/u", "/v")) and _binary(x) and _binary(y)
 
 
 class Comparison:
@@ -207,11 +216,10 @@ class Comparison:
                 else:
                     continue  # different layouts of one layer: nothing to compare element-wise
             pair.keys.add(key)
-            integer = x.dtype.kind in "iu" and y.dtype.kind in "iu"
-            if _is_state(key) and not integer:
-                diff = ~np.isclose(x, y, rtol=self.state_rtol, atol=self.state_atol)
-            else:
+            if _exact(key, x, y):
                 diff = x != y
+            else:
+                diff = ~np.isclose(x, y, rtol=self.state_rtol, atol=self.state_atol)
             pair.compared += diff.size
             n_diff = int(diff.sum())
             if not n_diff:

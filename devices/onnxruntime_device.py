@@ -79,6 +79,7 @@ class StepSession:
         self.output_name = outputs[0].name
         self.output_shape = tuple(int(d) for d in outputs[0].shape[1:]) if outputs[0].shape else ()
         self._out_names = [o.name for o in outputs]
+        self._in_names = [f"state_in.{n}" for n in self.state_names]
         missing = [n for n in self.state_names if f"state_out.{n}" not in self._out_names]
         if missing:
             raise ValueError(f"{self.path}: state_in.{missing[0]} has no matching output state_out.{missing[0]}; "
@@ -102,19 +103,28 @@ class StepSession:
                              f"{('B',) + shape if batch is None else expected} (batch first)")
         return value
 
-    def run(self, x: np.ndarray, state: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """One step: returns ``(y (B, *output_shape), new state)``; inputs are checked first."""
-        x = self._check(self.input_name, x, None, self.input_shape)
-        batch = x.shape[0]
-        missing = [n for n in self.state_names if n not in state]
-        if missing:
-            raise ValueError(f"{self.path.name}: missing state input 'state_in.{missing[0]}' "
-                             f"({len(missing)} of {len(self.state_names)} missing); start from zero_state(batch)")
+    def run(self, x: np.ndarray, state: dict[str, np.ndarray], check_state: bool = True
+            ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """One step: returns ``(y (B, *output_shape), new state)``; inputs are checked first.
+
+        ``check_state=False`` skips the checks of ``x`` and the state, for a device that fed
+        a checked frame and the state this session returned itself.
+        """
         feed = {self.input_name: x}
-        for n in self.state_names:
-            feed[f"state_in.{n}"] = self._check(f"state_in.{n}", state[n], batch, self.state_shapes[n])
+        if check_state:
+            x = self._check(self.input_name, x, None, self.input_shape)
+            batch = x.shape[0]
+            missing = [n for n in self.state_names if n not in state]
+            if missing:
+                raise ValueError(f"{self.path.name}: missing state input 'state_in.{missing[0]}' "
+                                 f"({len(missing)} of {len(self.state_names)} missing); start from zero_state(batch)")
+            for n in self.state_names:
+                feed[f"state_in.{n}"] = self._check(f"state_in.{n}", state[n], batch, self.state_shapes[n])
+        else:
+            for n, key in zip(self.state_names, self._in_names):
+                feed[key] = state[n]
         outs = self.session.run(self._out_names, feed)
-        return outs[0], {n: v for n, v in zip(self.state_names, outs[1:])}
+        return outs[0], dict(zip(self.state_names, outs[1:]))
 
 
 def _recorded_from_state(state: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
@@ -184,7 +194,10 @@ class OnnxRuntimeDevice(Device):
         self._batch = 0
         self._steps = 0
         self._recorded: dict[str, np.ndarray] = {}
-        self._spikes: dict[str, int] = {}
+        #: per stage, the spike states of its spiking (non-readout) layers: '<layer>.s', '<layer>.inner.s'
+        self._spike_states = [[n for n in st.state_names if n.endswith(".s") and "readout" not in n]
+                              for st in stages]
+        self._spikes: dict[str, int] = {n: 0 for names in self._spike_states for n in names}
         self.last_exits: np.ndarray | None = None
 
     # ------------------------------------------------------------------ loading
@@ -237,7 +250,7 @@ class OnnxRuntimeDevice(Device):
         self._states = [s.zero_state(batch) for s in self.stages]
         self._steps = 0
         self._recorded = {}
-        self._spikes = {}
+        self._spikes = dict.fromkeys(self._spikes, 0)
 
     def step(self, frame: np.ndarray) -> np.ndarray:
         if self._states is None:
@@ -245,14 +258,16 @@ class OnnxRuntimeDevice(Device):
         x = np.ascontiguousarray(self.check_frame(frame, self._batch))
         recorded: dict[str, np.ndarray] = {}
         for k, stage in enumerate(self.stages):
-            x, self._states[k] = stage.run(x, self._states[k])
+            # the state is this device's own (zero_state, then the session's outputs): no re-check
+            x, self._states[k] = stage.run(x, self._states[k], check_state=False)
             if self.record:
                 _recorded_from_state(self._states[k], recorded)
                 if k < len(self.stages) - 1:
                     recorded.setdefault(stage.layer_names[-1], x) if stage.layer_names else None
-        for name, state in ((n, v) for st in self._states for n, v in st.items() if n.endswith(".s")):
-            if "readout" not in name:
-                self._spikes[name[:-2]] = self._spikes.get(name[:-2], 0) + int(state.sum())
+        for k, names in enumerate(self._spike_states):
+            state = self._states[k]
+            for name in names:
+                self._spikes[name] += int(np.count_nonzero(state[name]))
         self._recorded = recorded
         self._steps += 1
         return x
@@ -261,8 +276,10 @@ class OnnxRuntimeDevice(Device):
         return dict(self._recorded)
 
     def stats(self) -> LayerStats:
-        names = sorted(self._spikes, key=lambda n: int(n.split(".")[0]))
-        return LayerStats(names=names, spikes=np.array([self._spikes[n] for n in names], dtype=np.int64),
+        """Spikes per spiking layer since ``reset`` (a residual block counts its output spikes)."""
+        names = [n for n in self._spikes if ".inner." not in n]
+        return LayerStats(names=[n[:-2] for n in names],
+                          spikes=np.array([self._spikes[n] for n in names], dtype=np.int64),
                           steps=self._steps, batch=self._batch)
 
     # ------------------------------------------------------------------ early exit

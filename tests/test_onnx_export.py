@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
+import warnings
 
 import numpy as np
 import pytest
@@ -72,9 +74,22 @@ def exports(tmp_path_factory):
     def get(arch: str):
         if arch not in cache:
             run = make_run(tmp_path_factory.mktemp(arch), arch)
-            cache[arch] = (arch, run, export(run, sequence_steps=SEQ_STEPS if arch == "dvs-cnn" else None))
+            logged: list[logging.LogRecord] = []
+            handler = logging.Handler(logging.WARNING)
+            handler.emit = logged.append
+            logging.getLogger("torch").addHandler(handler)
+            try:
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    files = export(run, sequence_steps=SEQ_STEPS if arch == "dvs-cnn" else None)
+            finally:
+                logging.getLogger("torch").removeHandler(handler)
+            get.warnings[arch] = [f"{w.category.__name__}: {w.message}" for w in caught]
+            get.warnings[arch] += [f"log {r.name}: {r.getMessage()}" for r in logged]
+            cache[arch] = (arch, run, files)
         return cache[arch]
 
+    get.warnings = {}
     return get
 
 
@@ -280,3 +295,15 @@ def test_early_exit_reports_exits(cnn):
     np.testing.assert_allclose(always.logits, total / len(frames), rtol=1e-5, atol=1e-5)
     mid = dev.classify_early_exit(frames, threshold=float(np.median(always.confidence)))
     assert set(mid.exits.tolist()) <= {0, 1} and (mid.exits == 0).sum() >= 1
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_export_shows_the_user_no_warnings(exports, arch):
+    exports(arch)
+    assert exports.warnings[arch] == []  # no (deprecation) warning and no exporter log line
+
+
+def test_export_rejects_unknown_options(cnn):
+    _, run, _ = cnn
+    with pytest.raises(ValueError, match="unknown ONNX export option"):
+        export(run, run / "elsewhere", sequence_step=3)

@@ -30,8 +30,8 @@ def bench_devices(target: Path, devices: list[str], steps: int = 200, batch: int
     for name in devices:
         artifact = resolve_artifact(target, name, notify=lambda msg: console.print(f"[yellow]{msg}[/]"))
         dev = open_device(name, artifact, **(options or {}).get(name, {}))
-        one = time_steps(dev, 1, steps, warmup)
-        many = time_steps(dev, batch, max(steps // 4, 5), max(warmup // 4, 2))
+        one = time_steps(dev, 1, steps, min(warmup, steps))
+        many = time_steps(dev, batch, max(steps // 4, 5), min(max(warmup // 4, 2), steps))
         rows.append({
             "device": name,
             "artifact": str(artifact),

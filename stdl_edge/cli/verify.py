@@ -104,23 +104,22 @@ def print_report(comparison) -> None:
         acc.add_row(name, str(dev.latency), _fmt(comparison.accuracy(name)))
     console.print(acc)
     pairs = Table(title="pairwise agreement")
-    for col in ("pair", "expected", "compared", "values equal", "predictions equal", "samples differing", "result"):
+    for col in ("pair", "expected", "values equal", "predictions equal", "result"):
         pairs.add_column(col)
     for pair in comparison.pairs.values():
-        if pair.traced:
-            compared = f"{len(pair.keys)} keys, {pair.compared:,} values"
-        else:
-            compared = "predictions only (latencies differ)"
-        pairs.add_row(f"{pair.a} vs {pair.b}", "identical" if pair.identity else "close",
-                      compared, _fmt(pair.value_agreement), _fmt(pair.agreement),
-                      str(len(pair.mismatched_samples)) if pair.identity else "-",
-                      "[green]ok[/]" if pair.ok and pair.identity else ("[red]MISMATCH[/]" if not pair.ok else "info"))
+        result = ("[green]ok[/]" if pair.ok else "[red]FAIL[/]") if pair.identity else "info"
+        pairs.add_row(f"{pair.a} / {pair.b}", "identical" if pair.identity else "close",
+                      _fmt(pair.value_agreement) if pair.traced else "n/a", _fmt(pair.agreement), result)
     console.print(pairs)
     for pair in comparison.pairs.values():
-        if pair.identity and pair.mismatches:
-            console.print(f"[red]{pair.a} vs {pair.b}: first mismatches[/]")
+        what = (f"{len(pair.keys)} recorded keys, {pair.compared:,} values compared step by step"
+                if pair.traced else "predictions only (the latencies differ)")
+        console.print(f"{pair.a} vs {pair.b}: {what}", highlight=False)
+        if pair.identity and not pair.ok:
+            console.print(f"[red]{pair.a} vs {pair.b}: MISMATCH in {len(pair.mismatched_samples)} sample(s); "
+                          f"first differences:[/]", highlight=False)
             for m in pair.mismatches:
-                console.print(f"  {m.describe()}", highlight=False)
+                console.print(f"  {m.describe()}", highlight=False, soft_wrap=True)
 
 
 @app.command()
