@@ -63,6 +63,8 @@ MAX_UV = 1 << (UV_BITS - 1)
 #: lava-dl's slayer weight scale (1 << 6): weight and threshold units per 1.0
 DEFAULT_SCALE = 64.0
 SUPPORTED_NEURONS = ("CUBA", "LOIHI")
+#: an event's scatter costs about this many dense multiply-adds (BLAS); picks the conv path
+EVENT_COST = 16
 #: reset interval of the aligned device mode: longer than any sample
 ALIGNED_INTERVAL = 1 << 40
 
@@ -78,13 +80,21 @@ def decay_toward_zero(x: np.ndarray, decay: int) -> np.ndarray:
     >>> decay_toward_zero(np.array([5, -5, 4095]), 2048)
     array([   2,   -2, 2047])
     """
-    prod = x.astype(np.int64) * (DECAY_UNITY - int(decay))
-    return np.sign(prod) * (np.abs(prod) >> DECAY_SHIFT)
+    keep = DECAY_UNITY - int(decay)
+    if keep == 0:
+        return np.zeros(np.shape(x), dtype=np.int64)
+    if keep == DECAY_UNITY:
+        return np.asarray(x, dtype=np.int64).copy()
+    prod = np.asarray(x, dtype=np.int64) * keep
+    mag = np.abs(prod) >> DECAY_SHIFT
+    return np.where(prod < 0, -mag, mag)
 
 
 def wrap_current(u: np.ndarray) -> np.ndarray:
     """Lava's 24-bit wrap of the current: one subtraction/addition of ``2**24`` (exactly as
     ``AbstractPyLifModelFixed.subthr_dynamics``: ``> 2**23`` and ``<= -2**23``)."""
+    if u.size == 0 or (u.max() <= MAX_UV and u.min() > -MAX_UV):
+        return u  # nothing to wrap (the common case)
     w = np.where(u > MAX_UV, u - 2 * MAX_UV, u)
     return np.where(w <= -MAX_UV, u + 2 * MAX_UV, w)
 
@@ -104,7 +114,8 @@ def cuba_fixed_step(a_in: np.ndarray, u: np.ndarray, v: np.ndarray, i_decay: int
     u_new = decay_toward_zero(u, i_decay) + (np.asarray(a_in, dtype=np.int64) << ACT_SHIFT)
     u_new = wrap_current(u_new)
     v_new = decay_toward_zero(v, v_decay) + u_new + (np.asarray(bias, dtype=np.int64) << BIAS_EXP)
-    v_new = np.clip(v_new, -MAX_UV + 1, MAX_UV - 1)
+    if v_new.size and (v_new.max() >= MAX_UV or v_new.min() <= -MAX_UV):
+        v_new = np.clip(v_new, -MAX_UV + 1, MAX_UV - 1)
     s = v_new > (int(vth) << VTH_SHIFT)
     v_new = np.where(s, 0, v_new)
     return s, u_new, v_new
@@ -196,6 +207,8 @@ class SimLayer:
     fanout: np.ndarray | None = None  # nonzero synapses leaving each input element
     _wmat: np.ndarray | None = field(default=None, repr=False)  # float weight matrix for matmul
     _wdtype: Any = field(default=np.float64, repr=False)
+    _fan_idx: np.ndarray | None = field(default=None, repr=False)  # conv: (C*H*W, F) flat output indices
+    _fan_w: np.ndarray | None = field(default=None, repr=False)  # conv: (C*H*W, F) weights
 
     @property
     def synaptic(self) -> bool:
@@ -421,24 +434,39 @@ class LoihiNet:
                 # per group: (I/g*kh*kw, O/g)
                 layer._wmat = np.stack([w[k * (o // g):(k + 1) * (o // g)].reshape(o // g, -1).T
                                         for k in range(g)]).astype(layer._wdtype)
-                mask = (w != 0).astype(np.float64)
-                ones = np.ones((1, *layer.out_shape), dtype=np.float64)
-                layer.fanout = np.rint(_conv_transpose_count(ones, mask, layer)).astype(np.int64)[0]
+                layer._fan_idx, layer._fan_w = _conv_fanout_table(layer)
+                layer.fanout = (layer._fan_w != 0).sum(axis=1).astype(np.int64).reshape(layer.in_shape)
 
     # ------------------------------------------------------------------ arithmetic
     @property
     def latency(self) -> int:
         return sum(1 for layer in self.layers if layer.synaptic)
 
-    def synapse(self, layer: SimLayer, x: np.ndarray) -> np.ndarray:
-        """Integer synaptic output ``(B, *out_shape)`` int64 of input ``x`` (B, *in_shape)."""
+    def synapse(self, layer: SimLayer, x: np.ndarray, method: str | None = None) -> np.ndarray:
+        """Integer synaptic output ``(B, *out_shape)`` int64 of input ``x`` (B, *in_shape).
+
+        Conv layers pick the event-driven scatter (sparse input) or im2col + matmul (dense
+        input) by cost; ``method='event'`` or ``'dense'`` forces one (both are exact)."""
         b = x.shape[0]
         if layer.kind == "dense":
             xm = x.reshape(b, -1).astype(layer._wdtype, copy=False)
             acc = np.rint(xm @ layer._wmat).astype(np.int64)
             return _shift(acc, layer.weight_exp)
-        cols = _im2col(x.astype(layer._wdtype, copy=False), layer)  # (g, B*Ho*Wo, I/g*kh*kw)
         o, ho, wo = layer.out_shape
+        flat = x.reshape(b, -1)
+        nz_b, nz_i = np.nonzero(flat)
+        fan = layer._fan_idx.shape[1]
+        if method is None:
+            method = "event" if len(nz_i) * fan * EVENT_COST < b * ho * wo * layer._wmat.shape[1] * o else "dense"
+        if method == "event":
+            # event-driven (Loihi's own way): scatter each input event's fan-out
+            idx = layer._fan_idx[nz_i] + (nz_b * (o * ho * wo))[:, None]
+            wts = layer._fan_w[nz_i]
+            if layer.input_message_bits > 0:
+                wts = wts * flat[nz_b, nz_i][:, None]
+            acc = np.bincount(idx.ravel(), weights=wts.ravel(), minlength=b * o * ho * wo)
+            return _signed_wrap(np.rint(acc).astype(np.int64).reshape(b, o, ho, wo), 24)
+        cols = _im2col(x.astype(layer._wdtype, copy=False), layer)  # (g, B*Ho*Wo, I/g*kh*kw)
         acc = np.matmul(cols, layer._wmat)  # (g, B*Ho*Wo, O/g)
         acc = np.rint(acc).astype(np.int64).reshape(layer.groups, b, ho, wo, o // layer.groups)
         acc = acc.transpose(1, 0, 4, 2, 3).reshape(b, o, ho, wo)
@@ -469,21 +497,45 @@ def _im2col(x: np.ndarray, layer: SimLayer) -> np.ndarray:
     return win.reshape(g, b * ho * wo, (c // g) * kh * kw)
 
 
-def _conv_transpose_count(out_ones: np.ndarray, mask: np.ndarray, layer: SimLayer) -> np.ndarray:
-    """Number of non-zero synapses leaving each input element of a conv: ``(1, C, H, W)``."""
+def _conv_fanout_table(layer: SimLayer) -> tuple[np.ndarray, np.ndarray]:
+    """Per input element, the flat output indices and weights it reaches: ``(C*H*W, F)`` each.
+
+    Output ``(o, oy, ox)`` gets ``W[o, c % (C/g), ky, kx]`` from input ``(c, y, x)`` when
+    ``y = oy * sy - py + ky * dy`` (same for x); unused slots have weight 0 (index 0).
+    """
     c, h, w = layer.in_shape
-    _, ho, wo = layer.out_shape
-    o, ig, kh, kw = mask.shape
+    o, ho, wo = layer.out_shape
+    _, ig, kh, kw = layer.weight.shape
     (sy, sx), (py, px), (dy, dx) = layer.stride, layer.padding, layer.dilation
-    g = layer.groups
-    count = np.zeros((c, h + 2 * py, w + 2 * px))
-    per_in = np.stack([mask[k * (o // g):(k + 1) * (o // g)].sum(axis=0) for k in range(g)])  # (g, I/g, kh, kw)
-    per_in = per_in.reshape(c, kh, kw)
+    og = o // layer.groups
+    grp = np.arange(c) // ig
+    outs = grp[:, None] * og + np.arange(og)[None, :]  # (C, O/g) output channels of each input channel
+    ys, xs = np.arange(h), np.arange(w)
+    slots_i, slots_w, slots_ok = [], [], []
     for ky in range(kh):
+        ny = ys + py - ky * dy
+        oky = (ny % sy == 0) & (ny >= 0) & (ny // sy < ho)
         for kx in range(kw):
-            y0, x0 = ky * dy, kx * dx
-            count[:, y0:y0 + (ho - 1) * sy + 1:sy, x0:x0 + (wo - 1) * sx + 1:sx] += per_in[:, ky, kx][:, None, None]
-    return count[None, :, py:py + h, px:px + w]
+            nx = xs + px - kx * dx
+            okx = (nx % sx == 0) & (nx >= 0) & (nx // sx < wo)
+            ok = oky[:, None] & okx[None, :]  # (H, W)
+            pos = (np.where(oky, ny // sy, 0)[:, None] * wo + np.where(okx, nx // sx, 0)[None, :])  # (H, W)
+            wsel = layer.weight[outs, (np.arange(c) % ig)[:, None], ky, kx]  # (C, O/g)
+            idx = outs[:, None, None, :] * (ho * wo) + pos[None, :, :, None]  # (C, H, W, O/g)
+            wk = np.where(ok[None, :, :, None], wsel[:, None, None, :], 0)
+            slots_i.append(np.where(ok[None, :, :, None], idx, 0))
+            slots_w.append(wk)
+            slots_ok.append(ok)
+    ok_all = np.stack(slots_ok, axis=-1)  # (H, W, K)
+    order = np.argsort(~ok_all, axis=-1, kind="stable")  # valid kernel offsets first
+    keep = int(ok_all.sum(axis=-1).max())
+    order = order[..., :keep]
+    idx = np.stack(slots_i, axis=3)  # (C, H, W, K, O/g)
+    wts = np.stack(slots_w, axis=3)
+    sel = np.broadcast_to(order[None, :, :, :, None], (c, h, w, keep, og))
+    idx = np.take_along_axis(idx, sel, axis=3).reshape(c * h * w, keep * og)
+    wts = np.take_along_axis(wts, sel, axis=3).reshape(c * h * w, keep * og).astype(np.float64)
+    return idx.astype(np.int64), wts
 
 
 # ----------------------------------------------------------------------------- the device

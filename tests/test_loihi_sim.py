@@ -203,10 +203,22 @@ def test_conv_synapse_is_pytorch_cross_correlation(tmp_path, stride, padding, di
         _neuron(g)
     net = LoihiNet.from_netx(tmp_path / "c.net")
     x = (rng.random((3, c, h, wd)) < 0.5).astype(np.int64)
-    got = net.synapse(net.layers[0], x)
     ref = F.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double(), stride=stride, padding=padding,
                    dilation=dilation, groups=groups).round().long().numpy()
-    assert np.array_equal(got, ref)
+    for method in ("event", "dense", None):  # event-driven scatter and im2col agree exactly
+        assert np.array_equal(net.synapse(net.layers[0], x, method=method), ref), method
+    graded = x * rng.integers(1, 4, x.shape)  # graded payloads multiply the weights
+    net.layers[0].input_message_bits = 8
+    gref = F.conv2d(torch.from_numpy(graded).double(), torch.from_numpy(w).double(), stride=stride,
+                    padding=padding, dilation=dilation, groups=groups).round().long().numpy()
+    for method in ("event", "dense"):
+        assert np.array_equal(net.synapse(net.layers[0], graded, method=method), gref), method
+    # synaptic-operation count: non-zero synapses leaving each input element
+    fan = F.conv_transpose2d(torch.ones(1, 4, *ref.shape[2:]).double(), torch.from_numpy((w != 0) * 1.0).double(),
+                             stride=stride, padding=padding, dilation=dilation, groups=groups,
+                             output_padding=(h - ((ref.shape[2] - 1) * stride - 2 * padding + dilation * 2 + 1),
+                                             wd - ((ref.shape[3] - 1) * stride - 2 * padding + dilation * 2 + 1)))
+    assert np.array_equal(net.layers[0].fanout, fan[0].round().long().numpy())
 
 
 # ----------------------------------------------------------------------------- lava-dl's own files
