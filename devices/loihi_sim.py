@@ -291,8 +291,9 @@ class LoihiNet:
                     if "neuron" in g:
                         neuron = cls._neuron(g["neuron"], where)
                         bias = np.zeros(shape, dtype=np.int64)
-                        w = int(_read(g, "weight", 64))
-                        b = int(_read(g, "bias", 0))
+                        # slayer writes these as 1-element arrays; int() of one is deprecated (NumPy 1.25)
+                        w = int(np.asarray(_read(g, "weight", 64)).reshape(-1)[0])
+                        b = int(np.asarray(_read(g, "bias", 0)).reshape(-1)[0])
                         layers.append(SimLayer(name, "input", i, shape, shape, *neuron, bias=bias,
                                                scale=float(g.attrs.get("scale", DEFAULT_SCALE)),
                                                transform=(w, b)))

@@ -3,7 +3,8 @@
 Networks: (a) ours, exported by exporters/netx.py from small SpikingNets (dense; conv with a
 folded average pooling, biases, leaky currents); (b) lava-dl's own, built with
 lava.lib.dl.slayer blocks and written by slayer's ``export_hdf5`` (dense; conv after a
-shape-only input layer; slayer's ``Input`` block, which Lava feeds through the neurons' bias).
+shape-only input layer, square and rectangular with groups; slayer's ``Input`` block, which
+Lava feeds through the neurons' bias).
 """
 
 from __future__ import annotations
@@ -68,6 +69,11 @@ def slayer_net(tmp_path: Path, kind: str) -> tuple[Path, tuple[int, ...]]:
         if kind == "dense":
             shape, blocks = (20,), [cuba.Dense(p, 20, 12, weight_scale=2, weight_norm=False),
                                     cuba.Dense(p, 12, 5, weight_scale=2, weight_norm=False)]
+        elif kind == "conv-rect":  # H != W, asymmetric kernel/stride/padding, groups: catches x/y swaps
+            shape = (2, 7, 10)
+            blocks = [cuba.Conv(p, 2, 4, (3, 5), padding=(1, 2), stride=(2, 1), groups=2, weight_scale=2,
+                                weight_norm=False), cuba.Flatten(),
+                      cuba.Dense(p, 4 * 4 * 10, 5, weight_scale=2, weight_norm=False)]
         else:
             shape = (2, 8, 8)
             blocks = [cuba.Input(p, weight=1, bias=0)] if kind == "input" else []
@@ -80,7 +86,7 @@ def slayer_net(tmp_path: Path, kind: str) -> tuple[Path, tuple[int, ...]]:
     with h5py.File(path, "w") as f:
         group = f.create_group("layer")
         offset = 0
-        if kind == "conv":  # netx needs the input size of a first conv: a shape-only input layer
+        if kind.startswith("conv"):  # netx needs the input size of a first conv: a shape-only input layer
             g = group.create_group("0")
             g.create_dataset("type", data=np.array([b"input"], dtype="S10"))
             g.create_dataset("shape", data=np.array(shape))
@@ -151,7 +157,7 @@ def test_classify_agrees_with_loihi_sim(tmp_path):
 
 
 # ----------------------------------------------------------------------------- (b) lava-dl's exports
-@pytest.mark.parametrize("kind", ["dense", "conv", "input"])
+@pytest.mark.parametrize("kind", ["dense", "conv", "conv-rect", "input"])
 def test_slayer_exports_are_identical_in_lava(tmp_path, kind):
     path, shape = slayer_net(tmp_path, kind)
     trace = compare(path, shape, aligned=False)
