@@ -42,7 +42,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .layers import AvgPool2d, Flatten, Layer, Readout, SpikingConv2d, SpikingDense
+from .layers import AvgPool2d, Flatten, Readout, SpikingConv2d, SpikingDense
 from .models import SpikingNet
 from .neuron import CubaParams
 

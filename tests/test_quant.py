@@ -99,12 +99,9 @@ def test_batchnorm_folding_is_exact_in_float():
 def test_avgpool_folds_into_the_next_conv_and_dense():
     torch.manual_seed(1)
     n = CubaParams()
-    conv = SpikingConv2d((3, 8, 8), 4, 3, stride=1, padding=1, bias=True, neuron=n)
-    pool2 = AvgPool2d((3, 8, 8), 2)
-    net = SpikingNet([SpikingConv2d((2, 8, 8), 3, 3, neuron=n), pool2, SpikingConv2d((3, 4, 4), 4, 3, neuron=n),
+    net = SpikingNet([SpikingConv2d((2, 8, 8), 3, 3, neuron=n), AvgPool2d((3, 8, 8), 2), SpikingConv2d((3, 4, 4), 4, 3, neuron=n),
                       AvgPool2d((4, 4, 4), 2), Flatten((4, 2, 2)), Readout(16, 3)],
                      ModelConfig(input_shape=(2, 8, 8), num_classes=3))
-    del conv
     folded = fold_model(net)
     assert [f.kind for f in folded] == ["conv", "conv", "flatten", "dense"]
     c2 = folded[1]
