@@ -255,7 +255,8 @@ class Emulator:
     def step_pixels(self, frame: np.ndarray, t_us: int) -> PixelEvents:
         """Like :meth:`step` but returns the flat :class:`PixelEvents` (index into ``frame_shape``)."""
         frame = _check_frame(frame, self.frame_shape)
-        log_frame = np.log(frame.ravel().astype(np.float32) + np.float32(self.config.eps))
+        log_frame = frame.astype(np.float32, copy=False).reshape(-1) + np.float32(self.config.eps)
+        np.log(log_frame, out=log_frame)
         if self.state is None:
             n = log_frame.size
             self.state = EmulatorState(log_frame, log_frame, np.full(n, np.iinfo(np.int64).min // 2), int(t_us))
