@@ -3,6 +3,7 @@ temporal decoupling is exactly BPTT; the memory meter counts what a hand count g
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch.nn import functional as F
 
@@ -13,6 +14,15 @@ from stdl_edge.stdl.engine import evaluate_batch, step_loss, train_batch
 from stdl_edge.stdl.memory import SavedTensorMeter
 
 SHAPE = (2, 16, 16)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small step-sized ops: one torch thread is much faster on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 def _model(seed: int = 0):

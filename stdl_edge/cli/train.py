@@ -68,8 +68,9 @@ def train(
     online: Optional[bool] = typer.Option(None, "--online/--per-batch", help="optimizer step per time step"),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda[:N] (default auto)"),
     bf16: Optional[bool] = typer.Option(None, "--bf16/--fp32", help="bfloat16 autocast"),
-    limit: Optional[int] = typer.Option(None, help="use a seeded subset of this many training samples"),
+    limit: Optional[int] = typer.Option(None, help="use a class-balanced subset of about this many samples (80/20 train/test)"),
     width: Optional[float] = typer.Option(None, help="channel multiplier of the model (default 1.0)"),
+    threads: Optional[int] = typer.Option(None, help="torch CPU threads (default 1: fastest for these small ops)"),
     config: Optional[Path] = typer.Option(None, help="JSON/TOML file with the same keys; flags override it"),
     out: Path = typer.Option(..., help="run folder to write (model, aux heads, checkpoint, metrics, plots)"),
     resume: bool = typer.Option(False, help="continue the interrupted run in --out from its last checkpoint"),
@@ -82,7 +83,7 @@ def train(
     flags = {"dataset": dataset, "model": model, "method": method, "subnets": subnets,
              "splits": _ints(splits, "--splits"), "epochs": epochs, "batch_size": batch_size, "lr": lr,
              "seed": seed, "steps": steps, "budget_mb": budget_mb, "mse_weight": mse_weight, "online": online,
-             "device": device, "bf16": bf16, "limit": limit, "width": width}
+             "device": device, "bf16": bf16, "limit": limit, "width": width, "threads": threads}
     options.update({k: v for k, v in flags.items() if v is not None})
     cfg = TrainConfig.from_dict(options)
 

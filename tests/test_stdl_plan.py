@@ -1,0 +1,159 @@
+"""Partitioning and auxiliary heads: cuts keep blocks whole, balance memory, and heads are the
+largest uniform subset of the following layers that fits the budget."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from stdl_edge.cli import app
+from stdl_edge.models import ModelConfig, SpikingNet, build_model
+from stdl_edge.stdl.auxiliary import build_aux_head, candidate_layers, make_plan, sample_uniform
+from stdl_edge.stdl.memory import MIB
+from stdl_edge.stdl.partition import (balanced_boundaries, boundaries_from_splits, measure_step, partition,
+                                      units_of)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small step-sized ops: one torch thread is much faster on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _net(arch="dvs-cnn", shape=(2, 16, 16), width=1.0):
+    return build_model(ModelConfig(arch=arch, input_shape=shape, num_classes=5, width=width), seed=0)
+
+
+@pytest.mark.parametrize("arch", ["dvs-cnn", "vgg11", "resnet"])
+def test_units_never_leave_stateless_layers_or_the_readout_alone(arch):
+    net = _net(arch, shape=(2, 8, 8), width=0.125)
+    units = units_of(net)
+    assert units[0][0] == 0 and units[-1][1] == len(net.layers)
+    assert all(b == c for (_, b), (c, _) in zip(units, units[1:]))
+    for a, b in units:
+        assert any(layer.stateful and layer.kind != "readout" for layer in net.layers[a:b])
+    # every cut of the units is a valid partition
+    for k in (1, 3):
+        bounds = balanced_boundaries(net, k, batch=2)
+        assert len(bounds) == k
+        assert {b for _, b in bounds} <= {b for _, b in units}
+
+
+def test_flatten_goes_with_the_dense_layer_and_pool_with_the_conv():
+    net = _net("dvs-cnn")
+    assert units_of(net) == [(0, 1), (1, 2), (2, 3), (3, 6)]  # conv | conv | conv | flatten dense readout
+    vgg = _net("vgg11", shape=(2, 32, 32), width=0.125)
+    names = vgg.layer_names()
+    for a, b in units_of(vgg):
+        if names[a].endswith("avgpool"):
+            pytest.fail(f"a pooling layer starts a unit: {names[a:b]}")
+
+
+def test_explicit_splits_are_validated_with_a_clear_message():
+    net = _net()
+    assert boundaries_from_splits(net, [1, 3]) == [(0, 1), (1, 3), (3, 6)]
+    with pytest.raises(ValueError, match="only 5.readout"):
+        boundaries_from_splits(net, [5])
+    with pytest.raises(ValueError, match="only 3.flatten"):
+        boundaries_from_splits(net, [3, 4])
+    with pytest.raises(ValueError, match="strictly increasing"):
+        boundaries_from_splits(net, [2, 1])
+    with pytest.raises(ValueError, match="use 1..4"):
+        partition(net, 5)
+
+
+def test_balanced_partition_minimises_the_largest_part():
+    net = _net()
+    units = units_of(net)
+    costs = [measure_step(net, a, b, 8).training_bytes for a, b in units]
+    bounds = balanced_boundaries(net, 2, batch=8)
+    largest = max(sum(costs[i] for i, (a, b) in enumerate(units) if a >= s and b <= e) for s, e in bounds)
+    best = min(max(sum(costs[:c]), sum(costs[c:])) for c in range(1, len(units)))
+    assert largest == best
+
+
+def test_aux_head_is_a_spikingnet_reading_the_subnet_output():
+    net = _net()
+    for stop in (1, 2, 3):
+        for depth in range(len(candidate_layers(net, stop)) + 1):
+            head = build_aux_head(net, stop, depth)
+            assert isinstance(head, SpikingNet)
+            assert head.input_shape == tuple(net.layers[stop - 1].out_shape)
+            assert head.layers[-1].kind == "readout" and head.num_classes == 5
+            y, _ = head.step(torch.zeros(3, *head.input_shape), head.init_state(3, "cpu"))
+            assert y.shape == (3, 5)
+            assert sum(1 for layer in head.layers if layer.stateful) == depth + 1
+    # freshly initialised: not the primary model's weights
+    head = build_aux_head(net, 1, 1)
+    assert head.layers[0].conv.weight.shape == net.layers[1].conv.weight.shape
+    assert not torch.equal(head.layers[0].conv.weight, net.layers[1].conv.weight)
+
+
+def test_uniform_sampling_spreads_over_the_remaining_depth():
+    assert sample_uniform(5, 0) == []
+    assert sample_uniform(5, 1) == [0]
+    assert sample_uniform(5, 3) == [0, 2, 4]
+    assert sample_uniform(4, 4) == [0, 1, 2, 3]
+
+
+def test_aux_depth_is_the_largest_that_fits_the_budget():
+    net = _net(shape=(2, 8, 8))
+    a, b = 0, 1
+    depths = range(len(candidate_layers(net, b)) + 1)
+    costs = []
+    for d in depths:
+        torch.manual_seed(0)
+        costs.append(measure_step(net, a, b, 8, head=build_aux_head(net, b, d)).training_bytes)
+    assert costs == sorted(costs)  # deeper heads cost more
+    for d in (0, 2, 3):
+        budget_mb = (costs[d] + 1) / MIB  # just above depth d, below d + 1
+        plan = make_plan(net, "stdl", 2, splits=[1], batch=8, budget_mb=budget_mb)
+        sub = plan.subnets[0]
+        assert len(sub.aux_source) == d
+        assert sub.total.training_bytes <= plan.budget_bytes and sub.fits
+    # local: always the pooled linear head
+    plan = make_plan(net, "local", 4, batch=8)
+    assert all(s.aux_source == [] for s in plan.subnets)
+    assert [layer.kind for layer in plan.heads[0].layers] == ["avgpool", "flatten", "readout"]
+
+
+def test_default_budget_is_the_largest_subnet_alone():
+    net = _net()
+    plan = make_plan(net, "stdl", 4, batch=8)
+    assert plan.budget_bytes == max(s.subnet.training_bytes for s in plan.subnets)
+    assert all(s.fits for s in plan.subnets)
+    assert len(plan.heads) == 3
+
+
+def test_baselines_take_one_subnetwork():
+    net = _net()
+    for method in ("bptt", "sltt"):
+        plan = make_plan(net, method, 1, batch=4)
+        assert plan.boundaries == [(0, len(net.layers))] and plan.heads == []
+    assert not make_plan(net, "bptt", 1, batch=4).temporal
+    with pytest.raises(ValueError, match="as one network"):
+        make_plan(net, "sltt", 4, batch=4)
+
+
+def test_measure_step_leaves_the_model_untouched():
+    net = build_model(ModelConfig(arch="vgg11", input_shape=(2, 8, 8), num_classes=5, width=0.125), seed=0)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    measure_step(net, 0, 3, 4)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # incl. BatchNorm stats
+    assert all(p.grad is None for p in net.parameters())
+
+
+def test_plan_command_prints_the_table():
+    result = CliRunner().invoke(app, ["plan", "--model", "dvs-cnn", "--subnets", "4", "--batch", "4",
+                                      "--input", "2,16,16"])
+    assert result.exit_code == 0, result.output
+    for word in ("budget", "0.conv", "readout", "fits"):
+        assert word in result.output
+    bad = CliRunner().invoke(app, ["plan", "--input", "2,16"])
+    assert bad.exit_code != 0

@@ -1,0 +1,158 @@
+"""The trainer: run folder, exact resume, load_run for exporters, the CLI, and learning on digits-dvs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from stdl_edge.artifact import StreamInfo, load_model
+from stdl_edge.cli import app
+from stdl_edge.io import load_tensors
+from stdl_edge.stdl import load_run
+from stdl_edge.stdl.engine import evaluate_batch
+from stdl_edge.stdl.trainer import TensorData, TrainConfig, train
+
+H = 12
+STREAM = StreamInfo((H, H, 2), 1000, 3, class_names=("right", "down", "left", "up"))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small step-sized ops: one torch thread is much faster on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _bars(n: int, seed: int, steps: int = 3) -> TensorData:
+    """A bar sweeping in one of four directions (the class) over noise: learnable in a few batches."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, 4, (n,), generator=g)
+    frames = (torch.rand(n, steps, 2, H, H, generator=g) < 0.03).to(torch.uint8)
+    for i, c in enumerate(labels.tolist()):
+        offset = int(torch.randint(0, 3, (1,), generator=g))
+        for t in range(steps):
+            pos = offset + 3 * t if c in (0, 1) else H - 1 - offset - 3 * t
+            if c in (0, 2):
+                frames[i, t, 1, :, pos] = 1
+            else:
+                frames[i, t, 1, pos, :] = 1
+    return TensorData(frames, labels)
+
+
+def _data():
+    return _bars(96, 0), _bars(64, 1), STREAM
+
+
+CFG = TrainConfig(method="stdl", subnets=3, epochs=2, batch_size=16, lr=5e-3, seed=3)
+
+
+def _weights(folder):
+    return load_tensors(folder / "model.safetensors"), load_tensors(folder / "aux.safetensors")
+
+
+def test_run_folder_and_load_run(tmp_path):
+    result = train(CFG, tmp_path / "run", data=_data())
+    folder = tmp_path / "run"
+    for name in ("model.json", "model.safetensors", "aux.safetensors", "metrics.jsonl", "loss.png",
+                 "accuracy.png", "memory.png", "checkpoint/state.safetensors", "checkpoint/state.json"):
+        assert (folder / name).exists(), name
+    lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in lines] == [1, 2]
+    assert set(lines[-1]["memory"]) >= {"activation_bytes", "param_bytes", "optimizer_bytes", "total_bytes"}
+    assert lines[-1]["memory"]["activation_bytes"] > 0 and len(lines[-1]["exit_acc"]) == 2
+
+    run = load_run(folder)
+    assert run.method == "stdl" and run.num_subnets == 3 and len(run.aux_heads) == 2
+    assert run.boundaries == [tuple(b) for b in result.plan["boundaries"]]
+    assert run.stream == STREAM
+    stdl = run.record["stdl"]
+    assert stdl["class_names"] == list(STREAM.class_names) and stdl["subnets"] == 3
+    for k, head in enumerate(run.aux_heads):
+        a, b = run.boundaries[k]
+        assert head.input_shape == tuple(run.model.layers[b - 1].out_shape)
+    # the loaded run reproduces the accuracies the trainer reported
+    test = _bars(64, 1)
+    frames, labels = test.batch(torch.arange(len(test)), torch.device("cpu"))
+    outs = evaluate_batch(run.model, run.aux_heads, run.boundaries, frames)
+    accs = [float((o.argmax(1) == labels).float().mean()) for o in outs]
+    assert accs[-1] == pytest.approx(result.test_acc)
+    assert accs[:-1] == pytest.approx(result.exit_acc)
+    # the primary model alone loads through the artifact API as well
+    model, stream = load_model(folder)
+    assert stream == STREAM and len(model.layers) == len(run.model.layers)
+
+
+def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
+    train(CFG, tmp_path / "full", data=_data())
+
+    class Interrupt(Exception):
+        pass
+
+    def stop(metrics):
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        train(CFG, tmp_path / "cut", data=_data(), on_epoch=stop)
+    assert json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())["epoch"] == 1
+    with pytest.raises(ValueError, match="already holds a run"):
+        train(CFG, tmp_path / "cut", data=_data())
+    with pytest.raises(ValueError, match="different lr"):
+        train(CFG.replace(lr=1e-3), tmp_path / "cut", data=_data(), resume=True)
+    train(CFG, tmp_path / "cut", data=_data(), resume=True)
+
+    (m1, a1), (m2, a2) = _weights(tmp_path / "full"), _weights(tmp_path / "cut")
+    assert m1.keys() == m2.keys() and a1.keys() == a2.keys()
+    assert all(torch.equal(m1[k], m2[k]) for k in m1)
+    assert all(torch.equal(a1[k], a2[k]) for k in a1)
+    h1 = (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()
+    h2 = (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(x)["train_loss"] for x in h1] == [json.loads(x)["train_loss"] for x in h2]
+
+
+def test_methods_share_initial_weights_and_data_order(tmp_path):
+    from stdl_edge.stdl.trainer import build_state, epoch_order
+
+    states = {m: build_state(TrainConfig(method=m, subnets=None), (2, H, H), 4, 6, torch.device("cpu"))
+              for m in ("stdl", "bptt")}
+    sd = [s.model.state_dict() for s in states.values()]
+    assert all(torch.equal(sd[0][k], sd[1][k]) for k in sd[0])
+    assert torch.equal(epoch_order(50, 0, 3), epoch_order(50, 0, 3))
+    assert not torch.equal(epoch_order(50, 0, 3), epoch_order(50, 0, 4))
+    assert len(states["stdl"].heads) == 3 and states["bptt"].heads == []
+
+
+def test_config_validation_names_the_bad_value():
+    with pytest.raises(ValueError, match="--method 'sgd'"):
+        TrainConfig(method="sgd")
+    with pytest.raises(ValueError, match="unknown training option"):
+        TrainConfig.from_dict({"epoch": 3})
+    assert TrainConfig(method="bptt").subnets == 1 and TrainConfig().subnets == 4
+    assert TrainConfig(splits=(1, 3)).subnets == 3
+
+
+def test_cli_config_file_and_flag_errors(tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('method = "sgd"\n')
+    result = CliRunner().invoke(app, ["train", "--config", str(cfg), "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0
+    assert "sgd" in str(result.exception)
+
+
+@pytest.mark.slow
+def test_short_stdl_run_on_digits_dvs_learns(tmp_path):
+    pytest.importorskip("stdl_edge.data")
+    cfg = TrainConfig(dataset="digits-dvs", method="stdl", subnets=4, epochs=2, batch_size=32, limit=320,
+                      steps=6, seed=0)
+    result = CliRunner().invoke(app, ["train", "--dataset", "digits-dvs", "--method", "stdl", "--subnets", "4",
+                                      "--epochs", str(cfg.epochs), "--limit", str(cfg.limit), "--steps", "6",
+                                      "--out", str(tmp_path / "digits")])
+    assert result.exit_code == 0, result.output
+    run = load_run(tmp_path / "digits")
+    acc = run.record["stdl"]["results"]["test_acc"]
+    assert acc > 0.3, f"test accuracy {acc:.2f} is not well above chance (0.10)"
+    assert "test accuracy" in result.output and "peak training memory" in result.output
