@@ -32,7 +32,7 @@ import math
 import os
 import time
 import zipfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
@@ -40,7 +40,7 @@ import numpy as np
 
 from .artifact import StreamInfo
 from .emulator import Emulator, EmulatorConfig, run_batch
-from .events import BIN_MODES, EVENT_DTYPE, BinSpec, SensorSize, bin_events, validate_events
+from .events import BIN_MODES, EVENT_DTYPE, SensorSize, bin_events, validate_events
 from .io import atomic_path
 from .registry import Registry
 
@@ -580,12 +580,3 @@ def _build_shapes(seed: int, limit: int | None, progress: Progress | None) -> Ra
 
 register_dataset("shapes-dvs", DatasetBuilder(SHAPES_INFO, _build_shapes))
 
-
-def dataset_params(name: str, seed: int = 0) -> dict[str, Any]:
-    """The generation settings of a bundled data set (for docs and records)."""
-    out: dict[str, Any] = {"sensor": asdict(replace(SENSOR_CONFIG, seed=seed)), "frame_us": FRAME_US}
-    if name == "digits-dvs":
-        out.update(saccade_us=SACCADE_US, triangle_px=_TRIANGLE.round(3).tolist())
-    elif name == "shapes-dvs":
-        out.update(kinds=list(SHAPE_KINDS), radius_px=[3.0, 5.0], speed_px_s=[30.0, 90.0])
-    return out
