@@ -8,7 +8,9 @@ binary event frames (10 % active pixels):
 
 - latency: median wall-clock time of one step at batch 1 (``--steps`` timed steps after a
   warm-up), and its 90th percentile;
-- throughput: ``32 / median step time`` at batch 32, in sample-steps per second.
+- throughput: ``32 / median step time`` at batch 32, in sample-steps per second;
+- both also in CPU time of the calling thread (one compute thread each, so this is what
+  a dedicated core gives, however busy the machine is).
 
 Both devices get the same number of CPU threads (``--threads``, default 1: a small edge
 core). One run; medians over many steps. Prints a table and writes
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import tempfile
 import time
@@ -81,22 +84,29 @@ def main() -> None:
             for name, dev in devs.items():
                 one = time_steps(dev, 1, steps, warmup=30)
                 many = time_steps(dev, 32, max(steps // 5, 10), warmup=5)
-                row[f"{name}_latency_ms"] = float(np.median(one) * 1e3)
-                row[f"{name}_latency_p90_ms"] = float(np.percentile(one, 90) * 1e3)
-                row[f"{name}_throughput"] = float(32 / np.median(many))
+                row[f"{name}_latency_ms"] = float(np.median(one.wall) * 1e3)
+                row[f"{name}_latency_p90_ms"] = float(np.percentile(one.wall, 90) * 1e3)
+                row[f"{name}_cpu_ms"] = float(np.median(one.cpu) * 1e3)
+                row[f"{name}_throughput"] = float(32 / np.median(many.wall))
+                row[f"{name}_throughput_cpu"] = float(32 / np.median(many.cpu))
             row["speedup_b1"] = row["torch_latency_ms"] / row["onnxruntime_latency_ms"]
+            row["speedup_b1_cpu"] = row["torch_cpu_ms"] / row["onnxruntime_cpu_ms"]
             row["speedup_b32"] = row["onnxruntime_throughput"] / row["torch_throughput"]
+            row["speedup_b32_cpu"] = row["onnxruntime_throughput_cpu"] / row["torch_throughput_cpu"]
+            load = os.getloadavg()[0]
+            row["load_average_1min"] = round(load, 2)
             rows.append(row)
             print(f"{label}: torch {row['torch_latency_ms']:.3f} ms, onnxruntime {row['onnxruntime_latency_ms']:.3f} ms "
                   f"({row['speedup_b1']:.1f}x), spikes identical: {pair.ok}", flush=True)
 
-    header = ("model", "torch b=1 ms", "ort b=1 ms", "ratio b=1", "torch b=32 s-steps/s", "ort b=32 s-steps/s",
-              "ratio b=32", "identical")
+    header = ("model", "torch b=1 ms", "ort b=1 ms", "ratio", "torch b=1 CPU ms", "ort b=1 CPU ms", "ratio",
+              "torch b=32 s-steps/s", "ort b=32 s-steps/s", "ratio", "ratio (CPU)", "identical")
     print("\n| " + " | ".join(header) + " |\n|" + "---|" * len(header))
     for r in rows:
         print(f"| {r['model']} | {r['torch_latency_ms']:.3f} | {r['onnxruntime_latency_ms']:.3f} | "
-              f"{r['speedup_b1']:.1f}x | {r['torch_throughput']:,.0f} | {r['onnxruntime_throughput']:,.0f} | "
-              f"{r['speedup_b32']:.1f}x | {'yes' if r['spikes_identical'] else 'NO'} |")
+              f"{r['speedup_b1']:.1f}x | {r['torch_cpu_ms']:.3f} | {r['onnxruntime_cpu_ms']:.3f} | "
+              f"{r['speedup_b1_cpu']:.1f}x | {r['torch_throughput']:,.0f} | {r['onnxruntime_throughput']:,.0f} | "
+              f"{r['speedup_b32']:.1f}x | {r['speedup_b32_cpu']:.1f}x | {'yes' if r['spikes_identical'] else 'NO'} |")
     import onnxruntime
 
     write_json(args.out, {

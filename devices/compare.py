@@ -243,10 +243,20 @@ class Comparison:
 
 # --------------------------------------------------------------------------- timing (bench)
 
+@dataclass(frozen=True)
+class StepTimes:
+    """Seconds per ``step`` call: ``wall`` (wall clock) and ``cpu`` (CPU time of the calling
+    thread; with one compute thread, what the step costs on a dedicated core, whatever else
+    the machine runs)."""
+
+    wall: np.ndarray
+    cpu: np.ndarray
+
+
 def time_steps(device: Device, batch: int, steps: int, warmup: int = 10, density: float = 0.1,
-               seed: int = 0) -> np.ndarray:
-    """Wall-clock seconds of each of ``steps`` calls to ``device.step`` on a ``batch`` of random
-    binary frames (``density`` = fraction of active pixels), after ``warmup`` untimed steps."""
+               seed: int = 0) -> StepTimes:
+    """Time each of ``steps`` calls to ``device.step`` on a ``batch`` of random binary frames
+    (``density`` = fraction of active pixels), after ``warmup`` untimed steps."""
     if steps < 1 or batch < 1:
         raise ValueError(f"steps={steps} and batch={batch} must be >= 1")
     rng = np.random.default_rng(seed)
@@ -254,10 +264,11 @@ def time_steps(device: Device, batch: int, steps: int, warmup: int = 10, density
     device.reset(batch)
     for i in range(warmup):
         device.step(frames[i % len(frames)])
-    times = np.empty(steps)
+    wall, cpu = np.empty(steps), np.empty(steps)
     for i in range(steps):
         frame = frames[(warmup + i) % len(frames)]
-        t0 = time.perf_counter()
+        c0, t0 = time.thread_time_ns(), time.perf_counter_ns()
         device.step(frame)
-        times[i] = time.perf_counter() - t0
-    return times
+        wall[i] = (time.perf_counter_ns() - t0) * 1e-9
+        cpu[i] = (time.thread_time_ns() - c0) * 1e-9
+    return StepTimes(wall, cpu)
