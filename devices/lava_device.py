@@ -195,7 +195,7 @@ class LavaDevice(Device):
     name = "lava"
 
     def __init__(self, net: LoihiNet, record: bool = False, hardware: bool = False,
-                 readout: str = "voltage", aligned: bool = True, count: bool = False) -> None:
+                 readout: str = "voltage", aligned: bool = True, count: bool = True) -> None:
         if readout not in ("voltage", "spikes"):
             raise ValueError(f"lava: readout={readout!r} is unknown; use 'voltage' or 'spikes'")
         self.lava = import_lava()
@@ -236,7 +236,7 @@ class LavaDevice(Device):
 
     @classmethod
     def load(cls, artifact: Path, record: bool = False, hardware: bool = False, readout: str = "voltage",
-             aligned: bool = True, count: bool = False, **_: Any) -> LavaDevice:
+             aligned: bool = True, count: bool = True, **_: Any) -> LavaDevice:
         """Open a ``.net`` file, or a folder holding ``model.net`` (``RUN/export/netx``, or a run).
 
         record: keep every layer's spikes, ``u`` and ``v`` (see :meth:`recorded`).
@@ -244,9 +244,10 @@ class LavaDevice(Device):
         readout: 'voltage' (default) or 'spikes' of the last block.
         aligned: reset each block when the first input reaches it, as loihi-sim's device does
             (default); False runs netx's plain Network.
-        count: count spikes and synaptic operations per layer for :meth:`stats` (implied by
-            ``record``). Off by default: it needs a spike probe on every layer, which makes a
-            Lava step several times slower; without it only the readout is probed.
+        count: count spikes and synaptic operations per layer for :meth:`stats` (on by default,
+            as loihi-sim; implied by ``record``). It needs a spike probe on every layer, which
+            makes a Lava step several times slower: ``count=False`` probes only the readout,
+            the fastest way to classify with Lava.
         """
         path = Path(artifact)
         if path.is_dir():

@@ -141,13 +141,13 @@ def test_boundary_errors(tmp_path):
 
 
 @needs_lava
-def test_counting_is_opt_in_and_matches_recording(tmp_path):
-    """Without count/record only the readout is probed (fast); count=True gives record's counts."""
+def test_counting_can_be_turned_off_and_matches_recording(tmp_path):
+    """count=False probes only the readout (fast); the default counts as record does."""
     from stdl_edge.devices.lava_device import LavaDevice
 
     path, shape = small_net(tmp_path)
     frames = (np.random.default_rng(4).random((3, 1, *shape)) < 0.5).astype(np.float32)
-    plain, counting, recording = (LavaDevice.load(path), LavaDevice.load(path, count=True),
+    plain, counting, recording = (LavaDevice.load(path, count=False), LavaDevice.load(path),
                                   LavaDevice.load(path, record=True))
     readouts = [d.run_frames(frames) for d in (plain, counting, recording)]
     np.testing.assert_array_equal(readouts[0], readouts[1])
