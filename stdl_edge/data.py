@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
 import numpy as np
+import torch
+from torch.utils.data import Dataset
 
 from .artifact import StreamInfo
 from .emulator import Emulator, EmulatorConfig, run_batch
@@ -284,7 +286,7 @@ def resolve_binning(info: DatasetInfo, num_steps: int | None, dt_us: int | None)
     return int(num_steps), int(dt_us)
 
 
-class EventDataset:
+class EventDataset(Dataset):
     """One split of a data set, binned once: a ``torch.utils.data.Dataset`` of ``(frames, label)``.
 
     frames: float32 tensor ``(T, 2, H, W)`` (channel 0 OFF, 1 ON), label: int.
@@ -339,9 +341,7 @@ class EventDataset:
         """Events per sample, int64 ``(N,)``."""
         return np.diff(self._offsets)[self._index]
 
-    def __getitem__(self, i: int):
-        import torch
-
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         i = self._check_index(i)
         return torch.from_numpy(self.frames[i].astype(np.float32)), int(self.labels[i])
 

@@ -33,8 +33,13 @@ def test_registered_names_and_info():
 
 
 def test_item_contract_and_frames_come_from_bin_events(shapes_small):
+    from torch.utils.data import DataLoader, Dataset
+
     ds = shapes_small
     info = ds.info
+    assert isinstance(ds, Dataset)
+    batch, labels = next(iter(DataLoader(ds, batch_size=5)))
+    assert tuple(batch.shape) == (5, 8, 2, 32, 32) and labels.tolist() == ds.labels[:5].tolist()
     frames, label = ds[3]
     assert tuple(frames.shape) == (8, 2, 32, 32) and str(frames.dtype) == "torch.float32"
     assert isinstance(label, int) and label == ds.labels[3] and ds.labels.dtype == np.int64
