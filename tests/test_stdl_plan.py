@@ -110,13 +110,15 @@ def test_aux_depth_is_the_largest_that_fits_the_budget():
     for d in depths:
         torch.manual_seed(0)
         costs.append(measure_step(net, a, b, 8, head=build_aux_head(net, b, d)).training_bytes)
-    assert costs == sorted(costs)  # deeper heads cost more
-    for d in (0, 2, 3):
-        budget_mb = (costs[d] + 1) / MIB  # just above depth d, below d + 1
-        plan = make_plan(net, "stdl", 2, splits=[1], batch=8, budget_mb=budget_mb)
+    assert costs[-1] > costs[0]  # copies cost memory (not monotone: a dense copy after fewer convs is wider)
+    for d in depths:
+        budget = costs[d] + 1  # bytes: depth d fits
+        expected = max(e for e in depths if costs[e] <= budget)
+        plan = make_plan(net, "stdl", 2, splits=[1], batch=8, budget_mb=budget / MIB)
         sub = plan.subnets[0]
-        assert len(sub.aux_source) == d
+        assert len(sub.aux_source) == expected
         assert sub.total.training_bytes <= plan.budget_bytes and sub.fits
+        assert all(costs[e] > plan.budget_bytes for e in depths if e > expected)
     # local: always the pooled linear head
     plan = make_plan(net, "local", 4, batch=8)
     assert all(s.aux_source == [] for s in plan.subnets)

@@ -11,6 +11,12 @@ Subnetwork ``k < K`` ending before layer ``e`` gets a head made of:
    maps) and ``Flatten`` where the tensor is still spatial (flatten alone where it is 1x1);
 3. a fresh :class:`~stdl_edge.layers.Readout`.
 
+A copied *spiking dense* layer is preceded by a plain ``Flatten`` instead of pooling:
+it must see binary spikes at its design fan-in. Behind global pooling its inputs are
+firing rates (~0.1), it never reaches threshold, and the triangle surrogate (zero beyond
+one threshold width) then passes no gradient at all: the head would be dead. Pooling is
+used only before the (non-spiking, linear) readout, where rates are what it should read.
+
 ``d`` is the **largest** depth whose training memory together with subnetwork ``k``
 (exact, :func:`~stdl_edge.stdl.partition.measure_step`) fits the budget; the default
 budget is the largest subnetwork's own footprint. ``d = 0`` is the plain pooled-linear
@@ -79,9 +85,11 @@ def _build_head(model: SpikingNet, stop: int, depth: int) -> tuple[SpikingNet, l
     for idx in chosen:
         src = model.layers[idx]
         flat_input = len(src.in_shape) == 1
-        if flat_input:
-            layers += _reduce(shape)
-            shape = tuple(layers[-1].out_shape) if layers else shape
+        if flat_input and len(shape) == 3:
+            # flatten, not pool: a spiking dense layer needs binary spikes at the fan-in it was
+            # made for; pooled rates (~0.1) leave it silent, and a silent layer gets no gradient
+            layers.append(Flatten(shape))
+            shape = tuple(layers[-1].out_shape)
         elif len(shape) != 3:
             continue  # a conv cannot follow a flat tensor; a deeper dense copy still can
         layers.append(copy_layer(src, shape))
