@@ -234,3 +234,21 @@ def test_unknown_name_in_info():
         dataset_info("nope")
     with pytest.raises(ValueError, match="unknown data set"):
         build_dataset("nope")
+
+
+def test_builder_output_is_checked_and_normalised(toy):
+    info = data._builder("toy-test").info
+    other = np.dtype([("t", np.int64), ("x", np.uint16), ("y", np.uint16), ("p", np.int8)])
+
+    def build(seed, limit, progress):  # another field order and kinds, as readers may give
+        ev = np.zeros(3, dtype=other)
+        ev["t"], ev["x"], ev["y"], ev["p"] = [5, 6, 7], [1, 2, 3], [0, 1, 2], [1, 0, 1]
+        return RawData([ev, ev[:1]], np.array([0, 1]))
+
+    register_dataset("toy-test", DatasetBuilder(info, build))
+    ds = load_dataset("toy-test", "all", seed=9)
+    assert ds.events(0).dtype == EVENT_DTYPE and ds.events(0)["x"].tolist() == [1, 2, 3]
+    assert ds.events(0)["p"].tolist() == [True, False, True]
+    register_dataset("toy-test", DatasetBuilder(info, lambda seed, limit, progress: RawData([np.zeros(0, EVENT_DTYPE)], [2])))
+    with pytest.raises(RuntimeError, match="labels 2..2"):
+        load_dataset("toy-test", "all", seed=10)
