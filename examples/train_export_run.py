@@ -67,9 +67,10 @@ def main() -> None:
     source = open_source("digits-dvs:test", limit=args.test_samples)
     run = run_events(device, source, per_sample=True)
     lat = run.latency_ms()
+    energy = "n/a" if run.energy_uj is None else f"{run.energy_uj:.2f} uJ"
     print(f"{args.device}: accuracy {run.accuracy:.3f} on {len(run.predictions)} test samples, "
           f"step latency p50 {lat['p50']:.3f} ms (batch {run.batch}), "
-          f"{run.events_per_s / 1e6:.2f} M events/s, energy estimate {run.energy_uj:.2f} uJ")
+          f"{run.events_per_s / 1e6:.2f} M events/s, energy estimate {energy}")
 
 
 if __name__ == "__main__":

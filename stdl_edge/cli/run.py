@@ -150,6 +150,7 @@ class RunResult:
     spikes: np.ndarray  # per layer, summed over everything run
     synops: np.ndarray  # per layer
     synops_estimated: bool
+    synops_counted: bool  # False: the device counts none and no model was at hand to estimate them
     neurons: np.ndarray | None
     input_spikes: int
     sample_steps: int  # time steps x streams run
@@ -169,8 +170,10 @@ class RunResult:
         return (self.stream_us / 1e6) / self.wall_s if self.wall_s > 0 else float("inf")
 
     @property
-    def energy_uj(self) -> float:
-        """Estimated energy of everything run, microjoules."""
+    def energy_uj(self) -> float | None:
+        """Estimated energy of everything run, microjoules (None without synaptic-op counts)."""
+        if not self.synops_counted:
+            return None
         pj = float(self.synops.sum()) * self.energy.pj_per_synop + float(self.spikes.sum()) * self.energy.pj_per_spike
         return pj * 1e-6
 
@@ -193,7 +196,9 @@ class RunResult:
                                  if self.neurons is not None and self.neurons[i] else None)}
                        for i, (n, s, o) in enumerate(zip(self.layer_names, self.spikes, self.synops))],
             "synops_estimated": self.synops_estimated, "input_spikes": self.input_spikes,
-            "energy": {"uJ_total": self.energy_uj, "uJ_per_sample_step": self.energy_uj / per_step,
+            "synops_counted": self.synops_counted,
+            "energy": {"uJ_total": self.energy_uj,
+                       "uJ_per_sample_step": None if self.energy_uj is None else self.energy_uj / per_step,
                        "pJ_per_synop": self.energy.pj_per_synop, "pJ_per_spike": self.energy.pj_per_spike,
                        "source": "Davies et al., IEEE Micro 38(1):82-99, 2018, Table 2 (Loihi)"},
         }
@@ -325,20 +330,23 @@ def run_events(device: Any, source: Any, *, window_steps: int | None = None, per
     n_layers = len(meter.names)
     spikes = meter.spikes if meter.spikes is not None else np.zeros(n_layers, np.int64)
     estimated = False
+    have_synops = True
     synops = meter.synops
     if synops is None or not synops.any():
         est = _fanout_estimate(device, spikes, meter.input_spikes)
         estimated = est is not None
+        have_synops = est is not None
         synops = est if est is not None else np.zeros(n_layers, np.int64)
     neurons = meter.neurons
     if neurons is None and getattr(getattr(device, "model", None), "layers", None) is not None:
         layers = device.model.layers
         if len(layers) == n_layers:
-            neurons = np.array([int(np.prod(layer.out_shape)) if layer.stateful else 0 for layer in layers])
+            neurons = np.array([int(np.prod(layer.out_shape)) if layer.stateful and layer.kind != "readout" else 0
+                                for layer in layers])
     return RunResult(mode="sample" if per_sample else "window", predictions=predictions, events=counted["events"],
                      stream_us=counted["t_end"], wall_s=wall, latencies_s=np.asarray(meter.latencies),
                      batch=run_batch_size, layer_names=meter.names, spikes=spikes, synops=synops,
-                     synops_estimated=estimated, neurons=neurons, input_spikes=meter.input_spikes,
+                     synops_estimated=estimated, synops_counted=have_synops, neurons=neurons, input_spikes=meter.input_spikes,
                      sample_steps=meter.steps, energy=energy, accuracy=accuracy, kept_frames=meter.kept_frames,
                      kept_outputs=meter.kept_outputs, kept_layers=meter.kept_layers)
 
@@ -540,13 +548,17 @@ def run(
     for col in ("layer", "spikes", "synaptic ops", "rate (spikes/neuron/step)"):
         layers.add_column(col, justify="right" if col != "layer" else "left")
     for row in result.summary()["layers"]:
-        layers.add_row(row["name"], f"{row['spikes']:,}", f"{row['synops']:,}",
+        layers.add_row(row["name"], f"{row['spikes']:,}", f"{row['synops']:,}" if result.synops_counted else "-",
                        "-" if row["rate"] is None else f"{row['rate']:.4f}")
     console.print(layers)
-    per = result.energy_uj / max(len(result.predictions), 1)
-    console.print(f"energy estimate: {result.energy_uj:.3f} uJ total, {per:.3f} uJ per {result.mode} "
-                  f"(assuming {energy.pj_per_synop} pJ/synop and {energy.pj_per_spike} pJ/spike: Loihi, "
-                  "Davies et al., IEEE Micro 38(1), 2018, Table 2)")
+    if result.energy_uj is None:
+        console.print(f"energy estimate: n/a ({device} counts no synaptic operations; run the same artifact on "
+                      "loihi-sim, or the run folder on torch, for counts)")
+    else:
+        per = result.energy_uj / max(len(result.predictions), 1)
+        console.print(f"energy estimate: {result.energy_uj:.3f} uJ total, {per:.3f} uJ per {result.mode} "
+                      f"(assuming {energy.pj_per_synop} pJ/synop and {energy.pj_per_spike} pJ/spike: Loihi, "
+                      "Davies et al., IEEE Micro 38(1), 2018, Table 2)")
     if plot is not None:
         paths = write_plots(result, plot, list(stream.class_names))
         console.print("plots: " + ", ".join(str(p) for p in paths))
