@@ -249,6 +249,7 @@ def test_builder_output_is_checked_and_normalised(toy):
     ds = load_dataset("toy-test", "all", seed=9)
     assert ds.events(0).dtype == EVENT_DTYPE and ds.events(0)["x"].tolist() == [1, 2, 3]
     assert ds.events(0)["p"].tolist() == [True, False, True]
-    register_dataset("toy-test", DatasetBuilder(info, lambda seed, limit, progress: RawData([np.zeros(0, EVENT_DTYPE)], [2])))
+    bad_labels = lambda seed, limit, progress: RawData([np.zeros(0, EVENT_DTYPE)], [2])  # noqa: E731
+    register_dataset("toy-test", DatasetBuilder(info, bad_labels))
     with pytest.raises(RuntimeError, match="labels 2..2"):
         load_dataset("toy-test", "all", seed=10)
