@@ -45,15 +45,30 @@ def _model_net(run: str | None, work: Path) -> Path:
     return work / "run" / "export" / "netx" / "model.net"
 
 
-def _median_step_ms(sim, frames: np.ndarray, repeats: int) -> float:
+def _one_core():
+    """Single-threaded BLAS for loihi-sim (one core, like the stream benchmark); no-op without threadpoolctl."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
+def _median_step_ms(sim, frames: np.ndarray, repeats: int) -> tuple[float, float]:
+    """Median wall ms per step and mean CPU ms per step (this process) over ``repeats`` runs."""
     times = []
-    for _ in range(repeats):
-        sim.reset(frames.shape[1])
-        for frame in frames:
-            t0 = time.perf_counter()
-            sim.step(frame)
-            times.append(time.perf_counter() - t0)
-    return 1e3 * float(np.median(times))
+    cpu0 = time.process_time()
+    with _one_core():
+        for _ in range(repeats):
+            sim.reset(frames.shape[1])
+            for frame in frames:
+                t0 = time.perf_counter()
+                sim.step(frame)
+                times.append(time.perf_counter() - t0)
+    cpu = 1e3 * (time.process_time() - cpu0) / max(len(times), 1)
+    return 1e3 * float(np.median(times)), cpu
 
 
 def main() -> None:
@@ -81,17 +96,19 @@ def main() -> None:
         shape = sim.input_shape
         f1 = (rng.random((args.steps, 1, *shape)) < args.density).astype(np.float32)
         fb = (rng.random((args.steps, args.batch, *shape)) < args.density).astype(np.float32)
-        step1 = _median_step_ms(sim, f1, args.repeats)
-        stepb = _median_step_ms(sim, fb, args.repeats)
-        t0 = time.perf_counter()
-        classify(sim, f1)
-        sim_sample_s = time.perf_counter() - t0
+        step1, cpu1 = _median_step_ms(sim, f1, args.repeats)
+        stepb, cpub = _median_step_ms(sim, fb, args.repeats)
+        with _one_core():
+            t0 = time.perf_counter()
+            classify(sim, f1)
+            sim_sample_s = time.perf_counter() - t0
         result = {
             "network": str(args.run or "dvs-cnn (fresh weights)"), "input_shape": list(shape),
             "layers": [f"{la.kind} {tuple(la.out_shape)}" for la in sim.net.layers], "latency": sim.latency,
             "steps": args.steps, "density": args.density, "load_average": list(os.getloadavg()),
             "cpu": platform.processor() or platform.machine(), "python": sys.version.split()[0],
             "loihi_sim": {"ms_per_step_batch1": step1, "ms_per_step_batch": stepb, "batch": args.batch,
+                          "cpu_ms_per_step_batch1": cpu1, "cpu_ms_per_step_batch": cpub, "blas_threads": 1,
                           "sample_steps_per_s_batch": 1e3 * args.batch / stepb,
                           "steps_per_s_batch1": 1e3 / step1,
                           "s_per_sample_batch1": sim_sample_s},
@@ -140,9 +157,10 @@ def _lava(path: Path, frames: np.ndarray, sim, args, rng) -> dict:
 
 def _print(r: dict) -> None:
     s = r["loihi_sim"]
-    rows = [("loihi-sim, batch 1", f"{s['ms_per_step_batch1']:.2f} ms/step", f"{s['steps_per_s_batch1']:.0f} steps/s"),
+    rows = [("loihi-sim, batch 1", f"{s['ms_per_step_batch1']:.2f} ms/step",
+             f"{s['steps_per_s_batch1']:.0f} steps/s (CPU {s['cpu_ms_per_step_batch1']:.2f} ms/step)"),
             (f"loihi-sim, batch {s['batch']}", f"{s['ms_per_step_batch']:.2f} ms/step",
-             f"{s['sample_steps_per_s_batch']:.0f} sample-steps/s")]
+             f"{s['sample_steps_per_s_batch']:.0f} sample-steps/s (CPU {s['cpu_ms_per_step_batch']:.1f} ms/step)")]
     lava = r.get("lava", {})
     if "ms_per_step_marginal" in lava:
         rows += [("Lava fixed_pt, total", f"{lava['ms_per_step_total']:.1f} ms/step", f"{lava['s_per_sample']:.1f} s/sample"),

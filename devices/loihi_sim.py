@@ -63,8 +63,8 @@ MAX_UV = 1 << (UV_BITS - 1)
 #: lava-dl's slayer weight scale (1 << 6): weight and threshold units per 1.0
 DEFAULT_SCALE = 64.0
 SUPPORTED_NEURONS = ("CUBA", "LOIHI")
-#: an event's scatter costs about this many dense multiply-adds (BLAS); picks the conv path
-EVENT_COST = 16
+#: an event's scatter costs about this many dense multiply-adds (BLAS, batch <= 4); picks the conv path
+EVENT_COST = 4
 #: reset interval of the aligned device mode: longer than any sample
 ALIGNED_INTERVAL = 1 << 40
 
@@ -458,7 +458,8 @@ class LoihiNet:
         nz_b, nz_i = np.nonzero(flat)
         fan = layer._fan_idx.shape[1]
         if method is None:
-            method = "event" if len(nz_i) * fan * EVENT_COST < b * ho * wo * layer._wmat.shape[1] * o else "dense"
+            cost = EVENT_COST if b <= 4 else 4 * EVENT_COST  # BLAS gets more efficient with the batch
+            method = "event" if len(nz_i) * fan * cost < b * ho * wo * layer._wmat.shape[1] * o else "dense"
         if method == "event":
             # event-driven (Loihi's own way): scatter each input event's fan-out
             idx = layer._fan_idx[nz_i] + (nz_b * (o * ho * wo))[:, None]
