@@ -157,3 +157,42 @@ def test_counting_can_be_turned_off_and_matches_recording(tmp_path):
     np.testing.assert_array_equal(counting.stats().spikes, recording.stats().spikes)
     np.testing.assert_array_equal(counting.stats().synops, recording.stats().synops)
     assert counting.stats().spikes.sum() > 0
+
+
+@needs_lava
+def test_input_block_network_steps_like_loihi_sim(tmp_path):
+    """A lava-dl file starting with netx's Input block is fed through the input neurons' bias,
+    also step by step; each step's spikes and states equal loihi-sim's (device mode, aligned)."""
+    import h5py
+    import torch
+
+    from stdl_edge.devices.lava_compat import import_lava
+    from stdl_edge.devices.lava_device import LavaDevice
+    from stdl_edge.devices.loihi_sim import LoihiSim
+
+    cuba = import_lava().slayer.block.cuba
+    p = dict(threshold=1.0, current_decay=0.25, voltage_decay=0.1, requires_grad=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        blocks = [cuba.Input(p, weight=1, bias=0), cuba.Dense(p, 12, 4, weight_scale=2, weight_norm=False)]
+        x = torch.zeros(1, 12, 2)
+        for block in blocks:
+            x = block(x)
+    path = tmp_path / "input.net"
+    with h5py.File(path, "w") as f:
+        for i, block in enumerate(blocks):
+            block.export_hdf5(f.create_group(f"layer/{i}"))
+    frames = (np.random.default_rng(6).random((5, 1, 12)) < 0.5).astype(np.float32)
+    sim = LoihiSim.from_netx(path, record=True)
+    sim.reset(1)
+    with LavaDevice.load(path, record=True, readout="spikes") as dev:
+        assert dev.input_shape == (12,) and dev.bias_input and dev.latency == 1
+        dev.reset(1)
+        sim.readout = "spikes"
+        for t, frame in enumerate(frames):
+            np.testing.assert_array_equal(dev.step(frame), sim.step(frame))
+            expected, got = sim.recorded(), dev.recorded()
+            assert set(expected) == set(got)
+            for key in expected:
+                np.testing.assert_array_equal(got[key], expected[key], err_msg=f"{key} at step {t}")
+        assert dev.stats().spikes[0] > 0  # the input layer fired
