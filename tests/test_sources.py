@@ -201,3 +201,14 @@ def test_frames_folder_streams_through_the_emulator(tmp_path):
     frames = np.stack([np.asarray(Image.open(p).convert("L"), np.float32) / 255 for p in sorted(folder.iterdir())])
     direct = emulator.emulate(frames, np.arange(5) * 10_000, emulator.EmulatorConfig())
     np.testing.assert_array_equal(np.sort(ev, order=["t", "y", "x"]), np.sort(direct, order=["t", "y", "x"]))
+
+
+def test_video_without_imageio_names_the_package(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("imageio") is not None:
+        pytest.skip("imageio is installed here")
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"\x00\x00\x00\x18ftypmp42")
+    with pytest.raises(ImportError, match="imageio"):
+        open_source(video)
