@@ -11,21 +11,32 @@ step they receive. So a network of ``L`` synaptic layers has ``latency = L``: th
 readout at step ``t`` is caused by the frame of step ``t - L``. Lava's neuron model
 per step (``lava/proc/lif/models.py``, ``AbstractPyLifModelFixed``), integers::
 
-    u[t] = sat24(trunc(u[t-1] * (4096 - du) / 4096) + (a_in[t] << 6))
-    v[t] = trunc(v[t-1] * (4096 - dv) / 4096) + u[t] + bias_mant << bias_exp
+    u[t] = wrap24(trunc0(u[t-1] * (4096 - du) / 4096) + (a_in[t] << 6))
+    v[t] = clip24(trunc0(v[t-1] * (4096 - dv) / 4096) + u[t] + (bias_mant << 6))
     s[t] = v[t] > vth << 6;   v[t] = 0 where s[t]            # recorded v is after the reset
+
+(``trunc0``: toward zero; netx maps ``iDecay -> du + 1``, ``vDecay -> dv``.) By default
+(``aligned=True``, as loihi-sim's device) the network is netx's ``Network(reset_interval=
+ALIGNED_INTERVAL, reset_offset=1)``, which zeroes block ``k`` once, when the sample's first
+input reaches it.
 
 Lava has no batch dimension: a batch of ``B`` streams is ``B`` independent Lava
 networks, each its own runtime. Two ways to drive it:
 
 - :meth:`LavaDevice.step` (the generic :class:`~devices.base.Device` API) feeds one frame
   per ``run(RunSteps(1))`` through a small source process whose ``frame`` Var is set
-  between steps, and reads the readout (and, with ``record=True``, every layer's spikes
-  and ``u``, ``v``) after each step. Correct for any stream length, but every step is a
+  between steps, and reads the readout (spikes through small tap processes, ``u``/``v``
+  with ``Var.get``) after each step. Correct for any stream length, but every step is a
   round trip to Lava's worker processes.
 - :meth:`LavaDevice.run_frames` (used by :func:`devices.base.classify`) runs a whole
   sample at once: a ``RingBuffer`` holds the frames plus ``latency`` empty ones, one
   ``run(RunSteps(T + latency))``, and ``Monitor``s read every step back at the end.
+
+What is probed: the readout always; every layer's spikes with ``count`` (default, for
+:meth:`LavaDevice.stats`) or ``record``; every layer's ``u`` and ``v`` with ``record``.
+A file whose first block is netx's ``Input`` (no synapse; its ``inp`` port is left
+unconnected by netx) is fed through the input neurons' ``bias_mant = weight * x + bias``,
+set before every step, as lava-dl's own netx tests feed it.
 
 Every Lava runtime this module starts is stopped: after each whole-sample run (in a
 ``finally``), on :meth:`LavaDevice.reset` / :meth:`LavaDevice.close`, when the device is
