@@ -3,7 +3,9 @@
 The file is loaded with ``lava.lib.dl.netx.hdf5.Network`` and run with
 ``Loihi2SimCfg(select_tag='fixed_pt')``, Lava's bit-accurate Loihi 2 models (the
 default tag selects the floating-point models, whose spikes differ), or with
-``Loihi2HwCfg`` when ``lava-loihi`` is importable and ``hardware=True``.
+``Loihi2HwCfg`` on Loihi 2 when ``lava-loihi`` is importable (``hardware=None``, the
+default, decides by that; ``False`` forces the simulator). The hardware path cannot be
+tested here (no lava-loihi, no chip).
 
 Timing (Lava's, which loihi-sim reproduces): each synapse (``Dense``, ``Conv``)
 delivers step ``t``'s input spikes to its neurons at step ``t + 1``; neurons act in the
@@ -205,7 +207,7 @@ class LavaDevice(Device):
 
     name = "lava"
 
-    def __init__(self, net: LoihiNet, record: bool = False, hardware: bool = False,
+    def __init__(self, net: LoihiNet, record: bool = False, hardware: bool | None = None,
                  readout: str = "voltage", aligned: bool = True, count: bool = True) -> None:
         if readout not in ("voltage", "spikes"):
             raise ValueError(f"lava: readout={readout!r} is unknown; use 'voltage' or 'spikes'")
@@ -223,7 +225,7 @@ class LavaDevice(Device):
         self.path = Path(net.path)
         self.record = record
         self.count = count or record
-        self.hardware = hardware
+        self.hardware = self.lava.hardware if hardware is None else hardware
         self.readout = readout
         #: loihi-sim's device mode (see LoihiSim): netx's staggered reset with
         #: reset_interval=ALIGNED_INTERVAL, reset_offset=1 zeroes block k once, at the step the
@@ -246,12 +248,13 @@ class LavaDevice(Device):
         self._finalizer = weakref.finalize(self, LavaDevice._close_streams, self._streams)
 
     @classmethod
-    def load(cls, artifact: Path, record: bool = False, hardware: bool = False, readout: str = "voltage",
+    def load(cls, artifact: Path, record: bool = False, hardware: bool | None = None, readout: str = "voltage",
              aligned: bool = True, count: bool = True, **_: Any) -> LavaDevice:
         """Open a ``.net`` file, or a folder holding ``model.net`` (``RUN/export/netx``, or a run).
 
         record: keep every layer's spikes, ``u`` and ``v`` (see :meth:`recorded`).
-        hardware: run on Loihi 2 (needs lava-loihi) instead of the fixed_pt simulator.
+        hardware: run on Loihi 2 (``Loihi2HwCfg``, needs lava-loihi) instead of the fixed_pt
+            simulator; None (default): on Loihi 2 exactly when lava-loihi is importable.
         readout: 'voltage' (default) or 'spikes' of the last block.
         aligned: reset each block when the first input reaches it, as loihi-sim's device does
             (default); False runs netx's plain Network.

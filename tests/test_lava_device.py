@@ -135,6 +135,7 @@ def test_boundary_errors(tmp_path):
         dev.run_frames(np.zeros((2, 1, 2, 4, 4), np.float32))
     with pytest.raises(ValueError, match="readout"):
         LavaDevice.load(path, readout="logits")
+    assert dev.hardware == dev.lava.hardware  # default: Loihi 2 exactly when lava-loihi is importable
     if not dev.lava.hardware:
         with pytest.raises(RuntimeError, match="lava-loihi"):
             LavaDevice.load(path, hardware=True)
