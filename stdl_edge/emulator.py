@@ -255,6 +255,8 @@ class Emulator:
     def step_pixels(self, frame: np.ndarray, t_us: int) -> PixelEvents:
         """Like :meth:`step` but returns the flat :class:`PixelEvents` (index into ``frame_shape``)."""
         frame = _check_frame(frame, self.frame_shape)
+        if int(t_us) < 0:
+            raise ValueError(f"frame time {t_us} us is negative; times must be >= 0 microseconds")
         log_frame = frame.astype(np.float32, copy=False).reshape(-1) + np.float32(self.config.eps)
         np.log(log_frame, out=log_frame)
         if self.state is None:

@@ -178,6 +178,8 @@ def test_bad_config_and_frame_shape_are_clear_errors():
     with pytest.raises(ValueError, match="refractory_us"):
         EmulatorConfig(refractory_us=2.5)
     emu = Emulator(EmulatorConfig(), (4, 4))
+    with pytest.raises(ValueError, match="negative"):
+        emu.step(np.zeros((4, 4)), -5)
     emu.step(np.zeros((4, 4)), 0)
     with pytest.raises(ValueError, match="expects"):
         emu.step(np.zeros((4, 5)), 1000)
