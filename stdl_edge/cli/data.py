@@ -111,7 +111,8 @@ def data_command(
     table.add_row("events / sample", f"mean {counts.mean():.0f}, min {counts.min()}, max {counts.max()}")
     table.add_row("ON / OFF", f"{on_fraction:.3f} / {1 - on_fraction:.3f}")
     table.add_row("active pixels / step", f"{ds.frames.astype(bool).sum(axis=(2, 3, 4)).mean():.1f}")
-    table.add_row("build time", f"{ds.meta.get('build_seconds', float('nan')):.1f} s")
+    seconds = f"{ds.meta.get('build_seconds', float('nan')):.1f} s"
+    table.add_row("generated", f"now, in {seconds}" if task is not None else f"earlier (cached), in {seconds}")
     table.add_row("cache", str(ds.cache_path))
     console.print(table)
 
