@@ -360,7 +360,11 @@ class LavaDevice(Device):
             raise RuntimeError("lava device: call reset(batch) before step()")
         frame = self.check_frame(frame, self._batch)
         self._check_binary(frame)
-        per_stream = [s.step(self, self._to_lava(f)) for s, f in zip(self._streams, frame)]
+        try:
+            per_stream = [s.step(self, self._to_lava(f)) for s, f in zip(self._streams, frame)]
+        except BaseException:  # a failed step leaves no runtime behind; reset(batch) starts again
+            self._close_streams(self._streams)
+            raise
         merged = {k: np.stack([self._from_lava(self._layer_of(k), d[k]) for d in per_stream])
                   for k in per_stream[0]}
         self._count(frame[None], {k: v[None] for k, v in merged.items()})

@@ -119,6 +119,20 @@ def test_runtime_is_stopped_when_a_run_fails(tmp_path, monkeypatch):
         dev.run_frames(np.ones((2, 1, *shape), np.float32))
     assert len(lava_device._LIVE) == 0
     assert _alive_children() <= before
+    # step mode: a step that fails after its runtime started stops it too
+    dev.reset(1)
+    real_step = lava_device._StepStream.step
+
+    def failing_step(stream, device, frame):
+        real_step(stream, device, frame)  # starts the runtime
+        raise RuntimeError("step failed")
+
+    monkeypatch.setattr(lava_device._StepStream, "step", failing_step)
+    with pytest.raises(RuntimeError, match="step failed"):
+        dev.step(np.ones((1, *shape), np.float32))
+    assert len(lava_device._LIVE) == 0 and _alive_children() <= before
+    with pytest.raises(RuntimeError, match="reset"):
+        dev.step(np.ones((1, *shape), np.float32))
 
 
 @needs_lava
