@@ -5,9 +5,9 @@ step, ``record=True``), and for every pair:
 
 - **traces**, where both devices have the same ``latency`` (so step ``t`` of one is step
   ``t`` of the other): every recorded key both devices have (layer spikes ``<layer>``,
-  states ``<layer>/u``, ``<layer>/v``) at every step. Spikes (0/1 outputs) must be equal
-  exactly; integer (fixed-point) values exactly; float states and float readout voltages to
-  ``state_rtol``/``state_atol`` (two
+  states ``<layer>/u``, ``<layer>/v``) at every step. Spikes (0/1 outputs) and fixed-point
+  values (integer dtype, or whole numbers in a float array) must be equal exactly; float
+  states and float readout voltages to ``state_rtol``/``state_atol`` (two
   float programs of the same maths differ in the last bits: BatchNorm is folded in the
   ONNX graph and the kernels sum in another order);
 - **predictions**: argmax of the latency-aligned time-averaged readout, as
@@ -124,16 +124,15 @@ class PairResult:
         return not self.identity or (self.differing == 0 and self.agree == self.samples)
 
 
-def _binary(a: np.ndarray) -> bool:
-    return bool(((a == 0) | (a == 1)).all())
+def _whole(a: np.ndarray) -> bool:
+    """Integer dtype, or floats that are all whole numbers (spikes, fixed point in a float array)."""
+    return a.dtype.kind in "iub" or bool(np.array_equal(a, np.trunc(a)))
 
 
-def _exact(key: str, x: np.ndarray, y: np.ndarray) -> bool:
-    """Spikes (0/1 layer outputs) and integer (fixed-point) values compare exactly; float
-    states and float readout voltages to the tolerances."""
-    if x.dtype.kind in "iub" and y.dtype.kind in "iub":
-        return True
-    return not key.endswith(("/u", "/v")) and _binary(x) and _binary(y)
+def _exact(x: np.ndarray, y: np.ndarray) -> bool:
+    """Spikes (0/1) and fixed-point values compare exactly; float states and float readout
+    voltages (anything not whole-valued in either device) to the tolerances."""
+    return _whole(x) and _whole(y)
 
 
 class Comparison:
@@ -216,7 +215,7 @@ class Comparison:
                 else:
                     continue  # different layouts of one layer: nothing to compare element-wise
             pair.keys.add(key)
-            if _exact(key, x, y):
+            if _exact(x, y):
                 diff = x != y
             else:
                 diff = ~np.isclose(x, y, rtol=self.state_rtol, atol=self.state_atol)
