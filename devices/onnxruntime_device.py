@@ -276,11 +276,11 @@ class OnnxRuntimeDevice(Device):
         return dict(self._recorded)
 
     def stats(self) -> LayerStats:
-        """Spikes per spiking layer since ``reset`` (a residual block counts its output spikes)."""
-        names = [n for n in self._spikes if ".inner." not in n]
-        return LayerStats(names=[n[:-2] for n in names],
-                          spikes=np.array([self._spikes[n] for n in names], dtype=np.int64),
-                          steps=self._steps, batch=self._batch)
+        """Spikes per layer since ``reset``, over all layers as the torch device lists them
+        (0 for stateless layers and the readout; a residual block counts its output spikes)."""
+        names = self.layer_names or [n[:-2] for n in self._spikes if ".inner." not in n]
+        spikes = np.array([self._spikes.get(f"{n}.s", 0) for n in names], dtype=np.int64)
+        return LayerStats(names=list(names), spikes=spikes, steps=self._steps, batch=self._batch)
 
     # ------------------------------------------------------------------ early exit
 

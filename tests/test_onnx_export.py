@@ -159,13 +159,17 @@ def test_whole_graph_gives_identical_spikes(exported, source):
     arch, run, _ = exported
     frames = random_frames(8, 3) if source == "random" else digit_frames()
     assert frames.any()
-    ys_t, rec_t = trace(open_device("torch", run, record=True), frames)
-    ys_o, rec_o = trace(open_device("onnxruntime", run / "export" / "onnx", record=True), frames)
+    devices = {"torch": open_device("torch", run, record=True),
+               "onnxruntime": open_device("onnxruntime", run / "export" / "onnx", record=True)}
+    ys_t, rec_t = trace(devices["torch"], frames)
+    ys_o, rec_o = trace(devices["onnxruntime"], frames)
     names = spiking_names(run)
     assert_same_spikes(rec_t, rec_o, names)
     # the test is not vacuous: the layers do fire
     assert all(sum(float(r[n].sum()) for r in rec_t) > 0 for n in names)
     np.testing.assert_allclose(ys_o, ys_t, rtol=1e-4, atol=1e-4)
+    st_t, st_o = devices["torch"].stats(), devices["onnxruntime"].stats()
+    assert st_o.names == st_t.names and st_o.spikes.tolist() == st_t.spikes.tolist() and st_o.spikes.sum() > 0
     for t in range(len(frames)):
         for key in rec_t[t].keys() & rec_o[t].keys():
             if key.endswith(("/u", "/v")):
