@@ -180,3 +180,20 @@ def test_numpy_only_example_matches_the_device(run, tmp_path, random_events):
     expected = classify(open_device("onnxruntime", run / "export" / "onnx"), np.stack(frames, axis=1)).argmax(1)
     names = list(STREAM.class_names)
     assert [line.split(": ")[1].split(" ")[0] for line in lines] == [names[k] for k in expected]
+
+
+def test_clear_errors_at_the_boundary(run, tmp_path):
+    bad = runner.invoke(app, ["export", str(tmp_path / "nope"), "--to", "onnx"])
+    assert bad.exit_code != 0 and "does not exist" in str(bad.exception)
+    netx_seq = runner.invoke(app, ["export", str(run), "--to", "netx", "--sequence-steps", "4"])
+    assert netx_seq.exit_code != 0 and "--sequence-steps is an ONNX option" in str(netx_seq.exception)
+    with pytest.raises(FileNotFoundError, match="has no manifest.json"):
+        open_device("onnxruntime", tmp_path)
+    (tmp_path / "manifest.json").write_text('{"kind": "something-else"}')
+    with pytest.raises(ValueError, match="not an stdl-edge ONNX manifest"):
+        open_device("onnxruntime", tmp_path / "manifest.json")
+    (tmp_path / "junk.onnx").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a loadable ONNX model"):
+        open_device("onnxruntime", tmp_path / "junk.onnx")
+    with pytest.raises(ValueError, match="at least two devices"):
+        runner.invoke(app, ["verify", str(run), "--devices", "torch"], catch_exceptions=False)
