@@ -122,7 +122,10 @@ def test_aux_depth_is_the_largest_that_fits_the_budget():
     # local: always the pooled linear head
     plan = make_plan(net, "local", 4, batch=8)
     assert all(s.aux_source == [] for s in plan.subnets)
-    assert [layer.kind for layer in plan.heads[0].layers] == ["avgpool", "flatten", "readout"]
+    assert [layer.kind for layer in plan.heads[0].layers] == ["flatten", "readout"]  # 16x4x4 map: no pooling
+    big = make_plan(_net(shape=(2, 64, 64)), "local", 2, splits=[1], batch=2)  # 16x32x32 = 16384 values
+    assert [layer.kind for layer in big.heads[0].layers] == ["avgpool", "flatten", "readout"]
+    assert big.heads[0].layers[0].kernel_size == 2  # the least pooling under MAX_READOUT_FEATURES
 
 
 def test_default_budget_is_the_largest_subnet_alone():

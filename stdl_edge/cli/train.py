@@ -168,9 +168,11 @@ def plan(
         if last:
             aux = "model readout"
         else:
-            pooled = any(n.endswith(("avgpool", "flatten")) for n in s.aux_layers[len(s.aux_source):])
+            tail = s.aux_layers[len(s.aux_source):]
+            reduce = (" + pool" if any(n.endswith("avgpool") for n in tail)
+                      else " + flatten" if any(n.endswith("flatten") for n in tail) else "")
             aux = (("copies " + " ".join(names[i] for i in s.aux_source)) if s.aux_source else "") + \
-                  (" + pool" if pooled else "") + " + readout"
+                  reduce + " + readout"
             aux = aux.lstrip(" +") if not s.aux_source else aux
         table.add_row(str(s.index), " ".join(s.layers), aux, _mib(s.subnet.activation_bytes),
                       _mib(s.total.activation_bytes), _mib(s.total.training_bytes),
