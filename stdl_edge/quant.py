@@ -527,7 +527,7 @@ def fine_tune_qat(run: str, epochs: int = 1, lr: float = 1e-4, batch_size: int =
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss) * len(idx)
+            total += float(loss.detach()) * len(idx)
         losses.append(total / max(n, 1))
     detach_fake_quant(model)
     model.eval()

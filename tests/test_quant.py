@@ -157,3 +157,39 @@ def test_fake_quant_forward_equals_the_exported_integers():
     assert lins[0].parametrizations.weight.original.grad is not None
     detach_fake_quant(net)
     assert not hasattr(lins[0], "parametrizations")
+
+
+class _TinyData:
+    """Stands in for stdl_edge.data's data set: ``labels`` and ``ds[i] -> (frames (T, C, H, W), label)``."""
+
+    def __init__(self, n: int = 16) -> None:
+        gen = torch.Generator().manual_seed(0)
+        self.labels = np.arange(n) % 3
+        self.frames = (torch.rand(n, 4, 2, 8, 8, generator=gen) < 0.3).float()
+        for i, y in enumerate(self.labels):
+            self.frames[i, :, int(y) % 2, int(y) * 2:int(y) * 2 + 2, :] = 1.0
+
+    def __getitem__(self, i: int):
+        return self.frames[i], int(self.labels[i])
+
+
+def test_fine_tune_qat_writes_a_run_the_exporters_read(tmp_path, monkeypatch):
+    import stdl_edge.data as data
+    from stdl_edge.artifact import StreamInfo, load_model
+    from stdl_edge.quant import fine_tune_qat
+    from stdl_edge.stdl import save_run
+
+    net = build_model(ModelConfig(input_shape=(2, 8, 8), num_classes=3, width=0.25, batchnorm=True), seed=0).eval()
+    stream = StreamInfo((8, 8, 2), 1000, 4, class_names=("a", "b", "c"))
+    save_run(tmp_path / "run", net, stream, [(0, len(net.layers))], [], {"train": {"dataset": "tiny"}})
+    calls = []
+    monkeypatch.setattr(data, "load_dataset", lambda name, split, **kw: calls.append((name, split)) or _TinyData())
+    result = fine_tune_qat(str(tmp_path / "run"), epochs=2, lr=1e-2, batch_size=8)
+    assert calls == [("tiny", "train")] and len(result["losses"]) == 2
+    tuned, tuned_stream = load_model(result["out"])
+    assert tuned_stream == stream
+    before = dict(net.named_parameters())
+    changed = [n for n, p in tuned.named_parameters() if not torch.equal(p, before[n])]
+    assert changed and not any("parametrizations" in n for n, _ in tuned.named_parameters())
+    q = quantize_model(tuned)  # the fine-tuned run quantizes like any run
+    assert all(np.abs(x.weight).max() <= 254 for x in q if hasattr(x, "scale"))
