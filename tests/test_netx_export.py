@@ -186,6 +186,7 @@ def _bars(n: int, seed: int, steps: int = 5, size: int = 12):
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
+@pytest.mark.slow
 def test_trained_model_float_vs_loihi_sim_agreement(tmp_path):
     torch.manual_seed(0)
     net = build_model(ModelConfig(input_shape=(2, 12, 12), num_classes=4, width=0.25, batchnorm=True), seed=0)
