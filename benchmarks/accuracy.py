@@ -25,7 +25,9 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def run(datasets: list[str], methods: list[str], seeds: list[int], epochs: int, subnets: int,
-        limit: int | None, batch: int, lr: float | None, log=print) -> list[dict[str, Any]]:
+        limit: int | None, batch: int, lr: float | None, log=print,
+        on_row=None) -> list[dict[str, Any]]:
+    """Train every (data set, seed, method); ``on_row(rows)`` after each run (partial results)."""
     from stdl_edge.stdl.trainer import TrainConfig, load_split, train
 
     rows = []
@@ -49,6 +51,8 @@ def run(datasets: list[str], methods: list[str], seeds: list[int], epochs: int, 
                        "total_bytes": result.memory["total_bytes"],
                        "curve": [h["test_acc"] for h in result.history]}
                 rows.append(row)
+                if on_row is not None:
+                    on_row(rows)
                 exits = " ".join(f"{a * 100:.1f}" for a in row["exit_acc"])
                 log(f"  seed {seed} {method:5}: test {row['test_acc'] * 100:5.1f}%  exits [{exits}]  "
                     f"{row['epoch_time_s']:.1f} s/epoch")
@@ -130,15 +134,19 @@ def main() -> None:
     from stdl_edge.io import write_json
 
     seeds = [int(s) for s in args.seeds.split(",") if s]
-    rows = run(args.datasets.split(","), args.methods.split(","), seeds, args.epochs, args.subnets, args.limit,
-               args.batch, args.lr)
-    summary = summarize(rows)
-    print()
-    print(table(summary))
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    write_json(args.out, {"benchmark": "accuracy", "model": "dvs-cnn", "epochs": args.epochs, "seeds": seeds,
-                          "limit": args.limit, "batch": args.batch, "host": platform.node(),
-                          "torch": torch.__version__, "threads": 1, "rows": rows, "summary": summary})
+
+    def save(rows: list[dict[str, Any]], complete: bool = False) -> None:
+        write_json(args.out, {"benchmark": "accuracy", "model": "dvs-cnn", "epochs": args.epochs, "seeds": seeds,
+                              "limit": args.limit, "batch": args.batch, "host": platform.node(),
+                              "torch": torch.__version__, "threads": 1, "complete": complete, "rows": rows,
+                              "summary": summarize(rows)})
+
+    rows = run(args.datasets.split(","), args.methods.split(","), seeds, args.epochs, args.subnets, args.limit,
+               args.batch, args.lr, on_row=save)
+    save(rows, complete=True)
+    print()
+    print(table(summarize(rows)))
     plot(rows, args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 

@@ -121,7 +121,8 @@ def train(
         is_last = k == len(result.plan["subnets"]) - 1
         acc = result.test_acc if is_last else result.exit_acc[k]
         summary.add_row("full model" if is_last else f"aux head {k}",
-                        f"0:{sub['stop']}" + ("" if is_last else f" + {len(sub['aux_layers'])} aux layers"),
+                        f"layers 0:{sub['stop']}" + ("" if is_last else
+                                                      f" + head ({len(sub['aux_source'])} copied layers)"),
                         f"{acc * 100:.2f}%")
     console.print(summary)
     mem = result.memory
