@@ -262,8 +262,8 @@ class OnnxRuntimeDevice(Device):
             x, self._states[k] = stage.run(x, self._states[k], check_state=False)
             if self.record:
                 _recorded_from_state(self._states[k], recorded)
-                if k < len(self.stages) - 1:
-                    recorded.setdefault(stage.layer_names[-1], x) if stage.layer_names else None
+                if k < len(self.stages) - 1 and stage.layer_names:  # a subnetwork's output
+                    recorded.setdefault(stage.layer_names[-1], x)
         for k, names in enumerate(self._spike_states):
             state = self._states[k]
             for name in names:
@@ -299,6 +299,8 @@ class OnnxRuntimeDevice(Device):
                              "with exit_threshold=")
         if not 0.0 < threshold <= 1.0:
             raise ValueError(f"threshold={threshold} must be in (0, 1] (a softmax probability)")
+        if len(self.stages) == 1 and self.aux:
+            raise ValueError("early exit runs the subnetwork chain: open the manifest with chain=True")
         frames = np.asarray(frames, dtype=np.float32)
         if frames.ndim != 5:
             raise ValueError(f"frames must be (T, B, C, H, W), got shape {frames.shape}")
