@@ -297,6 +297,8 @@ def test_early_exit_reports_exits(cnn):
         z, st = aux0.run(sub0.step(f), st)
         total = total + z
     np.testing.assert_allclose(always.logits, total / len(frames), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="chain=True"):
+        open_device("onnxruntime", run / "export" / "onnx").classify_early_exit(frames, threshold=0.5)
     mid = dev.classify_early_exit(frames, threshold=float(np.median(always.confidence)))
     assert set(mid.exits.tolist()) <= {0, 1} and (mid.exits == 0).sum() >= 1
 
