@@ -30,6 +30,11 @@ vectorised over a batch of streams, with the integer arithmetic of Lava's
   Graded payloads enter at the input: with ``input_message_bits > 0`` the frame's integer
   values multiply the first synapse's weights; with 0 (netx default) any non-zero is a spike.
 
+As a device (``open_device('loihi-sim', ...)``) it runs netx's staggered reset aligned to the
+sample (block ``k`` zeroes ``u, v`` once, at step ``k + 1``, when the first input reaches it;
+Lava: ``Network(reset_interval=R, reset_offset=1)``), so the bias-only steps of the pipeline
+fill do not perturb the readout; :meth:`LoihiSim.run` is the plain ``Network`` by default.
+
 States are int64 arrays in the model's layout ``(B, C, H, W)`` / ``(B, N)``; Lava keeps
 ``(x, y, c)`` (transpose to compare). Layer names are ``layer<k>``, ``k`` indexing the
 blocks of ``netx.hdf5.Network.layers`` (input-with-neuron, dense, conv; a neuron-less input
