@@ -97,29 +97,21 @@ def _check_boundaries(parts: RunParts) -> None:
 
 # --------------------------------------------------------------------------- BatchNorm folding
 
-def _fold(weight: torch.Tensor, bias: torch.Tensor | None, bn: nn.BatchNorm1d | nn.BatchNorm2d
-          ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``BN(W x + b) = W' x + b'`` with ``W' = W * g / sqrt(var + eps)`` (per output channel),
-    ``b' = (b - mean) * g / sqrt(var + eps) + beta`` (eval statistics)."""
-    scale = (bn.weight if bn.affine else torch.ones_like(bn.running_var)) / torch.sqrt(bn.running_var + bn.eps)
-    shift = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
-    b = bias if bias is not None else torch.zeros_like(bn.running_mean)
-    w = weight * scale.reshape(-1, *([1] * (weight.dim() - 1)))
-    return w, (b - bn.running_mean) * scale + shift
+def _folded(module: nn.Conv2d | nn.Linear, bn: nn.Module) -> nn.Conv2d | nn.Linear:
+    """A copy of ``module`` with ``bn`` folded in, via the project's one folding formula
+    (:func:`stdl_edge.quant.folded_synapse`: ``W' = W g / sigma``, ``b' = (b - mean) g / sigma + beta``)."""
+    from types import SimpleNamespace
 
+    from stdl_edge.quant import folded_synapse
 
-def _folded_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    new = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    conv.dilation, conv.groups, bias=True)
-    w, b = _fold(conv.weight, conv.bias, bn)
-    new.weight.data.copy_(w)
-    new.bias.data.copy_(b)
-    return new
-
-
-def _folded_linear(linear: nn.Linear, bn: nn.BatchNorm1d) -> nn.Linear:
-    new = nn.Linear(linear.in_features, linear.out_features, bias=True)
-    w, b = _fold(linear.weight, linear.bias, bn)
+    # folded_synapse reads ``.linear`` (any weight layout) and ``.bn`` of a synaptic layer
+    w, b = folded_synapse(SimpleNamespace(linear=module, bn=bn))
+    if isinstance(module, nn.Conv2d):
+        new: nn.Conv2d | nn.Linear = nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
+                                               module.stride, module.padding, module.dilation, module.groups,
+                                               bias=True)
+    else:
+        new = nn.Linear(module.in_features, module.out_features, bias=True)
     new.weight.data.copy_(w)
     new.bias.data.copy_(b)
     return new
@@ -127,15 +119,15 @@ def _folded_linear(linear: nn.Linear, bn: nn.BatchNorm1d) -> nn.Linear:
 
 def _fold_layer(layer: nn.Module) -> None:
     if isinstance(layer, SpikingConv2d) and layer.bn is not None:
-        layer.conv, layer.bn = _folded_conv(layer.conv, layer.bn), None
+        layer.conv, layer.bn = _folded(layer.conv, layer.bn), None
     elif isinstance(layer, SpikingDense) and layer.bn is not None:
-        layer.linear, layer.bn = _folded_linear(layer.linear, layer.bn), None
+        layer.linear, layer.bn = _folded(layer.linear, layer.bn), None
     elif isinstance(layer, SpikingResidualBlock):
         _fold_layer(layer.first)
         _fold_layer(layer.second)
         if isinstance(layer.shortcut, nn.Sequential) and len(layer.shortcut) == 2:
             conv, bn = layer.shortcut
-            layer.shortcut = _folded_conv(conv, bn)
+            layer.shortcut = _folded(conv, bn)
 
 
 @torch.no_grad()
