@@ -524,7 +524,8 @@ class RunExistsError(ValueError):
 
 def _save(out: Path, state: TrainState, stream: StreamInfo, config: TrainConfig, plan: dict[str, Any]) -> None:
     last = state.history[-1]
-    save_run(out, state.model.cpu(), stream, state.plan.boundaries, [h.cpu() for h in state.heads], {
+    # save_tensors copies to the host; the modules stay where they train
+    save_run(out, state.model, stream, state.plan.boundaries, state.heads, {
         "method": config.method,
         "temporal_decoupling": state.plan.temporal,
         "plan": plan,
@@ -532,10 +533,6 @@ def _save(out: Path, state: TrainState, stream: StreamInfo, config: TrainConfig,
         "results": {"epochs": state.epoch, "test_acc": last["test_acc"], "exit_acc": last["exit_acc"],
                     "memory": last["memory"]},
     })
-    device = next(iter(state.optimizer.param_groups[0]["params"])).device
-    state.model.to(device)
-    for h in state.heads:
-        h.to(device)
 
 
 def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
