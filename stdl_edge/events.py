@@ -76,16 +76,14 @@ def validate_events(events: np.ndarray, sensor_size: SensorSize | tuple[int, int
             raise EventError("no events: the input is empty")
         return events
     t = events["t"]
-    if t[0] < 0 or (t.min() < 0):
-        raise EventError(f"negative timestamp {int(t.min())} us; timestamps must be >= 0 microseconds")
+    if len(t) > 1 and (t[1:] < t[:-1]).any():  # direct comparison: no diff temporary
+        i = int(np.flatnonzero(t[1:] < t[:-1])[0])
+        raise EventError(f"timestamps are not sorted: event {i + 1} at {int(t[i + 1])} us comes after "
+                         f"{int(t[i])} us; sort by t first (np.sort(events, order='t'))")
+    if t[0] < 0:  # sorted, so the first is the smallest
+        raise EventError(f"negative timestamp {int(t[0])} us; timestamps must be >= 0 microseconds")
     if after_t is not None and t[0] < after_t:
         raise EventError(f"timestamps go backwards across chunks: {int(t[0])} us after {int(after_t)} us")
-    if len(t) > 1:
-        back = np.flatnonzero(np.diff(t) < 0)
-        if len(back):
-            i = int(back[0])
-            raise EventError(f"timestamps are not sorted: event {i + 1} at {int(t[i + 1])} us comes after "
-                             f"{int(t[i])} us; sort by t first (np.sort(events, order='t'))")
     p = events["p"]
     if p.dtype.kind in "iu" and ((p < 0) | (p > 1)).any():
         raise EventError(f"polarity values {sorted(set(np.unique(p).tolist()) - {0, 1})[:5]} are not 0/1")
@@ -121,19 +119,32 @@ class BinSpec:
             raise EventError(f"binning mode {self.mode!r} is unknown; use one of {BIN_MODES}")
 
 
+def _accumulate_into(flat: np.ndarray, events: np.ndarray, steps: np.ndarray, first_step: int,
+                     sensor: SensorSize, mode: str) -> None:
+    """Add events (with their step index) into flat frames starting at ``first_step``."""
+    if len(events) == 0:
+        return
+    h, w = sensor.height, sensor.width
+    # flat index ((step * 2 + p) * H + y) * W + x, built in place (no temporaries per field)
+    idx = np.subtract(steps, first_step, dtype=np.int64)
+    idx *= 2
+    idx += events["p"]
+    idx *= h
+    idx += events["y"]
+    idx *= w
+    idx += events["x"]
+    if mode == "binary":
+        flat[idx] = 1.0
+    else:
+        flat += np.bincount(idx, minlength=flat.size).astype(np.float32)
+
+
 def _accumulate(events: np.ndarray, steps: np.ndarray, first_step: int, num_steps: int,
                 sensor: SensorSize, mode: str) -> np.ndarray:
     """Frames ``(num_steps, 2, H, W)`` float32 for events whose step index is in range."""
-    h, w = sensor.height, sensor.width
-    frames = np.zeros(num_steps * 2 * h * w, dtype=np.float32)
-    if len(events):
-        idx = (((steps - first_step) * 2 + events["p"].astype(np.int64)) * h
-               + events["y"].astype(np.int64)) * w + events["x"].astype(np.int64)
-        if mode == "binary":
-            frames[idx] = 1.0
-        else:
-            frames += np.bincount(idx, minlength=frames.size).astype(np.float32)
-    return frames.reshape(num_steps, 2, h, w)
+    flat = np.zeros(num_steps * 2 * sensor.height * sensor.width, dtype=np.float32)
+    _accumulate_into(flat, events, steps, first_step, sensor, mode)
+    return flat.reshape(num_steps, 2, sensor.height, sensor.width)
 
 
 def bin_events(events: np.ndarray, sensor_size: SensorSize | tuple[int, int, int], spec: BinSpec,
@@ -188,27 +199,36 @@ class EventBinner:
         chunk = chunk[int(np.searchsorted(chunk["t"], self.spec.t_start_us, side="left")):]
         if len(chunk) == 0:
             return empty
-        pending = [p for p in self._pending if len(p)]
-        events = np.concatenate(pending + [chunk]) if pending else chunk
-        steps = (events["t"] - self.spec.t_start_us) // self.spec.dt_us
+        steps = (chunk["t"] - self.spec.t_start_us) // self.spec.dt_us
         last_step = int(steps[-1])  # may still receive events: keep it pending
+        if last_step == self._next_step:  # the whole chunk belongs to the pending step
+            self._pending.append(chunk.copy())  # copies: the caller may reuse its buffer
+            return empty
+        # Pending events all belong to step `_next_step`, the first frame emitted now. They are
+        # added in place rather than concatenated: copying structured arrays dominates otherwise.
         cut = int(np.searchsorted(steps, last_step, side="left"))
         n_out = last_step - self._next_step
-        frames = _accumulate(events[:cut], steps[:cut], self._next_step, n_out, self.sensor, self.spec.mode)
-        self._pending = [events[cut:]]
+        flat = np.zeros(n_out * 2 * self.sensor.height * self.sensor.width, dtype=np.float32)
+        for pending in self._pending:
+            _accumulate_into(flat, pending, np.full(len(pending), self._next_step), self._next_step,
+                             self.sensor, self.spec.mode)
+        _accumulate_into(flat, chunk[:cut], steps[:cut], self._next_step, self.sensor, self.spec.mode)
+        self._pending = [chunk[cut:].copy()]
         self._next_step = last_step
-        return frames
+        return flat.reshape(n_out, *self.sensor.frame_shape)
 
     def flush(self) -> np.ndarray:
         """Emit the last, partial step (if any events are pending)."""
-        if not self._pending or len(self._pending[0]) == 0:
-            return np.zeros((0, *self.sensor.frame_shape), dtype=np.float32)
-        events = self._pending[0]
-        steps = (events["t"] - self.spec.t_start_us) // self.spec.dt_us
-        frames = _accumulate(events, steps, self._next_step, 1, self.sensor, self.spec.mode)
+        pending = [p for p in self._pending if len(p)]
         self._pending = []
+        if not pending:
+            return np.zeros((0, *self.sensor.frame_shape), dtype=np.float32)
+        flat = np.zeros(2 * self.sensor.height * self.sensor.width, dtype=np.float32)
+        for events in pending:
+            _accumulate_into(flat, events, np.full(len(events), self._next_step), self._next_step,
+                             self.sensor, self.spec.mode)
         self._next_step += 1
-        return frames
+        return flat.reshape(1, *self.sensor.frame_shape)
 
 
 def bin_stream(chunks: Iterable[np.ndarray], sensor_size: SensorSize | tuple[int, int, int],

@@ -86,3 +86,19 @@ def test_empty_input_is_rejected_when_required():
 def test_bad_dt_is_rejected():
     with pytest.raises(EventError, match="dt_us=0"):
         BinSpec(0)
+
+
+def test_binner_does_not_depend_on_the_callers_buffer(random_events):
+    # a reader may reuse one buffer for every chunk: pending events must be copies
+    ev = random_events(2_000, duration_us=50_000)
+    spec = BinSpec(7_000)
+    expected = bin_events(ev, SENSOR, spec)
+    binner = EventBinner(SENSOR, spec)
+    buffer = np.empty(500, dtype=EVENT_DTYPE)
+    frames = []
+    for start in range(0, len(ev), 500):
+        buffer[:] = ev[start:start + 500]
+        frames.append(binner.push(buffer))
+        buffer[:] = ev[::-1][:500]  # scribble over it after the push
+    frames.append(binner.flush())
+    assert np.array_equal(np.concatenate(frames), expected)
