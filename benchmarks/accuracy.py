@@ -59,6 +59,40 @@ def run(datasets: list[str], methods: list[str], seeds: list[int], epochs: int, 
     return rows
 
 
+def interleaved_batch_times(methods: list[str], subnets: int, input_shape: tuple[int, int, int], steps: int,
+                            batch: int, rounds: int = 7) -> dict[str, float]:
+    """Median seconds of one training batch (train_batch + Adam step) per method, the methods
+    taking turns every round, so a change in machine load hits all of them alike."""
+    import statistics
+    import time
+
+    import torch
+
+    from stdl_edge.models import ModelConfig, build_model
+    from stdl_edge.stdl.auxiliary import make_plan
+    from stdl_edge.stdl.engine import train_batch
+
+    setups = {}
+    for method in methods:
+        model = build_model(ModelConfig(input_shape=input_shape, num_classes=10), seed=0)
+        plan = make_plan(model, method, subnets if method in ("stdl", "local") else 1, batch=batch)
+        params = list(model.parameters()) + [p for h in plan.heads for p in h.parameters()]
+        setups[method] = (model, plan, torch.optim.Adam(params, lr=1e-3))
+    g = torch.Generator().manual_seed(0)
+    frames = (torch.rand(steps, batch, *input_shape, generator=g) < 0.15).float()
+    labels = torch.randint(0, 10, (batch,), generator=g)
+    times: dict[str, list[float]] = {m: [] for m in methods}
+    for r in range(rounds + 1):
+        for method, (model, plan, opt) in setups.items():
+            t0 = time.perf_counter()
+            opt.zero_grad(set_to_none=True)
+            train_batch(model, plan.heads, plan.boundaries, frames, labels, temporal=plan.temporal)
+            opt.step()
+            if r:  # round 0 warms up
+                times[method].append(time.perf_counter() - t0)
+    return {m: statistics.median(v) for m, v in times.items()}
+
+
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mean/min/max over seeds per (dataset, method); time ratio to bptt of the same seeds."""
     out = []
@@ -127,9 +161,15 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=None)
     ap.add_argument("--out", type=Path, default=RESULTS / "accuracy.json")
+    ap.add_argument("--timing-only", action="store_true",
+                    help="only the interleaved per-batch timing (no training); seconds")
     args = ap.parse_args()
-
     import torch
+
+    torch.set_num_threads(1)  # as the trainer does on CPU
+    if args.timing_only:
+        print_timing(args.methods.split(","), args.subnets, args.batch)
+        return
 
     from stdl_edge.io import write_json
 
@@ -147,6 +187,19 @@ def main() -> None:
     save(rows, complete=True)
     print()
     print(table(summarize(rows)))
+    print_timing(args.methods.split(","), args.subnets, args.batch)
+
+
+def print_timing(methods: list[str], subnets: int, batch: int) -> dict[str, float]:
+    """Per-batch time of each method relative to bptt, interleaved (dvs-cnn, 2x34x34, T = 8)."""
+    times = interleaved_batch_times(methods, subnets, (2, 34, 34), 8, batch)
+    print()
+    print("| method | s / batch (median, interleaved) | / bptt |")
+    print("|---|---|---|")
+    for m, t in times.items():
+        ratio = f"{t / times['bptt']:.2f}" if "bptt" in times else "-"
+        print(f"| {m} | {t:.3f} | {ratio} |")
+    return times
     plot(rows, args.out.with_suffix(".png"))
     print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
