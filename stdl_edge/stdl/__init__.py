@@ -13,9 +13,10 @@ from .auxiliary import METHODS, Plan, SubnetPlan, build_aux_head, make_plan
 from .memory import MemoryReport, SavedTensorMeter
 from .partition import balanced_boundaries, boundaries_from_splits, partition, units_of
 from .run import AUX_WEIGHTS, TrainedRun, load_run, save_run
+from .trainer import TrainConfig, TrainResult, train
 
 __all__ = [
     "METHODS", "Plan", "SubnetPlan", "build_aux_head", "make_plan", "MemoryReport", "SavedTensorMeter",
     "balanced_boundaries", "boundaries_from_splits", "partition", "units_of", "AUX_WEIGHTS", "TrainedRun",
-    "load_run", "save_run",
+    "load_run", "save_run", "TrainConfig", "TrainResult", "train",
 ]
