@@ -156,3 +156,28 @@ def test_short_stdl_run_on_digits_dvs_learns(tmp_path):
     acc = run.record["stdl"]["results"]["test_acc"]
     assert acc > 0.3, f"test accuracy {acc:.2f} is not well above chance (0.10)"
     assert "test accuracy" in result.output and "peak training memory" in result.output
+
+
+def test_config_file_json_and_toml(tmp_path):
+    from stdl_edge.cli.train import read_config_file
+
+    (tmp_path / "a.json").write_text('{"method": "local", "batch-size": 8, "splits": [1, 3]}')
+    (tmp_path / "b.toml").write_text('[train]\nmethod = "bptt"\nlr = 0.001\nbudget_mb = 2.5\n')
+    a = TrainConfig.from_dict(read_config_file(tmp_path / "a.json"))
+    b = TrainConfig.from_dict(read_config_file(tmp_path / "b.toml"))
+    assert (a.method, a.batch_size, a.splits, a.subnets) == ("local", 8, (1, 3), 3)
+    assert (b.method, b.lr, b.budget_mb, b.subnets) == ("bptt", 0.001, 2.5, 1)
+    (tmp_path / "c.json").write_text("{oops")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        read_config_file(tmp_path / "c.json")
+
+
+def test_default_init_gives_every_spiking_layer_activity():
+    from stdl_edge.models import ModelConfig, build_model
+
+    model = build_model(ModelConfig(), seed=0)
+    frames = (torch.rand(8, 16, 2, 34, 34, generator=torch.Generator().manual_seed(0)) < 0.1).float()
+    rates: dict[str, float] = {}
+    evaluate_batch(model, [], [(0, len(model.layers))], frames, spikes=rates)
+    assert set(rates) == {"0.conv", "1.conv", "2.conv", "4.dense"}
+    assert all(0.02 < r < 0.5 for r in rates.values()), rates
