@@ -30,8 +30,9 @@ demo: setup
 	$(CLI) train --dataset digits-dvs --model dvs-cnn --method stdl --subnets 4 --epochs $(EPOCHS) --out $(RUN)
 	$(CLI) export $(RUN) --to onnx
 	$(CLI) export $(RUN) --to netx
-	$(CLI) verify $(RUN) --devices torch,onnxruntime,loihi-sim
-	$(CLI) run $(RUN)/export/netx/model.net --events digits-dvs:test --device loihi-sim --limit 200
+	$(CLI) verify $(RUN) --devices torch,onnxruntime,loihi-sim --samples 359
+	$(CLI) verify $(RUN) --devices loihi-sim,lava --samples 4 --batch 2
+	$(CLI) run $(RUN)/export/netx/model.net --events digits-dvs:test --device loihi-sim --per-sample --out $(RUN)/predictions.jsonl --plot $(RUN)/plots
 
 test: setup
 	$(PY) -m pytest -q

@@ -197,3 +197,54 @@ def test_clear_errors_at_the_boundary(run, tmp_path):
         open_device("onnxruntime", tmp_path / "junk.onnx")
     with pytest.raises(ValueError, match="at least two devices"):
         runner.invoke(app, ["verify", str(run), "--devices", "torch"], catch_exceptions=False)
+
+
+class _Scripted(Device):
+    """A fake float device whose recorded spikes and voltages are scripted per step."""
+
+    latency = 0
+    num_classes = 2
+    input_shape = (1, 1, 1)
+
+    def __init__(self, name: str, script: list[dict[str, np.ndarray]]) -> None:
+        self.name = name  # type: ignore[misc]
+        self.script = script
+        self.t = 0
+
+    def reset(self, batch: int) -> None:
+        self.t = 0
+
+    def step(self, frame: np.ndarray) -> np.ndarray:
+        self.t += 1
+        return np.zeros((frame.shape[0], 2), np.float32)
+
+    def recorded(self) -> dict[str, np.ndarray]:
+        return self.script[self.t - 1]
+
+
+def _script(spike_at_1: float, v_at_1: float, v_later: float) -> list[dict[str, np.ndarray]]:
+    s = lambda v: np.array([[v]], np.float32)  # noqa: E731
+    return [{"0.dense": s(0.0), "0.dense/v": s(0.5)},
+            {"0.dense": s(spike_at_1), "0.dense/v": s(v_at_1)},
+            {"0.dense": s(0.0), "0.dense/v": s(v_later)}]
+
+
+def test_float_threshold_tie_is_reported_as_a_tie_not_a_failure():
+    # torch: v = 1.0000001 fires; onnxruntime: v = 0.99999994 does not; afterwards they part ways
+    a = _Scripted("torch", _script(1.0, 1.0000001, 0.0))
+    b = _Scripted("onnxruntime", _script(0.0, 0.99999994, 0.7))
+    cmp = Comparison({"torch": a, "onnxruntime": b})
+    cmp.add_batch(np.zeros((3, 1, 1, 1, 1), np.float32))
+    pair = cmp.pairs[("torch", "onnxruntime")]
+    assert cmp.ok and pair.tied_samples == {0}
+    assert pair.ties[0].key == "0.dense" and pair.ties[0].step == 1
+
+
+def test_spike_difference_with_different_voltages_is_a_mismatch():
+    a = _Scripted("torch", _script(1.0, 1.3, 0.0))
+    b = _Scripted("onnxruntime", _script(0.0, 0.6, 0.0))
+    cmp = Comparison({"torch": a, "onnxruntime": b})
+    cmp.add_batch(np.zeros((3, 1, 1, 1, 1), np.float32))
+    pair = cmp.pairs[("torch", "onnxruntime")]
+    assert not cmp.ok and not pair.tied_samples
+    assert {(m.key, m.step) for m in pair.mismatches} >= {("0.dense", 1), ("0.dense/v", 1)}

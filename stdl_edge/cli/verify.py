@@ -115,6 +115,13 @@ def print_report(comparison) -> None:
         what = (f"{len(pair.keys)} recorded keys, {pair.compared:,} values compared step by step"
                 if pair.traced else "predictions only (the latencies differ)")
         console.print(f"{pair.a} vs {pair.b}: {what}", highlight=False)
+        if pair.ties:
+            console.print(f"[yellow]{pair.a} vs {pair.b}: {len(pair.tied_samples)} sample(s) reached a float "
+                          f"threshold tie (voltages equal within tolerance, one device fires): left out "
+                          f"from that step on[/]", highlight=False)
+            for m in pair.ties[:5]:
+                console.print(f"  tie: layer {m.key} step {m.step} sample {m.sample}: {m.count} spike(s), "
+                              f"|v_a - v_b| = {m.max_abs:.2g}", highlight=False, soft_wrap=True)
         if pair.identity and not pair.ok:
             console.print(f"[red]{pair.a} vs {pair.b}: MISMATCH in {len(pair.mismatched_samples)} sample(s); "
                           f"first differences:[/]", highlight=False)
