@@ -25,7 +25,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0
 	touch $(STAMP)
 
+# The demo starts from scratch each time: it replaces its own run folder, $(RUN).
 demo: setup
+	rm -rf $(RUN)
 	$(CLI) data digits-dvs --out $(RUN)/data-preview.png
 	$(CLI) train --dataset digits-dvs --model dvs-cnn --method stdl --subnets 4 --epochs $(EPOCHS) --out $(RUN)
 	$(CLI) export $(RUN) --to onnx
