@@ -42,7 +42,33 @@ def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-class SpikingConv2d(Layer):
+class _CubaLayer(Layer):
+    """Synapse (+ optional BatchNorm) -> CUBA LIF. Subclasses build ``synapse``, ``bn``, ``neuron``."""
+
+    bn: nn.Module | None
+    neuron: CubaParams
+
+    @property
+    def synapse(self) -> nn.Module:
+        raise NotImplementedError
+
+    @property
+    def stateful(self) -> bool:
+        return True
+
+    def init_state(self, batch: int, device: torch.device | str | None = None) -> CubaState:
+        return zero_state((batch, *self.out_shape), device)
+
+    def synaptic_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``I[t] = BN(W * x)`` (BN only when built with it)."""
+        i = self.synapse(x)
+        return self.bn(i) if self.bn is not None else i
+
+    def forward(self, x: torch.Tensor, state: CubaState) -> tuple[torch.Tensor, CubaState]:
+        return cuba_step(self.synaptic_input(x), state, self.neuron)
+
+
+class SpikingConv2d(_CubaLayer):
     """Conv2d (+ optional BatchNorm) -> CUBA LIF. Input/output ``(B, C, H, W)`` spikes."""
 
     kind = "conv"
@@ -61,21 +87,11 @@ class SpikingConv2d(Layer):
         self.neuron = neuron
 
     @property
-    def stateful(self) -> bool:
-        return True
-
-    def init_state(self, batch: int, device: torch.device | str | None = None) -> CubaState:
-        return zero_state((batch, *self.out_shape), device)
-
-    def synaptic_input(self, x: torch.Tensor) -> torch.Tensor:
-        i = self.conv(x)
-        return self.bn(i) if self.bn is not None else i
-
-    def forward(self, x: torch.Tensor, state: CubaState) -> tuple[torch.Tensor, CubaState]:
-        return cuba_step(self.synaptic_input(x), state, self.neuron)
+    def synapse(self) -> nn.Module:
+        return self.conv
 
 
-class SpikingDense(Layer):
+class SpikingDense(_CubaLayer):
     """Linear (+ optional BatchNorm1d) -> CUBA LIF. Input ``(B, N_in)``, output ``(B, N_out)``."""
 
     kind = "dense"
@@ -90,18 +106,8 @@ class SpikingDense(Layer):
         self.neuron = neuron
 
     @property
-    def stateful(self) -> bool:
-        return True
-
-    def init_state(self, batch: int, device: torch.device | str | None = None) -> CubaState:
-        return zero_state((batch, *self.out_shape), device)
-
-    def synaptic_input(self, x: torch.Tensor) -> torch.Tensor:
-        i = self.linear(x)
-        return self.bn(i) if self.bn is not None else i
-
-    def forward(self, x: torch.Tensor, state: CubaState) -> tuple[torch.Tensor, CubaState]:
-        return cuba_step(self.synaptic_input(x), state, self.neuron)
+    def synapse(self) -> nn.Module:
+        return self.linear
 
 
 class Readout(SpikingDense):

@@ -104,32 +104,32 @@ def detach_state(state: Any) -> Any:
     return state
 
 
-class _SpikeTriangle(torch.autograd.Function):
+def _triangle(x: torch.Tensor, w: float) -> torch.Tensor:
+    """Triangle pseudo-derivative ``max(0, 1 - |x|/w) / w`` (integrates to 1)."""
+    return torch.clamp(1.0 - x.abs() / w, min=0.0) / w
+
+
+def _atan(x: torch.Tensor, w: float) -> torch.Tensor:
+    """Arctan pseudo-derivative ``1 / (w (1 + (pi x / w)^2))`` (integrates to 1)."""
+    return 1.0 / (w * (1 + (math.pi * x / w) ** 2))
+
+
+_PSEUDO_DERIVATIVES = {"triangle": _triangle, "atan": _atan}
+
+
+class _Spike(torch.autograd.Function):
+    """Heaviside forward, the selected pseudo-derivative backward. ``x = (v - theta) / theta``."""
+
     @staticmethod
-    def forward(ctx, x: torch.Tensor, width: float) -> torch.Tensor:  # x = v - theta, scaled
+    def forward(ctx, x: torch.Tensor, surrogate: str, width: float) -> torch.Tensor:
         ctx.save_for_backward(x)
-        ctx.width = width
+        ctx.surrogate, ctx.width = surrogate, width
         return (x > 0).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         (x,) = ctx.saved_tensors
-        w = ctx.width
-        return grad * torch.clamp(1.0 - x.abs() / w, min=0.0) / w, None
-
-
-class _SpikeAtan(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, width: float) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.width = width
-        return (x > 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        w = ctx.width  # normalised: the pseudo-derivative integrates to 1
-        return grad / (w * (1 + (math.pi * x / w) ** 2)), None
+        return grad * _PSEUDO_DERIVATIVES[ctx.surrogate](x, ctx.width), None, None
 
 
 def spike_fn(x: torch.Tensor, params: CubaParams) -> torch.Tensor:
@@ -140,9 +140,7 @@ def spike_fn(x: torch.Tensor, params: CubaParams) -> torch.Tensor:
     """
     if not (torch.is_grad_enabled() and x.requires_grad) or torch.jit.is_tracing():
         return (x > 0).to(x.dtype)
-    if params.surrogate == "triangle":
-        return _SpikeTriangle.apply(x, params.surrogate_width)
-    return _SpikeAtan.apply(x, params.surrogate_width)
+    return _Spike.apply(x, params.surrogate, params.surrogate_width)
 
 
 def cuba_subthreshold(i: torch.Tensor, state: CubaState, params: CubaParams) -> tuple[torch.Tensor, torch.Tensor]:
