@@ -173,62 +173,64 @@ def bin_events(events: np.ndarray, sensor_size: SensorSize | tuple[int, int, int
 class EventBinner:
     """Streaming binner: ``push(chunk)`` returns the frames completed so far, ``flush()`` the rest.
 
-    Holds at most one step's events between calls, so memory is bounded on any stream.
-    ``concatenate(push(c) for c in chunks) + flush()`` equals :func:`bin_events` on the
-    concatenated chunks.
+    The step still open (it may receive more events) is kept as one partly filled frame,
+    so memory is one frame whatever the stream, and no event is copied or kept after
+    ``push`` returns (a reader may reuse its buffer). ``concatenate(push(c) for c in
+    chunks) + flush()`` equals :func:`bin_events` on the concatenated chunks.
     """
 
     def __init__(self, sensor_size: SensorSize | tuple[int, int, int], spec: BinSpec) -> None:
         self.sensor = SensorSize(*sensor_size)
         self.spec = spec
-        self._next_step = 0  # first step not yet emitted
-        self._pending: list[np.ndarray] = []  # events of step `_next_step` and later (same step)
+        self._frame_size = 2 * self.sensor.height * self.sensor.width
+        self._next_step = 0  # the open step: the first one not yet emitted
+        self._open = np.zeros(self._frame_size, dtype=np.float32)  # its frame so far (flat)
+        self._open_events = 0  # events binned into the open frame
         self._last_t: int | None = None
 
     @property
     def steps_emitted(self) -> int:
         return self._next_step
 
+    def _empty(self) -> np.ndarray:
+        return np.zeros((0, *self.sensor.frame_shape), dtype=np.float32)
+
     def push(self, chunk: np.ndarray) -> np.ndarray:
         validate_events(chunk, self.sensor, after_t=self._last_t)
-        empty = np.zeros((0, *self.sensor.frame_shape), dtype=np.float32)
         if len(chunk) == 0:
-            return empty
+            return self._empty()
         self._last_t = int(chunk["t"][-1])
         # events are sorted (validated above): cut with searchsorted and slices, not masks
         chunk = chunk[int(np.searchsorted(chunk["t"], self.spec.t_start_us, side="left")):]
         if len(chunk) == 0:
-            return empty
+            return self._empty()
         steps = (chunk["t"] - self.spec.t_start_us) // self.spec.dt_us
-        last_step = int(steps[-1])  # may still receive events: keep it pending
-        if last_step == self._next_step:  # the whole chunk belongs to the pending step
-            self._pending.append(chunk.copy())  # copies: the caller may reuse its buffer
-            return empty
-        # Pending events all belong to step `_next_step`, the first frame emitted now. They are
-        # added in place rather than concatenated: copying structured arrays dominates otherwise.
+        last_step = int(steps[-1])  # may still receive events: it becomes the open step
         cut = int(np.searchsorted(steps, last_step, side="left"))
+        mode = self.spec.mode
+        if last_step == self._next_step:  # the whole chunk falls in the open step
+            _accumulate_into(self._open, chunk, steps, last_step, self.sensor, mode)
+            self._open_events += len(chunk)
+            return self._empty()
         n_out = last_step - self._next_step
-        flat = np.zeros(n_out * 2 * self.sensor.height * self.sensor.width, dtype=np.float32)
-        for pending in self._pending:
-            _accumulate_into(flat, pending, np.full(len(pending), self._next_step), self._next_step,
-                             self.sensor, self.spec.mode)
-        _accumulate_into(flat, chunk[:cut], steps[:cut], self._next_step, self.sensor, self.spec.mode)
-        self._pending = [chunk[cut:].copy()]
+        flat = np.zeros(n_out * self._frame_size, dtype=np.float32)
+        flat[:self._frame_size] = self._open  # the open step is the first frame emitted now
+        _accumulate_into(flat, chunk[:cut], steps[:cut], self._next_step, self.sensor, mode)
+        self._open = np.zeros(self._frame_size, dtype=np.float32)
+        _accumulate_into(self._open, chunk[cut:], steps[cut:], last_step, self.sensor, mode)
+        self._open_events = len(chunk) - cut
         self._next_step = last_step
         return flat.reshape(n_out, *self.sensor.frame_shape)
 
     def flush(self) -> np.ndarray:
-        """Emit the last, partial step (if any events are pending)."""
-        pending = [p for p in self._pending if len(p)]
-        self._pending = []
-        if not pending:
-            return np.zeros((0, *self.sensor.frame_shape), dtype=np.float32)
-        flat = np.zeros(2 * self.sensor.height * self.sensor.width, dtype=np.float32)
-        for events in pending:
-            _accumulate_into(flat, events, np.full(len(events), self._next_step), self._next_step,
-                             self.sensor, self.spec.mode)
+        """Emit the open step's frame (if it received any events)."""
+        if self._open_events == 0:
+            return self._empty()
+        frame = self._open.reshape(1, *self.sensor.frame_shape)
+        self._open = np.zeros(self._frame_size, dtype=np.float32)
+        self._open_events = 0
         self._next_step += 1
-        return flat.reshape(1, *self.sensor.frame_shape)
+        return frame
 
 
 def bin_stream(chunks: Iterable[np.ndarray], sensor_size: SensorSize | tuple[int, int, int],
