@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from stdl_edge.events import make_events
 
@@ -28,3 +29,12 @@ def random_events(rng):
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Data-set caches go to a per-session temp folder, never the user's home."""
     monkeypatch.setenv("STDL_EDGE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small step-sized ops: one torch thread is much faster on a shared 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

@@ -16,15 +16,6 @@ from stdl_edge.stdl.memory import SavedTensorMeter
 SHAPE = (2, 16, 16)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small step-sized ops: one torch thread is much faster on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _model(seed: int = 0):
     return build_model(ModelConfig(input_shape=SHAPE, num_classes=4), seed=seed)
 

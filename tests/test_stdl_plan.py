@@ -17,15 +17,6 @@ from stdl_edge.stdl.partition import (balanced_boundaries, boundaries_from_split
                                       units_of)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small step-sized ops: one torch thread is much faster on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _net(arch="dvs-cnn", shape=(2, 16, 16), width=1.0):
     return build_model(ModelConfig(arch=arch, input_shape=shape, num_classes=5, width=width), seed=0)
 

@@ -19,15 +19,6 @@ H = 12
 STREAM = StreamInfo((H, H, 2), 1000, 3, class_names=("right", "down", "left", "up"))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small step-sized ops: one torch thread is much faster on a shared 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _bars(n: int, seed: int, steps: int = 3) -> TensorData:
     """A bar sweeping in one of four directions (the class) over noise: learnable in a few batches."""
     g = torch.Generator().manual_seed(seed)
