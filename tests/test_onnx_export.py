@@ -22,7 +22,7 @@ import stdl_edge  # noqa: E402
 from stdl_edge.artifact import StreamInfo  # noqa: E402
 from stdl_edge.devices import classify, open_device  # noqa: E402
 from stdl_edge.devices.onnxruntime_device import StepSession  # noqa: E402
-from stdl_edge.events import BinSpec, bin_events  # noqa: E402
+from stdl_edge.events import BinSpec, bin_events, make_events  # noqa: E402
 from stdl_edge.exporters.onnx import export, fold_batchnorm  # noqa: E402
 from stdl_edge.models import ModelConfig, build_model  # noqa: E402
 from stdl_edge.stdl import build_aux_head, save_run  # noqa: E402
@@ -313,3 +313,41 @@ def test_export_rejects_unknown_options(cnn):
     _, run, _ = cnn
     with pytest.raises(ValueError, match="unknown ONNX export option"):
         export(run, run / "elsewhere", sequence_step=3)
+
+
+class _LabelledEvents:
+    """A minimal labelled source for run_events: random events per sample."""
+
+    name = "labelled-random"
+    labelled = True
+    sensor_size = (16, 16, 2)
+
+    def __init__(self, n: int, seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.items = []
+        for i in range(n):
+            m = 600
+            t = np.sort(rng.integers(0, STREAM.dt_us * STREAM.num_steps, m))
+            self.items.append((make_events(rng.integers(0, 16, m), rng.integers(0, 16, m), t,
+                                           rng.integers(0, 2, m)), i % len(CLASSES)))
+
+    def samples(self):
+        return iter(self.items)
+
+
+def test_run_with_early_exit_reports_the_exit_of_each_sample(cnn):
+    from stdl_edge.cli.run import run_events
+
+    _, run, _ = cnn
+    dev = open_device("onnxruntime", run / "export" / "onnx", chain=True)
+    src = _LabelledEvents(6)
+    frames = np.stack([bin_events(ev, STREAM.sensor, STREAM.bin_spec, num_steps=STREAM.num_steps)
+                       for ev, _ in src.items], axis=1)
+    threshold = float(np.median(dev.classify_early_exit(frames, threshold=1e-6).confidence))
+    expected = dev.classify_early_exit(frames, threshold=threshold)
+    result = run_events(dev, src, per_sample=True, batch=6, early_exit=threshold)
+    assert [p["exit"] for p in result.predictions] == expected.exits.tolist()
+    assert [p["prediction"] for p in result.predictions] == expected.logits.argmax(axis=1).tolist()
+    assert sum(result.exits.values()) == 6
+    with pytest.raises(ValueError, match="onnxruntime device"):
+        run_events(open_device("torch", run), src, per_sample=True, early_exit=0.5)

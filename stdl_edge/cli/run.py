@@ -159,6 +159,7 @@ class RunResult:
     kept_frames: list[np.ndarray] = field(default_factory=list)
     kept_outputs: list[np.ndarray] = field(default_factory=list)
     kept_layers: list[dict[str, np.ndarray]] = field(default_factory=list)
+    exits: dict[int, int] | None = None  # early exit: samples per exit (K - 1 = the full model)
 
     @property
     def events_per_s(self) -> float:
@@ -233,7 +234,8 @@ def _fanout_estimate(device: Any, spikes: np.ndarray, input_spikes: int) -> np.n
 def run_events(device: Any, source: Any, *, window_steps: int | None = None, per_sample: bool | None = None,
                limit: int | None = None, batch: int = 16, energy: EnergyModel = EnergyModel(),
                on_prediction: Callable[[dict[str, Any]], None] | None = None,
-               on_progress: Callable[[int, int, float], None] | None = None, keep_steps: int = 0) -> RunResult:
+               on_progress: Callable[[int, int, float], None] | None = None, keep_steps: int = 0,
+               early_exit: float | None = None) -> RunResult:
     """Run ``source`` (an :class:`~stdl_edge.devices.sources.EventSource`) on ``device``.
 
     window_steps: classify consecutive windows of this many time steps (any source).
@@ -243,6 +245,8 @@ def run_events(device: Any, source: Any, *, window_steps: int | None = None, per
     on_prediction(record): called with each prediction as it is made (JSON-able dict).
     on_progress(events, stream_us, wall_s): called after each window or batch.
     keep_steps: keep this many steps of input frames, readouts and recorded layers for plots.
+    early_exit: per-sample mode on a device with auxiliary heads (onnxruntime, ``chain=True``):
+      a sample leaves at the first head whose softmax confidence reaches this threshold.
     """
     from stdl_edge.devices import classify, stream_windows
     from stdl_edge.events import bin_events
@@ -263,6 +267,13 @@ def run_events(device: Any, source: Any, *, window_steps: int | None = None, per
                          f"{stream.dt_us * stream.num_steps / 1000:g} for the training sample length)")
     if batch < 1:
         raise ValueError(f"batch={batch} must be >= 1")
+    if early_exit is not None:
+        if not per_sample:
+            raise ValueError("early exit classifies whole samples: use it on a labelled source (NAME:SPLIT)")
+        if not hasattr(device, "classify_early_exit"):
+            raise ValueError(f"early exit needs the onnxruntime device on an export with auxiliary heads, "
+                             f"not {getattr(device, 'name', type(device).__name__)}")
+    exits: dict[int, int] = {}
     if limit is not None and limit < 1:
         raise ValueError(f"limit={limit} must be >= 1")
     meter = _Meter(device, keep_steps)
@@ -284,13 +295,23 @@ def run_events(device: Any, source: Any, *, window_steps: int | None = None, per
             nonlocal correct
             frames = np.stack([bin_events(ev, stream.sensor, stream.bin_spec, num_steps=stream.num_steps)
                                for ev, _ in items], axis=1)  # (T, B, 2, H, W)
-            scores = classify(meter, frames)
-            for (ev, label), s in zip(items, scores):
+            if early_exit is None:
+                scores, taken = classify(meter, frames), None
+            else:
+                t0 = time.perf_counter()
+                res = device.classify_early_exit(frames, early_exit)
+                meter.latencies.append((time.perf_counter() - t0) / frames.shape[0])  # per step, whole batch
+                scores, taken = res.logits, res.exits
+            for i, ((ev, label), s) in enumerate(zip(items, scores)):
                 k = int(np.argmax(s))
                 correct += int(k == label)
-                emit({"sample": len(predictions), "label": int(label), "prediction": k, "class": names[k],
-                      "correct": bool(k == label), "events": int(len(ev)),
-                      "scores": [round(float(v), 6) for v in s]})
+                record = {"sample": len(predictions), "label": int(label), "prediction": k, "class": names[k],
+                          "correct": bool(k == label), "events": int(len(ev)),
+                          "scores": [round(float(v), 6) for v in s]}
+                if taken is not None:
+                    record["exit"] = int(taken[i])
+                    exits[int(taken[i])] = exits.get(int(taken[i]), 0) + 1
+                emit(record)
             counted["events"] += sum(len(ev) for ev, _ in items)
             counted["t_end"] += len(items) * stream.num_steps * stream.dt_us
             if on_progress is not None:
@@ -348,6 +369,7 @@ def run_events(device: Any, source: Any, *, window_steps: int | None = None, per
                      batch=run_batch_size, layer_names=meter.names, spikes=spikes, synops=synops,
                      synops_estimated=estimated, synops_counted=have_synops, neurons=neurons, input_spikes=meter.input_spikes,
                      sample_steps=meter.steps, energy=energy, accuracy=accuracy, kept_frames=meter.kept_frames,
+                     exits=exits if early_exit is not None else None,
                      kept_outputs=meter.kept_outputs, kept_layers=meter.kept_layers)
 
 
@@ -465,6 +487,9 @@ def run(
     batch: int = typer.Option(16, "--batch", help="samples per device batch (per-sample mode)"),
     pj_synop: float = typer.Option(23.6, "--pj-synop", help="energy per synaptic op, pJ (Loihi: 23.6)"),
     pj_spike: float = typer.Option(1.7, "--pj-spike", help="energy per spike, pJ (Loihi within-tile: 1.7)"),
+    early_exit: float | None = typer.Option(None, "--early-exit", help="onnxruntime, per sample: leave at the "
+                                                                      "first auxiliary head whose softmax "
+                                                                      "confidence reaches this (0-1]"),
 ) -> None:
     """Run a network on an event stream and print predictions, latency, activity and energy."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -480,7 +505,7 @@ def run(
         raise ValueError(f"--window-ms {window_ms} must be > 0")
     if window_ms is not None and per_sample:
         raise ValueError("pass either --window-ms or --per-sample, not both")
-    dev = open_device(device, artifact, record=bool(plot))
+    dev = open_device(device, artifact, record=bool(plot), **({"chain": True} if early_exit is not None else {}))
     stream = dev.stream
     src = open_source(events, format=fmt, sensor_size=_pair(sensor, "--sensor", 2),
                       crop=_pair(crop, "--crop", 4), downsample=downsample or 1,
@@ -515,7 +540,7 @@ def run(
             return run_events(dev, src, window_steps=None if use_samples else window_steps,
                               per_sample=use_samples, limit=limit, batch=batch, energy=energy,
                               on_prediction=on_prediction, on_progress=on_progress,
-                              keep_steps=stream.num_steps if plot else 0)
+                              keep_steps=stream.num_steps if plot else 0, early_exit=early_exit)
 
     if out is not None:
         with atomic_path(out) as tmp, open(tmp, "w") as sink:
@@ -534,6 +559,10 @@ def run(
     head.add_row(result.mode + "s", str(len(result.predictions)))
     if result.accuracy is not None:
         head.add_row("accuracy", f"{100 * result.accuracy:.2f} %")
+    if result.exits is not None:
+        full = len(getattr(dev, "stages", ())) - 1  # exit index of the full model
+        head.add_row("exits", "  ".join(f"{'full model' if k == full else f'head {k}'}: {n}"
+                                        for k, n in sorted(result.exits.items())))
     head.add_row("events", f"{result.events:,}  ({result.events_per_s / 1e6:.3f} M events/s)")
     head.add_row("real-time factor", f"{result.realtime_factor:.1f}x  ({result.stream_us / 1e6:.3f} s of stream in "
                                      f"{result.wall_s:.3f} s)")
