@@ -75,7 +75,7 @@ def validate_events(events: np.ndarray, sensor_size: SensorSize | tuple[int, int
         if not allow_empty:
             raise EventError("no events: the input is empty")
         return events
-    t = events["t"]
+    t = np.ascontiguousarray(events["t"])  # one strided read; the comparisons then run contiguous
     if len(t) > 1 and (t[1:] < t[:-1]).any():  # direct comparison: no diff temporary
         i = int(np.flatnonzero(t[1:] < t[:-1])[0])
         raise EventError(f"timestamps are not sorted: event {i + 1} at {int(t[i + 1])} us comes after "
@@ -91,8 +91,10 @@ def validate_events(events: np.ndarray, sensor_size: SensorSize | tuple[int, int
         w, h = int(sensor_size[0]), int(sensor_size[1])
         for f, size in (("x", w), ("y", h)):
             v = events[f]
-            bad = (v < 0) | (v >= size)
-            if bad.any():
+            # one pass: viewed as unsigned, a negative value is huge, so max < size <=> 0 <= v < size
+            unsigned = v.view(v.dtype.str.replace("i", "u")) if v.dtype.kind == "i" else v
+            if len(v) and unsigned.max() >= size:
+                bad = (v < 0) | (v >= size)
                 i = int(np.flatnonzero(bad)[0])
                 raise EventError(f"event {i} has {f}={int(v[i])} outside the sensor (0..{size - 1}, "
                                  f"sensor {w}x{h}); crop or pass the right sensor size")
