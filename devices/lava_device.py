@@ -58,7 +58,7 @@ from stdl_edge.registry import DEVICES
 
 from .base import Device, LayerStats
 from .lava_compat import LavaModules, import_lava
-from .loihi_sim import ACT_SHIFT, ALIGNED_INTERVAL, LoihiNet, SimLayer, _stream_from_attrs
+from .loihi_sim import ACT_SHIFT, ALIGNED_INTERVAL, LoihiNet, SimLayer, _stream_from_attrs, resolve_netx
 
 # --------------------------------------------------------------------------- Lava processes
 _PROCS: dict[str, Any] = {}
@@ -263,15 +263,7 @@ class LavaDevice(Device):
             makes a Lava step several times slower: ``count=False`` probes only the readout,
             the fastest way to classify with Lava.
         """
-        path = Path(artifact)
-        if path.is_dir():
-            for cand in (path / "model.net", path / "export" / "netx" / "model.net"):
-                if cand.exists():
-                    path = cand
-                    break
-            else:
-                raise FileNotFoundError(f"{artifact} holds no model.net; export one with "
-                                        "`stdl-edge export RUN --to netx`")
+        path = resolve_netx(artifact)
         return cls(LoihiNet.from_netx(path), record=record, hardware=hardware, readout=readout, aligned=aligned,
                    count=count)
 

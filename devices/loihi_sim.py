@@ -546,6 +546,19 @@ def _conv_fanout_table(layer: SimLayer) -> tuple[np.ndarray, np.ndarray]:
 
 
 # ----------------------------------------------------------------------------- the device
+
+def resolve_netx(artifact: str | Path) -> Path:
+    """A ``.net`` file, or the ``model.net`` in a folder (``RUN/export/netx``) or a run folder."""
+    path = Path(artifact)
+    if path.is_dir():
+        for cand in (path / "model.net", path / "export" / "netx" / "model.net"):
+            if cand.exists():
+                return cand
+        raise FileNotFoundError(f"{artifact} holds no model.net; export one with "
+                                "`stdl-edge export RUN --to netx`")
+    return path
+
+
 class LoihiSim(Device):
     """Bit-accurate Loihi CUBA simulator of a netx HDF5 network, batched over streams.
 
@@ -597,15 +610,7 @@ class LoihiSim(Device):
     @classmethod
     def load(cls, artifact: Path, **options: Any) -> LoihiSim:
         """Open a ``.net`` file, or a folder holding ``model.net`` (e.g. ``RUN/export/netx``) or a run folder."""
-        path = Path(artifact)
-        if path.is_dir():
-            for cand in (path / "model.net", path / "export" / "netx" / "model.net"):
-                if cand.exists():
-                    path = cand
-                    break
-            else:
-                raise FileNotFoundError(f"{artifact} holds no model.net; export one with "
-                                        "`stdl-edge export RUN --to netx`")
+        path = resolve_netx(artifact)
         return cls.from_netx(path, **options)
 
     # ------------------------------------------------------------------ state
