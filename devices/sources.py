@@ -174,6 +174,15 @@ class EventSource(ABC):
         if count == 0:
             raise SourceError(f"{self.name}: no events: the input is empty")
 
+    def _bounds(self) -> tuple[int, int]:
+        """(width, height) covering every event: one pass over the file, for files that do not
+        record their sensor size."""
+        w = h = 0
+        for c in self._raw_chunks():
+            if len(c):
+                w, h = max(w, int(c["x"].max()) + 1), max(h, int(c["y"].max()) + 1)
+        return w, h
+
     def samples(self) -> Iterator[tuple[np.ndarray, int]]:
         raise SourceError(f"{self.name} has no labels; run it in windows (--window-ms)")
 
@@ -287,13 +296,6 @@ class NpySource(EventSource):
                               "fields x, y, t, p (stdl_edge.events.EVENT_DTYPE)")
         return arr
 
-    def _bounds(self) -> tuple[int, int]:
-        w = h = 0
-        for i in range(0, len(self._arr), self.chunk_size):
-            c = self._arr[i:i + self.chunk_size]
-            w, h = max(w, int(c["x"].max()) + 1), max(h, int(c["y"].max()) + 1)
-        return w, h
-
     def _raw_chunks(self) -> Iterator[np.ndarray]:
         for i in range(0, len(self._arr), self.chunk_size):
             yield np.asarray(self._arr[i:i + self.chunk_size])
@@ -348,13 +350,6 @@ class NpzSource(EventSource):
         else:
             raise SourceError(f"{path}: has arrays {sorted(names)}; expected 'events' or 'x', 'y', 't', 'p'")
         self.native_size = _sensor_or_bounds(path, sensor_size, found, self._bounds)
-
-    def _bounds(self) -> tuple[int, int]:
-        w = h = 0
-        for c in self._raw_chunks():
-            if len(c):
-                w, h = max(w, int(c["x"].max()) + 1), max(h, int(c["y"].max()) + 1)
-        return w, h
 
     def _raw_chunks(self) -> Iterator[np.ndarray]:
         try:
@@ -420,13 +415,6 @@ class Hdf5Source(EventSource):
                 return group, False
         raise SourceError(f"{self.path}: no x, y, t, p datasets (looked in /, /events, /CD/events)")
 
-    def _bounds(self) -> tuple[int, int]:
-        w = h = 0
-        for c in self._raw_chunks():
-            if len(c):
-                w, h = max(w, int(c["x"].max()) + 1), max(h, int(c["y"].max()) + 1)
-        return w, h
-
     def _raw_chunks(self) -> Iterator[np.ndarray]:
         import h5py
 
@@ -484,13 +472,6 @@ class CsvSource(EventSource):
                 self.ncols = len(cols)
                 return found, [cols.index(k) for k in "xytp"], lineno
         raise SourceError(f"{self.path}: no header and no rows; the file is empty")
-
-    def _bounds(self) -> tuple[int, int]:
-        w = h = 0
-        for c in self._raw_chunks():
-            if len(c):
-                w, h = max(w, int(c["x"].max()) + 1), max(h, int(c["y"].max()) + 1)
-        return w, h
 
     def _parse(self, lines: list[str], first_line: int) -> np.ndarray:
         try:
