@@ -55,7 +55,7 @@ class TorchDevice(Device):
         outputs: list[torch.Tensor] = []
         y, self._states = self.model.step(x, self._states, record=outputs)
         for i, (layer, out) in enumerate(zip(self.model.layers, outputs)):
-            if layer.stateful and layer.kind != "readout":
+            if layer.spiking:
                 self._spikes[i] += int(out.sum().item())
         if self.record:
             self._recorded = _record(self.model, outputs, self._states)

@@ -206,19 +206,15 @@ def evaluate_fixed_point(run_folder: Path, model_net: Path, stream: StreamInfo, 
     name = dataset_name(read_json(run_folder / MODEL_RECORD))
     if name is None:
         return None
-    try:
-        from stdl_edge.data import load_dataset
-    except ImportError:
-        return None
+    from stdl_edge.data import load_dataset, materialize
+
     ds = load_dataset(name, "test", num_steps=stream.num_steps, dt_us=stream.dt_us, bin_mode=stream.bin_mode)
     n = len(ds.labels) if limit is None else min(limit, len(ds.labels))
     sim = LoihiSim.from_netx(model_net)
     correct_f = correct_q = agree = 0
     t0 = time.perf_counter()
-    for i in range(0, n, batch):
-        idx = list(range(i, min(i + batch, n)))
-        frames = torch.stack([ds[j][0] for j in idx], dim=1)  # (T, B, C, H, W)
-        labels = np.asarray([int(ds.labels[j]) for j in idx])
+    for frames, labels in materialize(ds).batches(batch, order=torch.arange(n)):  # (T, B, C, H, W), (B,)
+        labels = labels.numpy()
         with torch.no_grad():
             pf = model(frames).argmax(1).numpy()
         pq = classify(sim, frames.numpy()).argmax(1)

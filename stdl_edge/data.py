@@ -34,7 +34,7 @@ import time
 import zipfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 import torch
@@ -383,6 +383,63 @@ def load_dataset(name: str, split: str, *, num_steps: int | None = None, dt_us: 
     stream = StreamInfo(sensor_size=info.sensor_size, dt_us=dt, num_steps=steps, bin_mode=bin_mode,
                         class_names=info.class_names)
     return EventDataset(info, split, stored, stream, path)
+
+
+# ----------------------------------------------------------------------------- batches
+
+
+@dataclass
+class TensorData:
+    """A whole split in memory: ``frames (N, T, C, H, W)`` (uint8 for binary/count frames), ``labels (N,)``."""
+
+    frames: torch.Tensor
+    labels: torch.Tensor
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def batch(self, index: torch.Tensor, device: torch.device | str = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+        """Frames ``(T, B, C, H, W)`` float32 and labels ``(B,)`` on ``device``."""
+        x = self.frames[index].to(device=device, dtype=torch.float32).transpose(0, 1).contiguous()
+        return x, self.labels[index].to(device)
+
+    def batches(self, batch_size: int, order: torch.Tensor | None = None, device: torch.device | str = "cpu"
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`batch` after batch of ``batch_size`` samples, taken in ``order`` (default: all, in order)."""
+        if batch_size < 1:
+            raise ValueError(f"batch size {batch_size} must be >= 1")
+        order = torch.arange(len(self)) if order is None else torch.as_tensor(order, dtype=torch.long)
+        for start in range(0, len(order), batch_size):
+            yield self.batch(order[start:start + batch_size], device)
+
+
+def materialize(dataset: Dataset, limit: int | None = None, seed: int = 0) -> TensorData:
+    """Load every sample of ``dataset`` (``(frames (T, C, H, W), label)``) into one tensor.
+
+    With ``limit``, a seeded random subset of that size (same subset for every method).
+    Integral frames with values in 0..255 are stored as uint8 (4x smaller).
+    """
+    n = len(dataset)
+    order = torch.arange(n)
+    if limit is not None and limit < n:
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7))[:limit].sort().values
+    if n == 0:
+        raise ValueError("the data set is empty")
+    array = getattr(dataset, "frames", None)  # EventDataset keeps its uint8 frames: index them directly
+    if array is not None and getattr(array, "dtype", None) == np.uint8 and len(array) == n:
+        labels = np.asarray(getattr(dataset, "labels"))[order.numpy()]
+        return TensorData(torch.from_numpy(np.ascontiguousarray(array[order.numpy()])),
+                          torch.as_tensor(labels, dtype=torch.long))
+    frames, label_list = [], []
+    for i in order.tolist():
+        x, y = dataset[i]
+        frames.append(torch.as_tensor(x))
+        label_list.append(int(y))
+    stacked = torch.stack(frames)
+    if stacked.is_floating_point() and bool(((stacked == stacked.round()) & (stacked >= 0) & (stacked <= 255)).all()):
+        stacked = stacked.to(torch.uint8)
+    return TensorData(stacked, torch.tensor(label_list, dtype=torch.long))
+
 
 
 # ----------------------------------------------------------------------------- rendering helpers

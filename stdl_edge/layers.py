@@ -32,7 +32,13 @@ class Layer(nn.Module):
 
     @property
     def stateful(self) -> bool:
+        """True when the layer carries state from step to step (its ``init_state`` is not ``()``)."""
         return False
+
+    @property
+    def spiking(self) -> bool:
+        """True when the layer emits spikes: every stateful layer except the (voltage) readout."""
+        return self.stateful
 
     def extra_repr(self) -> str:
         return f"{self.in_shape} -> {self.out_shape}"
@@ -117,6 +123,10 @@ class Readout(SpikingDense):
     """
 
     kind = "readout"
+
+    @property
+    def spiking(self) -> bool:
+        return False
 
     def __init__(self, in_features: int, num_classes: int, bias: bool = True) -> None:
         super().__init__(in_features, num_classes, bias=bias, batchnorm=False, neuron=READOUT_PARAMS)

@@ -491,10 +491,7 @@ def fine_tune_qat(run: str, epochs: int = 1, lr: float = 1e-4, batch_size: int =
     from .artifact import MODEL_RECORD, save_model
     from .io import read_json
 
-    try:
-        from .data import load_dataset
-    except ImportError as e:
-        raise RuntimeError(f"fine_tune_qat needs stdl_edge.data ({e})") from None
+    from .data import load_dataset, materialize
     from .stdl import load_run
 
     src = Path(run)
@@ -512,14 +509,12 @@ def fine_tune_qat(run: str, epochs: int = 1, lr: float = 1e-4, batch_size: int =
     opt = torch.optim.Adam(params, lr=lr)
     gen = torch.Generator().manual_seed(seed)
     n = len(ds.labels) if limit is None else min(limit, len(ds.labels))
+    data = materialize(ds)
     losses = []
     for _ in range(epochs):
-        order = torch.randperm(len(ds.labels), generator=gen)[:n].tolist()
+        order = torch.randperm(len(ds.labels), generator=gen)[:n]
         total = 0.0
-        for i in range(0, n, batch_size):
-            idx = order[i:i + batch_size]
-            frames = torch.stack([ds[j][0] for j in idx], dim=1)  # (T, B, C, H, W)
-            labels = torch.as_tensor([int(ds.labels[j]) for j in idx])
+        for frames, labels in data.batches(batch_size, order):  # (T, B, C, H, W), (B,)
             for layer in model.layers:  # keep BN frozen (eval statistics are what gets folded)
                 if getattr(layer, "bn", None) is not None:
                     layer.bn.eval()
@@ -527,7 +522,7 @@ def fine_tune_qat(run: str, epochs: int = 1, lr: float = 1e-4, batch_size: int =
             opt.zero_grad()
             loss.backward()
             opt.step()
-            total += float(loss.detach()) * len(idx)
+            total += float(loss.detach()) * len(labels)
         losses.append(total / max(n, 1))
     detach_fake_quant(model)
     model.eval()

@@ -169,6 +169,9 @@ class _TinyData:
         for i, y in enumerate(self.labels):
             self.frames[i, :, int(y) % 2, int(y) * 2:int(y) * 2 + 2, :] = 1.0
 
+    def __len__(self) -> int:
+        return len(self.labels)
+
     def __getitem__(self, i: int):
         return self.frames[i], int(self.labels[i])
 

@@ -13,7 +13,8 @@ from stdl_edge.cli import app
 from stdl_edge.io import load_tensors
 from stdl_edge.stdl import load_run
 from stdl_edge.stdl.engine import evaluate_batch
-from stdl_edge.stdl.trainer import TensorData, TrainConfig, train
+from stdl_edge.data import TensorData
+from stdl_edge.stdl.trainer import TrainConfig, train
 
 H = 12
 STREAM = StreamInfo((H, H, 2), 1000, 3, class_names=("right", "down", "left", "up"))

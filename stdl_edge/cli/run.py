@@ -226,7 +226,7 @@ def _fanout_estimate(device: Any, spikes: np.ndarray, input_spikes: int) -> np.n
         elif layer.kind == "resblock":
             fan = float(np.prod(layer.out_shape)) / max(float(np.prod(layer.in_shape)), 1.0) * 9 * 2
         synops[i] = int(round(source * fan))
-        if layer.stateful and layer.kind != "readout":
+        if layer.spiking:
             source = int(spikes[i])
     return synops
 
@@ -362,7 +362,7 @@ def run_events(device: Any, source: Any, *, window_steps: int | None = None, per
     if neurons is None and getattr(getattr(device, "model", None), "layers", None) is not None:
         layers = device.model.layers
         if len(layers) == n_layers:
-            neurons = np.array([int(np.prod(layer.out_shape)) if layer.stateful and layer.kind != "readout" else 0
+            neurons = np.array([int(np.prod(layer.out_shape)) if layer.spiking else 0
                                 for layer in layers])
     return RunResult(mode="sample" if per_sample else "window", predictions=predictions, events=counted["events"],
                      stream_us=counted["t_end"], wall_s=wall, latencies_s=np.asarray(meter.latencies),

@@ -47,7 +47,9 @@ def test_batches(name: str, stream, input_shape: tuple[int, ...], samples: int, 
             b = min(batch, samples - start)
             yield (rng.random((stream.num_steps, b, *input_shape)) < 0.1).astype(np.float32), None
         return
-    from stdl_edge.data import load_dataset
+    import torch
+
+    from stdl_edge.data import load_dataset, materialize
 
     ds = load_dataset(name, "test", num_steps=stream.num_steps, dt_us=stream.dt_us, bin_mode=stream.bin_mode)
     frame_shape = tuple(ds.frames.shape[2:])
@@ -55,10 +57,8 @@ def test_batches(name: str, stream, input_shape: tuple[int, ...], samples: int, 
         raise ValueError(f"data set {name!r} gives frames {frame_shape} but the model takes {tuple(input_shape)}; "
                          "pass the data set the run was trained on with --dataset")
     n = min(samples, len(ds.labels))
-    for start in range(0, n, batch):
-        stop = min(start + batch, n)
-        frames = ds.frames[start:stop].astype(np.float32).transpose(1, 0, 2, 3, 4)
-        yield np.ascontiguousarray(frames), ds.labels[start:stop]
+    for frames, labels in materialize(ds).batches(batch, order=torch.arange(n)):
+        yield frames.numpy(), labels.numpy()
 
 
 def _fmt(x: float) -> str:

@@ -52,7 +52,7 @@ METHODS = ("stdl", "bptt", "sltt", "local")
 def candidate_layers(model: SpikingNet, stop: int) -> list[int]:
     """Indices of the spiking (non-readout) layers after ``stop``: what a head may copy."""
     return [i for i in range(stop, len(model.layers))
-            if model.layers[i].stateful and model.layers[i].kind != "readout"]
+            if model.layers[i].spiking]
 
 
 def sample_uniform(num: int, depth: int) -> list[int]:

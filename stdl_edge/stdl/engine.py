@@ -128,7 +128,7 @@ def evaluate_batch(model: SpikingNet, heads: list[SpikingNet], boundaries: list[
             if record is not None:
                 for i, out in zip(range(a, b), record):
                     layer = model.layers[i]
-                    if layer.stateful and layer.kind != "readout":
+                    if layer.spiking:
                         spikes[names[i]] = spikes.get(names[i], 0.0) + float(out.float().mean()) / steps
             if k < len(boundaries) - 1:
                 logits, head_states[k] = heads[k].step(x, head_states[k])

@@ -72,7 +72,7 @@ def check_boundaries(model: SpikingNet, boundaries: Boundaries) -> Boundaries:
     for k, (a, b) in enumerate(boundaries):
         if a >= b:
             raise ValueError(f"subnetwork {k} ({a}:{b}) is empty; split points must increase")
-        if not any(layer.stateful and layer.kind != "readout" for layer in model.layers[a:b]):
+        if not any(layer.spiking for layer in model.layers[a:b]):
             raise ValueError(f"subnetwork {k} would hold only {', '.join(names[a:b])}: a subnetwork needs a "
                              "spiking layer (stateless layers and the readout stay with a neighbour); "
                              "move the split point")

@@ -32,11 +32,10 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from ..artifact import StreamInfo
+from ..data import TensorData, load_dataset, materialize
 from ..io import FORMAT_VERSION, atomic_path, load_tensors, read_json, save_tensors, write_json
 from ..models import ModelConfig, SpikingNet, build_model
 from .auxiliary import METHODS, Plan, head_from_spec, head_spec, make_plan
@@ -150,54 +149,8 @@ def resolve_device(name: str) -> torch.device:
 # ----------------------------------------------------------------------------------- data
 
 
-@dataclass
-class TensorData:
-    """A whole split in memory: ``frames (N, T, C, H, W)`` (uint8 for binary/count frames), ``labels (N,)``."""
-
-    frames: torch.Tensor
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
-
-    def batch(self, index: torch.Tensor, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Frames ``(T, B, C, H, W)`` float32 and labels ``(B,)`` on ``device``."""
-        x = self.frames[index].to(device=device, dtype=torch.float32).transpose(0, 1).contiguous()
-        return x, self.labels[index].to(device)
-
-
-def materialize(dataset: Dataset, limit: int | None = None, seed: int = 0) -> TensorData:
-    """Load every sample of ``dataset`` (``(frames (T, C, H, W), label)``) into one tensor.
-
-    With ``limit``, a seeded random subset of that size (same subset for every method).
-    Integral frames with values in 0..255 are stored as uint8 (4x smaller).
-    """
-    n = len(dataset)
-    order = torch.arange(n)
-    if limit is not None and limit < n:
-        order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 7))[:limit].sort().values
-    if n == 0:
-        raise ValueError("the data set is empty")
-    array = getattr(dataset, "frames", None)  # EventDataset keeps its uint8 frames: index them directly
-    if array is not None and getattr(array, "dtype", None) == np.uint8 and len(array) == n:
-        labels = np.asarray(getattr(dataset, "labels"))[order.numpy()]
-        return TensorData(torch.from_numpy(np.ascontiguousarray(array[order.numpy()])),
-                          torch.as_tensor(labels, dtype=torch.long))
-    frames, label_list = [], []
-    for i in order.tolist():
-        x, y = dataset[i]
-        frames.append(torch.as_tensor(x))
-        label_list.append(int(y))
-    stacked = torch.stack(frames)
-    if stacked.is_floating_point() and bool(((stacked == stacked.round()) & (stacked >= 0) & (stacked <= 255)).all()):
-        stacked = stacked.to(torch.uint8)
-    return TensorData(stacked, torch.tensor(label_list, dtype=torch.long))
-
-
 def load_split(config: TrainConfig, split: str) -> tuple[TensorData, StreamInfo]:
     """The ``split`` of ``config.dataset`` in memory, with its :class:`StreamInfo`."""
-    from ..data import load_dataset
-
     ds = load_dataset(config.dataset, split, num_steps=config.steps, dt_us=config.dt_us, seed=0,
                       limit=config.limit)
     return materialize(ds), ds.stream
