@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stdl_edge.artifact import load_model
+from stdl_edge.artifact import RunFolder
 from stdl_edge.layers import ResidualState
 from stdl_edge.models import SpikingNet
 from stdl_edge.neuron import CubaState
@@ -38,8 +38,8 @@ class TorchDevice(Device):
     @classmethod
     def load(cls, artifact: Path, device: str = "cpu", record: bool = False, **_: Any) -> TorchDevice:
         folder = artifact if artifact.is_dir() else artifact.parent
-        model, stream = load_model(folder, map_location=device)
-        return cls(model, stream, device, record=record)
+        run = RunFolder(folder).load(map_location=device)
+        return cls(run.model, run.stream, device, record=record)
 
     def reset(self, batch: int) -> None:
         self._batch = batch

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from stdl_edge.artifact import StreamInfo
+from stdl_edge.artifact import RunFolder, StreamInfo
 from stdl_edge.io import FORMAT_VERSION, atomic_path, write_json
 from stdl_edge.models import SpikingNet
 from stdl_edge.quant import FoldedLayer, LayerQuant, QuantConfig, QuantError, dataset_name, quantize_model
@@ -242,17 +242,9 @@ def export(run_folder: str | Path, out_dir: str | Path | None = None, config: Qu
                          "evaluate, eval_limit, subnets, aux")
     run_folder = Path(run_folder)
     config = config or QuantConfig()
-    try:
-        from stdl_edge.stdl import load_run
-
-        trained = load_run(run_folder)
-        model, stream, boundaries, heads = trained.model, trained.stream, trained.boundaries, trained.aux_heads
-    except ImportError:
-        from stdl_edge.artifact import load_model
-
-        model, stream = load_model(run_folder)
-        boundaries, heads = [(0, len(model.layers))], []
-    out = Path(out_dir) if out_dir is not None else run_folder / "export" / "netx"
+    trained = RunFolder(run_folder).load()
+    model, stream, boundaries, heads = trained.model, trained.stream, trained.boundaries, trained.aux_heads
+    out = Path(out_dir) if out_dir is not None else RunFolder(run_folder).export_dir("netx")
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     report: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION, "config": config.to_dict(),

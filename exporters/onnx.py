@@ -25,7 +25,6 @@ import copy
 import json
 import logging
 import warnings
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -33,8 +32,8 @@ import torch
 from torch import nn
 
 import stdl_edge
-from stdl_edge.artifact import MODEL_RECORD, StreamInfo, load_model
-from stdl_edge.io import FORMAT_VERSION, atomic_path, read_json, write_json
+from stdl_edge.artifact import RunFolder, TrainedRun
+from stdl_edge.io import FORMAT_VERSION, atomic_path, write_json
 from stdl_edge.layers import Layer, ResidualState, SpikingConv2d, SpikingDense, SpikingResidualBlock
 from stdl_edge.models import SpikingNet
 from stdl_edge.neuron import CubaState
@@ -49,42 +48,14 @@ STATE_FIELDS = ("u", "v", "s")
 
 # --------------------------------------------------------------------------- the run
 
-@dataclass
-class RunParts:
-    """What the exporter needs from a run folder (a subset of ``stdl_edge.stdl.TrainedRun``).
-
-    boundaries: ``[(start, stop), ...]`` layer ranges of the K subnetworks (K = 1: the whole model).
-    aux_heads: auxiliary head ``k`` takes subnetwork ``k``'s output (``len(aux_heads) <= K - 1``).
-    """
-
-    model: SpikingNet
-    stream: StreamInfo
-    boundaries: list[tuple[int, int]]
-    aux_heads: list[SpikingNet] = field(default_factory=list)
-    record: dict[str, Any] = field(default_factory=dict)
-
-
-def load_run_parts(run_folder: str | Path) -> RunParts:
-    """Load a run folder. Plain model folders (no ``"stdl"`` key in model.json) give K = 1."""
-    folder = Path(run_folder)
-    if not (folder / MODEL_RECORD).exists():
-        raise FileNotFoundError(f"{folder} has no {MODEL_RECORD}: it is not a stdl-edge run folder "
-                                "(train one with `stdl-edge train`)")
-    record = read_json(folder / MODEL_RECORD)
-    if record.get("stdl"):
-        from stdl_edge.stdl import load_run  # the STDL engine knows its own run layout
-
-        run = load_run(folder)
-        parts = RunParts(run.model.eval(), run.stream, [tuple(map(int, b)) for b in run.boundaries],
-                         [h.eval() for h in run.aux_heads], dict(getattr(run, "record", None) or record))
-    else:
-        model, stream = load_model(folder)
-        parts = RunParts(model, stream, [(0, len(model.layers))], [], record)
+def load_run_parts(run_folder: str | Path) -> TrainedRun:
+    """Load a run folder (:meth:`RunFolder.load`) and check its boundaries. Bare model folders give K = 1."""
+    parts = RunFolder(run_folder).load()
     _check_boundaries(parts)
     return parts
 
 
-def _check_boundaries(parts: RunParts) -> None:
+def _check_boundaries(parts: TrainedRun) -> None:
     n = len(parts.model.layers)
     bounds = parts.boundaries
     if not bounds or bounds[0][0] != 0 or bounds[-1][1] != n or any(
@@ -280,7 +251,7 @@ def _finish(proto: Any, path: Path, metadata: dict[str, Any]) -> Path:
     return path
 
 
-def _common_metadata(parts: RunParts) -> dict[str, Any]:
+def _common_metadata(parts: TrainedRun) -> dict[str, Any]:
     s = parts.stream
     return {
         "format_version": str(FORMAT_VERSION),
@@ -442,7 +413,7 @@ def export(run_folder: Path, out_dir: Path | None = None, *, sequence_steps: int
         raise ValueError(f"unknown ONNX export option(s) {', '.join(sorted(options))}; "
                          "known: sequence_steps, subnets, aux, compose")
     run_folder = Path(run_folder)
-    out_dir = Path(out_dir) if out_dir is not None else run_folder / "export" / "onnx"
+    out_dir = Path(out_dir) if out_dir is not None else RunFolder(run_folder).export_dir("onnx")
     parts = load_run_parts(run_folder)
     net = fold_batchnorm(parts.model)
     common = _common_metadata(parts)

@@ -1,13 +1,24 @@
-"""What every trained model and export carries: the model config plus the stream it expects.
+"""The run folder and what every trained model and export carries.
 
-A run folder holds ``model.safetensors`` (weights) and ``model.json`` (this record).
-Exporters copy :class:`StreamInfo` into their artifacts (ONNX ``metadata_props``,
-netx HDF5 attributes) so a device can bin a raw event stream exactly as training did.
+:class:`RunFolder` is the one place that knows the layout of a run folder (written by
+``stdl-edge train``, read by the exporters, the devices, ``verify`` and ``run``)::
+
+    runs/NAME/model.json          record: format_version, model config, stream; an STDL run adds
+                                  a "stdl" key (method, K, boundaries, aux head specs, training)
+    runs/NAME/model.safetensors   primary model weights
+    runs/NAME/aux.safetensors     auxiliary heads: key "<k>.<param name>" for the head after subnet k
+    runs/NAME/checkpoint/         last epoch's full training state (--resume)
+    runs/NAME/metrics.jsonl       per-epoch metrics
+    runs/NAME/export/<format>/    exports: export/onnx (manifest.json + *.onnx), export/netx (model.net, ...)
+
+:meth:`RunFolder.load` is the only loader (nothing is unpickled). Exporters copy
+:class:`StreamInfo` into their artifacts (ONNX ``metadata_props``, netx HDF5 attributes) so
+a device can bin a raw event stream exactly as training did.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +26,17 @@ import torch
 
 from .events import BinSpec, SensorSize
 from .io import FORMAT_VERSION, load_tensors, read_json, save_tensors, write_json
+from .layerspec import net_from_spec, net_spec
 from .models import ModelConfig, SpikingNet, build_model
 
 MODEL_WEIGHTS = "model.safetensors"
 MODEL_RECORD = "model.json"
+AUX_WEIGHTS = "aux.safetensors"
+CHECKPOINT_DIR = "checkpoint"
+METRICS_FILE = "metrics.jsonl"
+EXPORT_DIR = "export"
+#: the file (or folder) of each export format inside ``export/<format>/`` that a device opens
+EXPORT_ENTRY = {"onnx": "", "netx": "model.net"}
 
 
 @dataclass(frozen=True)
@@ -62,36 +80,178 @@ class StreamInfo:
         return cls(**d)
 
 
+@dataclass
+class TrainedRun:
+    """What :meth:`RunFolder.load` returns.
+
+    model: the primary network (eval mode).
+    stream: how events become frames (sensor, dt, T, bin mode, class names).
+    boundaries: layer ranges ``(start, stop)`` of the K subnetworks, in order.
+    aux_heads: K - 1 heads; ``aux_heads[k]`` reads subnetwork k's output (early exit k).
+    record: the whole ``model.json`` (``record["stdl"]`` has the training details).
+    """
+
+    model: SpikingNet
+    stream: StreamInfo
+    boundaries: list[tuple[int, int]]
+    aux_heads: list[SpikingNet] = field(default_factory=list)
+    record: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def method(self) -> str:
+        return str(self.record.get("stdl", {}).get("method", "unknown"))
+
+    @property
+    def num_subnets(self) -> int:
+        return len(self.boundaries)
+
+    @property
+    def dataset(self) -> str | None:
+        """The data set the run was trained on (``stdl.train.dataset`` in the record), if recorded."""
+        return dataset_of_record(self.record)
+
+
+def dataset_of_record(record: dict[str, Any]) -> str | None:
+    """The data set named in a run record (``stdl.train.dataset``, older ``stdl.dataset`` or ``dataset``)."""
+    stdl = record.get("stdl") or {}
+    for cand in ((stdl.get("train") or {}).get("dataset"), stdl.get("dataset"), record.get("dataset")):
+        if isinstance(cand, str) and cand:
+            return cand
+    return None
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A run folder on disk (layout in the module docstring); ``path`` need not exist yet."""
+
+    path: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", Path(self.path))
+
+    @property
+    def record_file(self) -> Path:
+        return self.path / MODEL_RECORD
+
+    @property
+    def weights_file(self) -> Path:
+        return self.path / MODEL_WEIGHTS
+
+    @property
+    def aux_file(self) -> Path:
+        return self.path / AUX_WEIGHTS
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / CHECKPOINT_DIR
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / METRICS_FILE
+
+    def export_dir(self, fmt: str) -> Path:
+        """``export/<fmt>/``: where ``stdl-edge export RUN --to <fmt>`` writes by default."""
+        return self.path / EXPORT_DIR / fmt
+
+    def export_entry(self, fmt: str) -> Path:
+        """What a device of format ``fmt`` opens: ``export/onnx/`` (the manifest's folder) or
+        ``export/netx/model.net``."""
+        if fmt not in EXPORT_ENTRY:
+            raise ValueError(f"export format {fmt!r} is unknown; known: {', '.join(EXPORT_ENTRY)}")
+        entry = self.export_dir(fmt)
+        return entry / EXPORT_ENTRY[fmt] if EXPORT_ENTRY[fmt] else entry
+
+    def is_run(self) -> bool:
+        """True when ``path`` is a run folder (it holds ``model.json``)."""
+        return self.record_file.is_file()
+
+    def record(self) -> dict[str, Any]:
+        """``model.json``, checked: the folder must be a run folder of this format version."""
+        if not self.is_run():
+            raise FileNotFoundError(f"{self.path} has no {MODEL_RECORD}: it is not a stdl-edge run folder "
+                                    "(train one with `stdl-edge train`)")
+        record = read_json(self.record_file)
+        version = record.get("format_version") if isinstance(record, dict) else None
+        if version != FORMAT_VERSION:
+            raise ValueError(f"{self.record_file} has format_version {version}; this stdl-edge reads "
+                             f"{FORMAT_VERSION}")
+        return record
+
+    def save(self, model: SpikingNet, stream: StreamInfo, boundaries: list[tuple[int, int]] | None = None,
+             heads: list[SpikingNet] = (), stdl: dict[str, Any] | None = None,
+             extra: dict[str, Any] | None = None) -> Path:
+        """Write ``model.safetensors`` and ``model.json`` (atomic writes); with ``stdl`` (the
+        training details), also ``aux.safetensors`` and the record's "stdl" key, with the
+        method-independent entries (subnets, boundaries, aux head specs, class names) filled in.
+        """
+        extra = dict(extra or {})
+        if stdl is not None:
+            boundaries = list(boundaries) if boundaries is not None else [(0, len(model.layers))]
+            heads = list(heads)
+            if len(heads) != len(boundaries) - 1:
+                raise ValueError(f"{len(boundaries)} subnetworks need {len(boundaries) - 1} auxiliary heads, "
+                                 f"got {len(heads)}")
+            tensors = {f"{k}.{name}": t for k, head in enumerate(heads) for name, t in head.state_dict().items()}
+            save_tensors(self.aux_file, tensors, metadata={"heads": str(len(heads))})
+            extra["stdl"] = {**stdl, "subnets": len(boundaries), "boundaries": [list(b) for b in boundaries],
+                             "aux_heads": [net_spec(h) for h in heads], "class_names": list(stream.class_names)}
+        save_tensors(self.weights_file, model.state_dict())
+        write_json(self.record_file, {"format_version": FORMAT_VERSION, "model": model.config.to_dict(),
+                                      "stream": stream.to_dict(), **extra})
+        return self.path
+
+    def load(self, map_location: str | torch.device = "cpu") -> TrainedRun:
+        """The trained run (model, stream, boundaries, aux heads), in eval mode on ``map_location``.
+
+        A bare artifact (saved without training details) is one subnetwork with no heads.
+        """
+        record = self.record()
+        model = _load_weights(build_model(ModelConfig.from_dict(record["model"])), self.weights_file, "")
+        model.to(map_location).eval()
+        stream = StreamInfo.from_dict(record["stream"])
+        stdl = record.get("stdl")
+        if stdl is None:
+            return TrainedRun(model, stream, [(0, len(model.layers))], [], record)
+        boundaries = [(int(a), int(b)) for a, b in stdl["boundaries"]]
+        heads = [net_from_spec(spec, model) for spec in stdl.get("aux_heads", [])]
+        if len(heads) != len(boundaries) - 1:
+            raise ValueError(f"{self.record_file} lists {len(boundaries)} subnetworks but {len(heads)} "
+                             "auxiliary heads; the record is corrupt")
+        if heads:
+            weights = load_tensors(self.aux_file)
+            for k, head in enumerate(heads):
+                _load_weights(head, self.aux_file, f"{k}.", weights, what=f"auxiliary head {k}")
+                head.to(map_location).eval()
+        return TrainedRun(model, stream, boundaries, heads, record)
+
+
+def _load_weights(net: SpikingNet, path: Path, prefix: str, tensors: dict[str, Any] | None = None,
+                  what: str = "the model") -> SpikingNet:
+    """Load the tensors of ``path`` whose names start with ``prefix`` into ``net``, strictly."""
+    tensors = load_tensors(path) if tensors is None else tensors
+    state = {name[len(prefix):]: t for name, t in tensors.items() if name.startswith(prefix)}
+    try:
+        missing, unexpected = net.load_state_dict(state, strict=False)
+    except RuntimeError as e:  # a tensor of the wrong shape
+        raise ValueError(f"{path} does not fit {what} in {MODEL_RECORD}: {str(e).splitlines()[-1].strip()}") from None
+    if missing or unexpected:
+        raise ValueError(f"{path} does not fit {what} in {MODEL_RECORD}: "
+                         f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    return net
+
+
 def save_model(folder: str | Path, model: SpikingNet, stream: StreamInfo,
                extra: dict[str, Any] | None = None) -> Path:
-    """Write ``model.safetensors`` and ``model.json`` into ``folder`` (atomic writes)."""
-    folder = Path(folder)
-    save_tensors(folder / MODEL_WEIGHTS, model.state_dict())
-    write_json(folder / MODEL_RECORD, {
-        "format_version": FORMAT_VERSION,
-        "model": model.config.to_dict(),
-        "stream": stream.to_dict(),
-        **(extra or {}),
-    })
-    return folder
+    """Write a bare run folder: ``model.safetensors`` and ``model.json`` (atomic writes)."""
+    return RunFolder(folder).save(model, stream, extra=extra)
 
 
-def load_model(folder: str | Path, map_location: str | torch.device = "cpu") -> tuple[SpikingNet, StreamInfo]:
-    """Load a model saved by :func:`save_model` (no unpickling), in eval mode."""
-    folder = Path(folder)
-    if not (folder / MODEL_RECORD).exists():
-        raise FileNotFoundError(f"{folder} has no {MODEL_RECORD}: it is not a stdl-edge run folder "
-                                "(train one with `stdl-edge train`)")
-    record = read_json(folder / MODEL_RECORD)
-    version = record.get("format_version")
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{folder / MODEL_RECORD} has format_version {version}; this stdl-edge reads "
-                         f"{FORMAT_VERSION}")
-    model = build_model(ModelConfig.from_dict(record["model"]))
-    state = load_tensors(folder / MODEL_WEIGHTS)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise ValueError(f"{folder / MODEL_WEIGHTS} does not fit the model in {MODEL_RECORD}: "
-                         f"missing {missing[:3]}, unexpected {unexpected[:3]}")
-    model.to(map_location).eval()
-    return model, StreamInfo.from_dict(record["stream"])
+def save_run(folder: str | Path, model: SpikingNet, stream: StreamInfo, boundaries: list[tuple[int, int]],
+             heads: list[SpikingNet], stdl: dict[str, Any]) -> Path:
+    """Write an STDL run folder (see :meth:`RunFolder.save`)."""
+    return RunFolder(folder).save(model, stream, boundaries, heads, stdl)
+
+
+def load_run(folder: str | Path, map_location: str | torch.device = "cpu") -> TrainedRun:
+    """``RunFolder(folder).load(map_location)``."""
+    return RunFolder(folder).load(map_location)

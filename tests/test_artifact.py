@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from stdl_edge.artifact import StreamInfo, load_model, save_model
+from stdl_edge.artifact import RunFolder, StreamInfo, save_model
 from stdl_edge.io import atomic_path, read_json, write_json
 from stdl_edge.models import ModelConfig, build_model
 
@@ -18,7 +18,8 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
     net = build_model(ModelConfig(input_shape=(2, 16, 16), batchnorm=True), seed=3)
     net.eval()
     save_model(tmp_path, net, STREAM, extra={"note": "x"})
-    loaded, stream = load_model(tmp_path)
+    run = RunFolder(tmp_path).load()
+    loaded, stream = run.model, run.stream
     assert stream == STREAM
     x = (torch.rand(5, 2, 2, 16, 16) < 0.3).float()
     assert torch.equal(net(x), loaded(x))
@@ -27,7 +28,7 @@ def test_save_load_round_trip_gives_identical_outputs(tmp_path):
 
 def test_not_a_run_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="not a stdl-edge run folder"):
-        load_model(tmp_path)
+        RunFolder(tmp_path).load()
 
 
 def test_truncated_weights_are_reported(tmp_path):
@@ -35,13 +36,13 @@ def test_truncated_weights_are_reported(tmp_path):
     data = (tmp_path / "model.safetensors").read_bytes()
     (tmp_path / "model.safetensors").write_bytes(data[: len(data) // 2])
     with pytest.raises(ValueError, match="corrupt or truncated"):
-        load_model(tmp_path)
+        RunFolder(tmp_path).load()
 
 
 def test_corrupt_json_is_reported(tmp_path):
     (tmp_path / "model.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
-        load_model(tmp_path)
+        RunFolder(tmp_path).load()
 
 
 def test_weights_of_another_model_are_rejected(tmp_path):
@@ -50,7 +51,7 @@ def test_weights_of_another_model_are_rejected(tmp_path):
     record["model"]["width"] = 0.5
     (tmp_path / "model.json").write_text(json.dumps(record))
     with pytest.raises((ValueError, RuntimeError), match="size mismatch|does not fit"):
-        load_model(tmp_path)
+        RunFolder(tmp_path).load()
 
 
 def test_atomic_write_leaves_old_file_on_failure(tmp_path):

@@ -178,7 +178,7 @@ class _TinyData:
 
 def test_fine_tune_qat_writes_a_run_the_exporters_read(tmp_path, monkeypatch):
     import stdl_edge.data as data
-    from stdl_edge.artifact import StreamInfo, load_model
+    from stdl_edge.artifact import RunFolder, StreamInfo
     from stdl_edge.quant import fine_tune_qat
     from stdl_edge.stdl import save_run
 
@@ -189,7 +189,8 @@ def test_fine_tune_qat_writes_a_run_the_exporters_read(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "load_dataset", lambda name, split, **kw: calls.append((name, split)) or _TinyData())
     result = fine_tune_qat(str(tmp_path / "run"), epochs=2, lr=1e-2, batch_size=8)
     assert calls == [("tiny", "train")] and len(result["losses"]) == 2
-    tuned, tuned_stream = load_model(result["out"])
+    tuned_run = RunFolder(result["out"]).load()
+    tuned, tuned_stream = tuned_run.model, tuned_run.stream
     assert tuned_stream == stream
     before = dict(net.named_parameters())
     changed = [n for n, p in tuned.named_parameters() if not torch.equal(p, before[n])]

@@ -8,7 +8,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from stdl_edge.artifact import StreamInfo, load_model
+from stdl_edge.artifact import RunFolder, StreamInfo
 from stdl_edge.cli import app
 from stdl_edge.io import load_tensors
 from stdl_edge.stdl import load_run
@@ -75,7 +75,8 @@ def test_run_folder_and_load_run(tmp_path):
     assert accs[-1] == pytest.approx(result.test_acc)
     assert accs[:-1] == pytest.approx(result.exit_acc)
     # the primary model alone loads through the artifact API as well
-    model, stream = load_model(folder)
+    loaded = RunFolder(folder).load()
+    model, stream = loaded.model, loaded.stream
     assert stream == STREAM and len(model.layers) == len(run.model.layers)
 
 

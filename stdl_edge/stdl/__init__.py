@@ -4,7 +4,6 @@
 * :mod:`.auxiliary` builds the AugLocal-style auxiliary heads under a memory budget (:func:`make_plan`);
 * :mod:`.memory` measures training memory exactly (saved tensors, parameters, optimizer state);
 * :mod:`.trainer` is the one engine behind ``stdl``, ``bptt``, ``sltt`` and ``local``;
-* :mod:`.run` writes and reads run folders (:func:`load_run` is what exporters use).
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 from .auxiliary import METHODS, Plan, SubnetPlan, build_aux_head, make_plan
 from .memory import MemoryReport, SavedTensorMeter
 from .partition import balanced_boundaries, boundaries_from_splits, partition, units_of
-from .run import AUX_WEIGHTS, TrainedRun, load_run, save_run
+from ..artifact import AUX_WEIGHTS, TrainedRun, load_run, save_run  # the run folder (stdl_edge.artifact)
 from .trainer import TrainConfig, TrainResult, train
 
 __all__ = [

@@ -41,8 +41,8 @@ import numpy as np
 import torch
 
 from ..layers import AvgPool2d, Flatten, Layer, Readout
+from ..layerspec import copy_layer, net_from_layers
 from ..models import SpikingNet
-from .layerspec import build_layer, copy_layer, layer_spec
 from .memory import MIB
 from .partition import Boundaries, StepCost, measure_step, partition
 
@@ -116,24 +116,7 @@ def _build_head(model: SpikingNet, stop: int, depth: int) -> tuple[SpikingNet, l
     layers += _reduce(shape)
     shape = tuple(layers[-1].out_shape) if layers else shape
     layers.append(Readout(shape[0], model.num_classes))
-    return _as_net(layers, model), copied
-
-
-def _as_net(layers: list[Layer], model: SpikingNet) -> SpikingNet:
-    """Wrap head layers in a SpikingNet; its config is the primary's, with its own input shape
-    where that is an image (a flat input keeps the primary's: the layers carry the shapes)."""
-    in_shape = tuple(layers[0].in_shape)
-    config = model.config.replace(input_shape=in_shape) if len(in_shape) == 3 else model.config
-    return SpikingNet(layers, config)
-
-
-def head_spec(head: SpikingNet) -> dict[str, Any]:
-    """JSON description of a head (rebuilt by :func:`head_from_spec`)."""
-    return {"input_shape": list(head.input_shape), "layers": [layer_spec(layer) for layer in head.layers]}
-
-
-def head_from_spec(spec: dict[str, Any], model: SpikingNet) -> SpikingNet:
-    return _as_net([build_layer(s) for s in spec["layers"]], model)
+    return net_from_layers(layers, model), copied
 
 
 @dataclass(frozen=True)

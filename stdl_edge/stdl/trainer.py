@@ -34,14 +34,14 @@ from typing import Any, Callable
 
 import torch
 
-from ..artifact import StreamInfo
+from ..artifact import StreamInfo, save_run
 from ..data import TensorData, load_dataset, materialize
 from ..io import FORMAT_VERSION, atomic_path, load_tensors, read_json, save_tensors, write_json
 from ..models import ModelConfig, SpikingNet, build_model
-from .auxiliary import METHODS, Plan, head_from_spec, head_spec, make_plan
+from ..layerspec import net_from_spec, net_spec
+from .auxiliary import METHODS, Plan, make_plan
 from .engine import evaluate_batch, train_batch
 from .memory import MemoryReport, SavedTensorMeter, mb, optimizer_bytes, param_bytes
-from .run import save_run
 
 CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_TENSORS = "state.safetensors"
@@ -236,7 +236,7 @@ def save_checkpoint(folder: Path, state: TrainState, config: TrainConfig) -> Non
         "config": config.to_dict(),
         "model": state.model.config.to_dict(),
         "plan": state.plan.to_dict(),
-        "aux_heads": [head_spec(h) for h in state.heads],
+        "aux_heads": [net_spec(h) for h in state.heads],
         "optimizer_param_groups": groups,
         "scheduler": _jsonable(state.scheduler.state_dict()),
         "history": state.history,
@@ -268,7 +268,7 @@ def load_checkpoint(folder: Path, config: TrainConfig, batches_per_epoch: int,
     tensors = load_tensors(ckpt / CHECKPOINT_TENSORS)
     model = build_model(ModelConfig.from_dict(record["model"]))
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    heads = [head_from_spec(spec, model) for spec in record["aux_heads"]]
+    heads = [net_from_spec(spec, model) for spec in record["aux_heads"]]
     for i, head in enumerate(heads):
         prefix = f"aux.{i}."
         head.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})

@@ -1,18 +1,21 @@
-"""JSON description of a layer, so auxiliary heads can be saved and rebuilt without pickle.
+"""JSON description of layers and networks, so they can be saved and rebuilt without pickle.
 
 ``layer_spec(layer)`` gives ``{"kind": ..., **constructor arguments}``; ``build_layer(spec)``
 builds a fresh layer of the same class. ``copy_layer(layer, in_shape)`` makes a freshly
 initialised copy of ``layer`` that reads ``in_shape`` (used by the auxiliary builder: a
 conv keeps its channels, kernel, stride and padding, a dense layer its width).
+``net_spec(net)`` / ``net_from_spec(spec, like)`` do the same for a network made of such
+layers (an STDL auxiliary head, saved in the run folder's ``model.json``).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..layers import (AvgPool2d, Flatten, Layer, Readout, SpikingConv2d, SpikingDense,
+from .layers import (AvgPool2d, Flatten, Layer, Readout, SpikingConv2d, SpikingDense,
                       SpikingResidualBlock)
-from ..neuron import CubaParams
+from .models import SpikingNet
+from .neuron import CubaParams
 
 
 def layer_spec(layer: Layer) -> dict[str, Any]:
@@ -38,7 +41,7 @@ def layer_spec(layer: Layer) -> dict[str, Any]:
     if isinstance(layer, Flatten):
         return {"kind": "flatten", "in_shape": list(layer.in_shape)}
     raise ValueError(f"layer kind {layer.kind!r} ({type(layer).__name__}) has no spec; "
-                     "add it to stdl_edge.stdl.layerspec")
+                     "add it to stdl_edge.layerspec")
 
 
 def build_layer(spec: dict[str, Any]) -> Layer:
@@ -64,3 +67,21 @@ def copy_layer(layer: Layer, in_shape: tuple[int, ...]) -> Layer:
     else:
         spec["in_features"] = int(in_shape[0])
     return build_layer(spec)
+
+
+def net_from_layers(layers: list[Layer], like: SpikingNet) -> SpikingNet:
+    """Wrap ``layers`` in a SpikingNet; its config is ``like``'s, with its own input shape
+    where that is an image (a flat input keeps ``like``'s: the layers carry the shapes)."""
+    in_shape = tuple(layers[0].in_shape)
+    config = like.config.replace(input_shape=in_shape) if len(in_shape) == 3 else like.config
+    return SpikingNet(layers, config)
+
+
+def net_spec(net: SpikingNet) -> dict[str, Any]:
+    """JSON description of a network of spec-able layers (rebuilt by :func:`net_from_spec`)."""
+    return {"input_shape": list(net.input_shape), "layers": [layer_spec(layer) for layer in net.layers]}
+
+
+def net_from_spec(spec: dict[str, Any], like: SpikingNet) -> SpikingNet:
+    """Freshly initialised network from :func:`net_spec` output (config as :func:`net_from_layers`)."""
+    return net_from_layers([build_layer(s) for s in spec["layers"]], like)
