@@ -35,7 +35,7 @@ import numpy as np
 from stdl_edge.artifact import RunFolder, StreamInfo
 from stdl_edge.io import FORMAT_VERSION, atomic_path, write_json
 from stdl_edge.models import SpikingNet
-from stdl_edge.quant import FoldedLayer, LayerQuant, QuantConfig, QuantError, dataset_name, quantize_model
+from stdl_edge.quant import FoldedLayer, LayerQuant, QuantConfig, QuantError, quantize_model
 from stdl_edge.registry import EXPORTERS
 
 FORMAT = "stdl-edge-netx"
@@ -198,12 +198,10 @@ def evaluate_fixed_point(run_folder: Path, model_net: Path, stream: StreamInfo, 
     """Accuracy of the float model (torch) and of ``model_net`` on loihi-sim over the test split."""
     import torch
 
-    from stdl_edge.artifact import MODEL_RECORD
     from stdl_edge.devices.base import classify
     from stdl_edge.devices.loihi_sim import LoihiSim
-    from stdl_edge.io import read_json
 
-    name = dataset_name(read_json(run_folder / MODEL_RECORD))
+    name = RunFolder(run_folder).dataset()
     if name is None:
         return None
     from stdl_edge.data import load_dataset, materialize

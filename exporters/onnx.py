@@ -37,6 +37,7 @@ from stdl_edge.io import FORMAT_VERSION, atomic_path, write_json
 from stdl_edge.layers import Layer, ResidualState, SpikingConv2d, SpikingDense, SpikingResidualBlock
 from stdl_edge.models import SpikingNet
 from stdl_edge.neuron import CubaState
+from stdl_edge.quant import fold_bn
 from stdl_edge.registry import EXPORTERS
 
 #: ONNX opset of every graph written here
@@ -68,37 +69,25 @@ def _check_boundaries(parts: TrainedRun) -> None:
 
 # --------------------------------------------------------------------------- BatchNorm folding
 
-def _folded(module: nn.Conv2d | nn.Linear, bn: nn.Module) -> nn.Conv2d | nn.Linear:
-    """A copy of ``module`` with ``bn`` folded in, via the project's one folding formula
-    (:func:`stdl_edge.quant.folded_synapse`: ``W' = W g / sigma``, ``b' = (b - mean) g / sigma + beta``)."""
-    from types import SimpleNamespace
-
-    from stdl_edge.quant import folded_synapse
-
-    # folded_synapse reads ``.linear`` (any weight layout) and ``.bn`` of a synaptic layer
-    w, b = folded_synapse(SimpleNamespace(linear=module, bn=bn))
-    if isinstance(module, nn.Conv2d):
-        new: nn.Conv2d | nn.Linear = nn.Conv2d(module.in_channels, module.out_channels, module.kernel_size,
-                                               module.stride, module.padding, module.dilation, module.groups,
-                                               bias=True)
-    else:
-        new = nn.Linear(module.in_features, module.out_features, bias=True)
-    new.weight.data.copy_(w)
-    new.bias.data.copy_(b)
-    return new
+def _fold_into(synapse: nn.Conv2d | nn.Linear, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> nn.Conv2d | nn.Linear:
+    """``synapse`` (changed in place, a bias added) with ``bn`` folded in by the project's one
+    formula, :func:`stdl_edge.quant.fold_bn` (``W' = W g``, ``b' = (b - mean) g + beta``)."""
+    weight, bias = fold_bn(synapse.weight, synapse.bias, bn)
+    synapse.weight = nn.Parameter(weight)
+    synapse.bias = nn.Parameter(bias)
+    return synapse
 
 
 def _fold_layer(layer: nn.Module) -> None:
-    if isinstance(layer, SpikingConv2d) and layer.bn is not None:
-        layer.conv, layer.bn = _folded(layer.conv, layer.bn), None
-    elif isinstance(layer, SpikingDense) and layer.bn is not None:
-        layer.linear, layer.bn = _folded(layer.linear, layer.bn), None
+    if isinstance(layer, (SpikingConv2d, SpikingDense)) and layer.bn is not None:
+        _fold_into(layer.synapse, layer.bn)
+        layer.bn = None
     elif isinstance(layer, SpikingResidualBlock):
         _fold_layer(layer.first)
         _fold_layer(layer.second)
         if isinstance(layer.shortcut, nn.Sequential) and len(layer.shortcut) == 2:
             conv, bn = layer.shortcut
-            layer.shortcut = _folded(conv, bn)
+            layer.shortcut = _fold_into(conv, bn)
 
 
 @torch.no_grad()

@@ -177,6 +177,10 @@ class RunFolder:
                              f"{FORMAT_VERSION}")
         return record
 
+    def dataset(self) -> str | None:
+        """The data set the run was trained on, if its record names one."""
+        return dataset_of_record(self.record())
+
     def save(self, model: SpikingNet, stream: StreamInfo, boundaries: list[tuple[int, int]] | None = None,
              heads: list[SpikingNet] = (), stdl: dict[str, Any] | None = None,
              extra: dict[str, Any] | None = None) -> Path:

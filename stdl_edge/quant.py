@@ -14,7 +14,8 @@ scale 64) with a per-layer exponent. Lava then computes ``u = (W s) << 6``, comp
 ``v > vThMant << 6``: every quantity of a layer is in the same units, so a per-layer scale
 leaves the spikes unchanged up to rounding, and the readout's float value is
 ``v / (64 * S)``. Rounding is half-to-even (``torch.round``) everywhere: export and the
-straight-through fake quantization used in QAT call the same :func:`quantize_weight`.
+straight-through fake quantization of QAT (:mod:`stdl_edge.qat`) call the same
+:func:`quantize_weight`.
 
 **Exponent choice** (:func:`choose_exponent`): the largest ``e`` such that no weight clips
 (``max|W| * S <= 127 * step``), the threshold fits 17 bits, the bias fits 13 bits, and the
@@ -23,7 +24,8 @@ worst-case synaptic current of one step, ``max_i sum_j |W_ij| * S`` (per sign, d
 ``QuantConfig.weight_percentile < 100`` trades clipping of outliers for precision; the
 number of clipped weights is reported.
 
-**Folding** (:func:`fold_model`): BatchNorm (eval statistics) into the preceding synapse,
+**Folding** (:func:`fold_model`): BatchNorm (eval statistics) into the preceding synapse
+(:func:`fold_bn`, the one formula the quantizer, QAT and the ONNX exporter use),
 average pooling into the next conv (kernel ``K*k``, stride ``S*k``, padding ``P*k``, weights
 ``/k**2``) or dense layer (each weight repeated over its ``k x k`` window, ``/k**2``), and
 flatten kept as netx's ``flatten`` layer: netx flattens Lava's ``(x, y, c)`` through
@@ -40,14 +42,12 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from .layers import AvgPool2d, Flatten, Readout, SpikingConv2d, SpikingDense
 from .models import SpikingNet
 from .neuron import CubaParams
 
 DECAY_UNITY = 4096
-STATE_SHIFT = 6  # Lava left-shifts synaptic input and threshold by 6 bits
 BASE_SCALE = 64.0  # lava-dl's w_scale: exponent 0
 MAX_VTH = (1 << 17) - 1  # PyLifModelBitAcc: vth is 17-bit unsigned
 MAX_CURRENT = (1 << 17) - 1  # |W s| << 6 must stay below 2**23 (24-bit current)
@@ -122,8 +122,8 @@ class _RoundSTE(torch.autograd.Function):
 def quantize_weight(w: torch.Tensor, scale: float, config: QuantConfig = QuantConfig()) -> torch.Tensor:
     """Integer weights (as a float tensor): ``step * clip(round(w * scale / step), -M, M)``.
 
-    Differentiable with a straight-through gradient, so :func:`fake_quantize_weight` and the
-    exporter share this one rounding.
+    Differentiable with a straight-through gradient, so QAT's fake quantization
+    (:func:`stdl_edge.qat.fake_quantize_weight`) and the exporter share this one rounding.
 
     >>> quantize_weight(torch.tensor([0.5, -0.01, 9.0]), 64.0).tolist()
     [32.0, -0.0, 254.0]
@@ -131,11 +131,6 @@ def quantize_weight(w: torch.Tensor, scale: float, config: QuantConfig = QuantCo
     step = float(config.weight_step)
     m = config.mantissa_limit
     return _RoundSTE.apply(w * (scale / step), -float(m), float(m)) * step
-
-
-def fake_quantize_weight(w: torch.Tensor, scale: float, config: QuantConfig = QuantConfig()) -> torch.Tensor:
-    """Float weights the fixed-point network really uses: ``quantize_weight(w) / scale`` (STE)."""
-    return quantize_weight(w, scale, config) / scale
 
 
 def quantize_bias(b: np.ndarray, scale: float, config: QuantConfig = QuantConfig()) -> tuple[np.ndarray, int]:
@@ -181,28 +176,52 @@ class FoldedLayer:
     pooled: int = 1  # product of the average-pooling factors folded in (k per side)
 
 
-def folded_synapse(layer: SpikingConv2d | SpikingDense) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(W, b)`` of a conv/dense layer with its BatchNorm (eval statistics) folded in.
+def bn_gain(bn: nn.BatchNorm1d | nn.BatchNorm2d) -> torch.Tensor:
+    """Per-output-channel gain ``gamma / sqrt(var + eps)`` of BatchNorm's eval statistics, shape ``(O,)``."""
+    return bn.weight / torch.sqrt(bn.running_var + bn.eps)
 
-    ``BN(W x + b) = (g / sigma) (W x + b - mean) + beta``: ``W' = W g / sigma``,
-    ``b' = (b - mean) g / sigma + beta`` with ``sigma = sqrt(var + eps)``.
+
+def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None,
+            bn: nn.BatchNorm1d | nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(W', b')`` of a synapse ``W x + b`` followed by ``bn`` (eval statistics): the one BN fold.
+
+    ``BN(W x + b) = g (W x + b - mean) + beta`` with the gain ``g = gamma / sqrt(var + eps)``
+    (:func:`bn_gain`), so per output channel ``o``::
+
+        W'[o] = W[o] * g[o]
+        b'[o] = (b[o] - mean[o]) * g[o] + beta[o]      # b = 0 without a bias
+
+    computed as ``b * g + (beta - mean * g)``. ``weight`` is ``(O, I, kh, kw)`` (conv) or
+    ``(O, I)`` (dense); ``bias`` and the result's bias are ``(O,)``. ``bn=None`` returns the
+    inputs unchanged. Plain torch ops in the weight's dtype, so it is differentiable in
+    ``weight`` and ``bias`` (QAT folds inside the forward pass); nothing is detached.
+
+    >>> bn = nn.BatchNorm1d(2, eps=0.0).eval()  # gain 1 / sqrt(4) = 0.5, shift 0.5 - 1 * 0.5 = 0
+    >>> with torch.no_grad():
+    ...     _ = bn.running_var.fill_(4.0), bn.running_mean.fill_(1.0), bn.bias.fill_(0.5)
+    >>> w, b = fold_bn(torch.ones(2, 3), torch.tensor([3.0, -1.0]), bn)
+    >>> w.tolist(), b.tolist()
+    ([[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]], [1.5, -0.5])
     """
-    lin = layer.conv if isinstance(layer, SpikingConv2d) else layer.linear
+    if bn is None:
+        return weight, bias
+    gain = bn_gain(bn).to(weight.dtype)
+    shift = bn.bias.to(weight.dtype) - bn.running_mean.to(weight.dtype) * gain
+    folded = weight * gain.reshape(-1, *([1] * (weight.dim() - 1)))
+    return folded, shift if bias is None else bias * gain + shift
+
+
+def folded_synapse(layer: SpikingConv2d | SpikingDense) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(W, b)`` (float32, no gradient) of a conv/dense layer with its BatchNorm folded in (:func:`fold_bn`)."""
+    lin = layer.synapse
     w = lin.weight.detach().float()
     b = lin.bias.detach().float() if lin.bias is not None else None
-    bn = layer.bn
-    if bn is None:
-        return w, b
-    gain = bn.weight.detach().float() / torch.sqrt(bn.running_var.float() + bn.eps)
-    shift = bn.bias.detach().float() - bn.running_mean.float() * gain
-    w = w * gain.reshape(-1, *([1] * (w.dim() - 1)))
-    b = shift if b is None else b * gain + shift
-    return w, b
+    with torch.no_grad():
+        return fold_bn(w, b, layer.bn)
 
 
 def _fold_pool_into_conv(w: torch.Tensor, stride: int, padding: int, k: int) -> tuple[torch.Tensor, int, int]:
     """Conv after ``AvgPool2d(k)`` == one conv on the unpooled map: kernel ``K*k``, stride ``S*k``."""
-    o, i, kh, kw = w.shape
     big = w.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3) / (k * k)
     return big, stride * k, padding * k
 
@@ -389,148 +408,3 @@ def quantize_model(model: SpikingNet, config: QuantConfig = QuantConfig(), start
         out.append(quantize_folded(f, config, max_input=input_max if first else 1.0))
         first = False
     return out
-
-
-# ----------------------------------------------------------------------------- fake quantization (QAT)
-class _FakeQuantParam(nn.Module):
-    """Parametrization ``W -> fake_quantize(W * g) / g`` with the layer's current scale.
-
-    ``g`` is the BatchNorm gain (eval statistics, 1 without BN), so the quantized quantity is
-    the folded weight the exporter writes; the exponent follows :func:`choose_exponent`.
-    """
-
-    def __init__(self, layer: SpikingConv2d | SpikingDense, config: QuantConfig, pooled: int = 1) -> None:
-        super().__init__()
-        self._layer = [layer]  # not a submodule (avoid recursion in parametrize)
-        self.config = config
-        self.pooled = pooled
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        layer = self._layer[0]
-        bn = layer.bn
-        if bn is not None:
-            gain = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().reshape(-1, *([1] * (w.dim() - 1)))
-        else:
-            gain = torch.ones((), dtype=w.dtype, device=w.device)
-        folded = w * gain
-        with torch.no_grad():
-            lin = layer.conv if isinstance(layer, SpikingConv2d) else layer.linear
-            bias = None
-            if lin.bias is not None or bn is not None:
-                b = lin.bias.detach().float() if lin.bias is not None else torch.zeros(w.shape[0])
-                if bn is not None:
-                    g = bn.weight.detach().float() / torch.sqrt(bn.running_var.float() + bn.eps)
-                    b = (b - bn.running_mean.float()) * g + bn.bias.detach().float()
-                bias = b.double().cpu().numpy()
-            p2 = float(self.pooled) ** 2
-            e, _ = choose_exponent(folded.detach().double().cpu().numpy() / p2, bias, layer.neuron, self.config,
-                                   readout=isinstance(layer, Readout))
-        scale = BASE_SCALE * 2.0 ** e / p2  # pooled weights are W / k**2 at the layer's scale
-        return fake_quantize_weight(folded, scale, self.config) / gain
-
-
-def attach_fake_quant(model: SpikingNet, config: QuantConfig = QuantConfig()) -> SpikingNet:
-    """Make every conv/dense weight of ``model`` fake-quantized (in place; BatchNorm set to eval).
-
-    Undo with :func:`detach_fake_quant` (keeps the trained float weights).
-    """
-    from torch.nn.utils import parametrize
-
-    pool = 1
-    for layer in model.layers:
-        if isinstance(layer, AvgPool2d):
-            pool *= layer.kernel_size
-            continue
-        if isinstance(layer, (SpikingConv2d, SpikingDense)):
-            lin = layer.conv if isinstance(layer, SpikingConv2d) else layer.linear
-            if layer.bn is not None:
-                layer.bn.eval()
-                for p in layer.bn.parameters():
-                    p.requires_grad_(False)
-            if not parametrize.is_parametrized(lin, "weight"):
-                parametrize.register_parametrization(lin, "weight", _FakeQuantParam(layer, config, pool))
-            pool = 1
-    return model
-
-
-def detach_fake_quant(model: SpikingNet) -> SpikingNet:
-    """Remove the fake quantization, keeping the (fine-tuned) float weights."""
-    from torch.nn.utils import parametrize
-
-    for layer in model.layers:
-        if isinstance(layer, (SpikingConv2d, SpikingDense)):
-            lin = layer.conv if isinstance(layer, SpikingConv2d) else layer.linear
-            if parametrize.is_parametrized(lin, "weight"):
-                parametrize.remove_parametrizations(lin, "weight", leave_parametrized=False)
-    return model
-
-
-def dataset_name(record: dict[str, Any]) -> str | None:
-    """The data set a run was trained on (``model.json``: ``stdl.train.dataset``), if recorded."""
-    stdl = record.get("stdl") or {}
-    for cand in ((stdl.get("train") or {}).get("dataset"), stdl.get("dataset"), record.get("dataset")):
-        if isinstance(cand, str) and cand:
-            return cand
-    return None
-
-
-def fine_tune_qat(run: str, epochs: int = 1, lr: float = 1e-4, batch_size: int = 32, out: str | None = None,
-                  config: QuantConfig = QuantConfig(), limit: int | None = None, seed: int = 0,
-                  progress: bool = False) -> dict[str, Any]:
-    """Quantization-aware fine-tuning of a trained run; writes the result as a new run folder.
-
-    Loads ``run`` (``stdl_edge.stdl.load_run``), attaches :func:`attach_fake_quant`, and
-    trains ``epochs`` epochs of plain BPTT with cross-entropy on the time-averaged readout
-    over ``stdl_edge.data.load_dataset(<run's data set>, 'train')`` (``limit`` samples at
-    most), Adam at ``lr``. The float weights (fake quantization removed) are saved with the
-    run's record into ``out`` (default ``RUN/qat``), which the exporters read like any run.
-    Returns ``{'out': path, 'losses': [...]}``.
-    """
-    from pathlib import Path
-
-    from .artifact import MODEL_RECORD, save_model
-    from .io import read_json
-
-    from .data import load_dataset, materialize
-    from .stdl import load_run
-
-    src = Path(run)
-    trained = load_run(src)
-    record = read_json(src / MODEL_RECORD)
-    name = dataset_name(record)
-    if not name:
-        raise ValueError(f"{src / MODEL_RECORD} does not name its data set; cannot fine-tune")
-    stream = trained.stream
-    ds = load_dataset(name, "train", num_steps=stream.num_steps, dt_us=stream.dt_us, bin_mode=stream.bin_mode)
-    model = trained.model
-    model.train()
-    attach_fake_quant(model, config)
-    params = [p for n, p in model.named_parameters() if p.requires_grad and "bn" not in n.split(".")]
-    opt = torch.optim.Adam(params, lr=lr)
-    gen = torch.Generator().manual_seed(seed)
-    n = len(ds.labels) if limit is None else min(limit, len(ds.labels))
-    data = materialize(ds)
-    losses = []
-    for _ in range(epochs):
-        order = torch.randperm(len(ds.labels), generator=gen)[:n]
-        total = 0.0
-        for frames, labels in data.batches(batch_size, order):  # (T, B, C, H, W), (B,)
-            for layer in model.layers:  # keep BN frozen (eval statistics are what gets folded)
-                if getattr(layer, "bn", None) is not None:
-                    layer.bn.eval()
-            loss = F.cross_entropy(model(frames), labels)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(labels)
-        losses.append(total / max(n, 1))
-    detach_fake_quant(model)
-    model.eval()
-    dst = Path(out) if out is not None else src / "qat"
-    extra = {k: v for k, v in record.items() if k not in ("format_version", "model", "stream")}
-    extra["qat"] = {"source": str(src), "epochs": epochs, "lr": lr, "losses": losses, "config": config.to_dict()}
-    save_model(dst, model, stream, extra=extra)
-    aux = src / "aux.safetensors"
-    if aux.exists():
-        (dst / aux.name).write_bytes(aux.read_bytes())
-    return {"out": str(dst), "losses": losses}

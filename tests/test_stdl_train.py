@@ -107,6 +107,43 @@ def test_resume_gives_the_same_weights_as_an_uninterrupted_run(tmp_path):
     assert [json.loads(x)["train_loss"] for x in h1] == [json.loads(x)["train_loss"] for x in h2]
 
 
+def test_checkpoint_round_trip_and_resume_errors(tmp_path):
+    from stdl_edge.stdl.checkpoint import RunExistsError, load_checkpoint, resume_from, save_checkpoint
+    from stdl_edge.stdl.trainer import _finish_state, build_state
+
+    cpu = torch.device("cpu")
+    with pytest.raises(FileNotFoundError, match="has no checkpoint"):
+        resume_from(tmp_path, CFG, resume=True)
+    assert resume_from(tmp_path, CFG, resume=False) is None
+    state = build_state(CFG, (2, H, H), 4, 6, cpu)
+    for p in state.parameters():
+        p.grad = torch.ones_like(p)
+    state.optimizer.step()
+    state.scheduler.step()
+    state.epoch, state.history = 1, [{"epoch": 1, "test_acc": 0.5}]
+    save_checkpoint(tmp_path, state, CFG)
+    rng = torch.get_rng_state()
+    with pytest.raises(RunExistsError, match="already holds a run"):
+        resume_from(tmp_path, CFG, resume=False)
+
+    ckpt = load_checkpoint(tmp_path, CFG)
+    torch.rand(3)  # move the RNG on: restore must put it back
+    restored = ckpt.restore(_finish_state(CFG, ckpt.model, ckpt.plan, 6, cpu))
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert (restored.epoch, restored.history, restored.plan_record) == (1, state.history, state.plan.to_dict())
+    assert restored.scheduler.state_dict() == state.scheduler.state_dict()
+    a, b = state.optimizer.state_dict(), restored.optimizer.state_dict()
+    assert a["param_groups"] == b["param_groups"] and a["state"].keys() == b["state"].keys()
+    assert all(torch.equal(torch.as_tensor(v), b["state"][i][k]) for i in a["state"] for k, v in a["state"][i].items())
+    sd = state.model.state_dict()
+    assert all(torch.equal(sd[k], v) for k, v in restored.model.state_dict().items())
+
+    record = tmp_path / "checkpoint" / "state.json"
+    record.write_text(record.read_text().replace('"epoch": 1,', '"epoch": 2,', 1))
+    with pytest.raises(ValueError, match="inconsistent"):
+        load_checkpoint(tmp_path, CFG)
+
+
 def test_methods_share_initial_weights_and_data_order(tmp_path):
     from stdl_edge.stdl.trainer import build_state, epoch_order
 

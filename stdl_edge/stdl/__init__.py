@@ -4,6 +4,7 @@
 * :mod:`.auxiliary` builds the AugLocal-style auxiliary heads under a memory budget (:func:`make_plan`);
 * :mod:`.memory` measures training memory exactly (saved tensors, parameters, optimizer state);
 * :mod:`.trainer` is the one engine behind ``stdl``, ``bptt``, ``sltt`` and ``local``;
+* :mod:`.checkpoint` writes and reads a run's ``checkpoint/`` (exact resume, no unpickling);
 """
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ so they compare side by side.
 Optimiser: Adam (``lr``, ``weight_decay``), cosine learning rate over all batches,
 one optimizer step per batch (or per time step with ``online=True``).
 
-Every epoch writes ``checkpoint/`` (safetensors + JSON: weights, Adam moments,
-scheduler, RNG as a uint8 tensor, history), ``metrics.jsonl``, plots and the run
-artifact (``model.json``, ``model.safetensors``, ``aux.safetensors``); ``resume=True``
-continues from the checkpoint and ends with the same weights as an uninterrupted run.
+Every epoch writes ``checkpoint/`` (:mod:`.checkpoint`: safetensors + JSON with weights,
+Adam moments, scheduler, RNG, history), ``metrics.jsonl``, plots and the run artifact
+(``model.json``, ``model.safetensors``, ``aux.safetensors``); ``resume=True`` continues
+from the checkpoint and ends with the same weights as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -28,25 +28,20 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from ..artifact import StreamInfo, save_run
+from ..artifact import RunFolder, StreamInfo, save_run
 from ..data import TensorData, load_dataset, materialize
-from ..io import FORMAT_VERSION, atomic_path, load_tensors, read_json, save_tensors, write_json
+from ..io import atomic_path
 from ..models import ModelConfig, SpikingNet, build_model
-from ..layerspec import net_from_spec, net_spec
 from .auxiliary import METHODS, Plan, make_plan
+from .checkpoint import TrainState, resume_from, save_checkpoint
 from .engine import evaluate_batch, train_batch
 from .memory import MemoryReport, SavedTensorMeter, mb, optimizer_bytes, param_bytes
-
-CHECKPOINT_DIR = "checkpoint"
-CHECKPOINT_TENSORS = "state.safetensors"
-CHECKPOINT_RECORD = "state.json"
-METRICS_FILE = "metrics.jsonl"
 
 
 @dataclass(frozen=True)
@@ -164,29 +159,6 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------------- state
 
 
-@dataclass
-class TrainState:
-    """Everything that changes during training (what a checkpoint holds)."""
-
-    model: SpikingNet
-    plan: Plan
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LRScheduler
-    epoch: int = 0  # epochs completed
-    history: list[dict[str, Any]] = field(default_factory=list)
-    plan_record: dict[str, Any] = field(default_factory=dict)  # the plan table as measured at the start
-
-    @property
-    def heads(self) -> list[SpikingNet]:
-        return self.plan.heads
-
-    def parameters(self) -> list[torch.nn.Parameter]:
-        params = list(self.model.parameters())
-        for head in self.heads:
-            params += list(head.parameters())
-        return params
-
-
 def build_state(config: TrainConfig, input_shape: tuple[int, int, int], num_classes: int,
                 batches_per_epoch: int, device: torch.device) -> TrainState:
     """Fresh model (seeded), plan with heads, Adam and the cosine schedule."""
@@ -208,93 +180,6 @@ def _finish_state(config: TrainConfig, model: SpikingNet, plan: Plan, batches_pe
     total = max(1, config.epochs * batches_per_epoch)
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=config.lr * 0.01)
     return TrainState(model, plan, optimizer, scheduler, plan_record=plan.to_dict())
-
-
-def save_checkpoint(folder: Path, state: TrainState, config: TrainConfig) -> None:
-    """``checkpoint/state.safetensors`` (weights, Adam moments, RNG) then ``state.json`` (the rest).
-
-    The JSON is written last and names the epoch the tensors belong to, so a crash
-    between the two writes is detected on resume instead of mixing epochs.
-    """
-    folder = folder / CHECKPOINT_DIR
-    tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in state.model.state_dict().items()}
-    for i, head in enumerate(state.heads):
-        tensors.update({f"aux.{i}.{k}": v for k, v in head.state_dict().items()})
-    opt = state.optimizer.state_dict()
-    for idx, pstate in opt["state"].items():
-        for key, value in pstate.items():
-            tensors[f"opt.{idx}.{key}"] = torch.as_tensor(value)
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        for i, s in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = s
-    save_tensors(folder / CHECKPOINT_TENSORS, tensors, metadata={"epoch": str(state.epoch)})
-    groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in opt["param_groups"]]
-    write_json(folder / CHECKPOINT_RECORD, {
-        "format_version": FORMAT_VERSION,
-        "epoch": state.epoch,
-        "config": config.to_dict(),
-        "model": state.model.config.to_dict(),
-        "plan": state.plan.to_dict(),
-        "aux_heads": [net_spec(h) for h in state.heads],
-        "optimizer_param_groups": groups,
-        "scheduler": _jsonable(state.scheduler.state_dict()),
-        "history": state.history,
-    })
-
-
-def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(json.dumps(d, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
-
-
-def load_checkpoint(folder: Path, config: TrainConfig, batches_per_epoch: int,
-                    device: torch.device) -> TrainState:
-    """Rebuild the :class:`TrainState` saved by :func:`save_checkpoint` (no unpickling)."""
-    ckpt = folder / CHECKPOINT_DIR
-    record = read_json(ckpt / CHECKPOINT_RECORD)
-    saved = TrainConfig.from_dict(record["config"])
-    diff = [k for k, v in config.to_dict().items() if saved.to_dict().get(k) != v and k not in ("device", "threads")]
-    if diff:
-        raise ValueError(f"--resume: the run in {folder} was started with different "
-                         f"{', '.join(f'{k}={saved.to_dict()[k]!r}' for k in diff)}; give the same options "
-                         "or a new --out")
-    from safetensors import safe_open
-
-    with safe_open(str(ckpt / CHECKPOINT_TENSORS), framework="pt") as f:
-        tensor_epoch = (f.metadata() or {}).get("epoch")
-    if tensor_epoch != str(record["epoch"]):
-        raise ValueError(f"{ckpt} is inconsistent (tensors of epoch {tensor_epoch}, record of epoch "
-                         f"{record['epoch']}); the last write was interrupted — start again without --resume")
-    tensors = load_tensors(ckpt / CHECKPOINT_TENSORS)
-    model = build_model(ModelConfig.from_dict(record["model"]))
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
-    heads = [net_from_spec(spec, model) for spec in record["aux_heads"]]
-    for i, head in enumerate(heads):
-        prefix = f"aux.{i}."
-        head.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
-    plan_d = record["plan"]
-    plan = Plan(plan_d["method"], [tuple(b) for b in plan_d["boundaries"]], plan_d["batch"],
-                plan_d["budget_bytes"], [], heads)
-    state = _finish_state(config, model, plan, batches_per_epoch, device)
-    state.plan_record = plan_d
-    opt_state: dict[int, dict[str, torch.Tensor]] = {}
-    for name, value in tensors.items():
-        if name.startswith("opt."):
-            _, idx, key = name.split(".", 2)
-            opt_state.setdefault(int(idx), {})[key] = value
-    groups = record["optimizer_param_groups"]
-    for g in groups:
-        if "betas" in g:
-            g["betas"] = tuple(g["betas"])
-    state.optimizer.load_state_dict({"state": opt_state, "param_groups": groups})
-    state.scheduler.load_state_dict(record["scheduler"])
-    torch.set_rng_state(tensors["rng.torch"])
-    cuda_states = [tensors[k] for k in sorted(t for t in tensors if t.startswith("rng.cuda."))]
-    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda_states)
-    state.epoch = int(record["epoch"])
-    state.history = list(record["history"])
-    return state
 
 
 # ----------------------------------------------------------------------------------- loop
@@ -437,14 +322,11 @@ def _train(config: TrainConfig, out: Path, device: torch.device, resume: bool, o
     input_shape = tuple(int(v) for v in train_data.frames.shape[2:])
     num_classes = len(stream.class_names) if stream.class_names else int(train_data.labels.max()) + 1
     batches = math.ceil(len(train_data) / config.batch_size)
-    if resume and (out / CHECKPOINT_DIR / CHECKPOINT_RECORD).exists():
-        state = load_checkpoint(out, config, batches, device)
-    elif resume:
-        raise FileNotFoundError(f"--resume: {out / CHECKPOINT_DIR} has no checkpoint; start without --resume")
-    else:
-        if (out / CHECKPOINT_DIR / CHECKPOINT_RECORD).exists():
-            raise RunExistsError(f"{out} already holds a run; pass --resume to continue it or pick a new --out")
+    ckpt = resume_from(out, config, resume)
+    if ckpt is None:
         state = build_state(config, input_shape, num_classes, batches, device)
+    else:
+        state = ckpt.restore(_finish_state(config, ckpt.model, ckpt.plan, batches, device))
     plan_record = state.plan_record
     memory: dict[str, int] = state.history[-1]["memory"] if state.history else {}
     while state.epoch < config.epochs:
@@ -471,10 +353,6 @@ def _train(config: TrainConfig, out: Path, device: torch.device, resume: bool, o
                        state.history, plan_record)
 
 
-class RunExistsError(ValueError):
-    """The output folder already holds a run (a user error: exit 2 with one line)."""
-
-
 def _save(out: Path, state: TrainState, stream: StreamInfo, config: TrainConfig, plan: dict[str, Any]) -> None:
     last = state.history[-1]
     # save_tensors copies to the host; the modules stay where they train
@@ -489,7 +367,7 @@ def _save(out: Path, state: TrainState, stream: StreamInfo, config: TrainConfig,
 
 
 def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
-    with atomic_path(out / METRICS_FILE) as tmp:
+    with atomic_path(RunFolder(out).metrics_file) as tmp:
         tmp.write_text("".join(json.dumps(h) + "\n" for h in history))
 
 
