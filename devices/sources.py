@@ -42,7 +42,7 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from stdl_edge.events import EVENT_DTYPE, EventError, SensorSize, validate_events
+from stdl_edge.events import EVENT_DTYPE, EventError, SensorSize, as_events, validate_events
 
 DEFAULT_CHUNK = 1 << 18  # events per chunk: 4 MiB of EVENT_DTYPE
 
@@ -150,7 +150,7 @@ class EventSource(ABC):
 
     @abstractmethod
     def _raw_chunks(self) -> Iterator[np.ndarray]:
-        """Chunks in source coordinates (any structured dtype with x, y, t, p)."""
+        """Chunks in source coordinates: anything :func:`stdl_edge.events.as_events` takes."""
 
     def chunks(self) -> Iterator[np.ndarray]:
         """Validated chunks in model coordinates; raises :class:`SourceError` on bad input."""
@@ -159,11 +159,13 @@ class EventSource(ABC):
         geometry = self.geometry
         self.sensor_size  # noqa: B018 - checks the geometry fits before reading
         for raw in self._raw_chunks():
-            chunk = _to_events(raw)
+            chunk = None
             try:
+                chunk = as_events(raw)
                 validate_events(chunk, self.native_size, after_t=last_t)
             except EventError as e:
-                raise SourceError(f"{self.name}: {e} (in events {count}..{count + len(chunk) - 1})") from None
+                where = f"events {count}..{count + len(chunk) - 1}" if chunk is not None else f"the chunk from event {count}"
+                raise SourceError(f"{self.name}: {e} (in {where})") from None
             if len(chunk) == 0:
                 continue
             last_t = int(chunk["t"][-1])
@@ -188,38 +190,6 @@ class EventSource(ABC):
 
     def close(self) -> None:  # pragma: no cover - sources hold no handle between chunks
         pass
-
-
-def _to_events(raw: np.ndarray) -> np.ndarray:
-    """Any structured array with x, y, t, p (or 'on' for polarity) -> EVENT_DTYPE (a new array
-    unless it already is one)."""
-    if raw.dtype == EVENT_DTYPE:
-        return raw  # nothing downstream writes into chunks (Geometry.apply makes new arrays)
-    names = raw.dtype.names or ()
-    pol = "p" if "p" in names else ("on" if "on" in names else ("polarity" if "polarity" in names else None))
-    if not {"x", "y", "t"} <= set(names) or pol is None:
-        raise SourceError(f"events need fields x, y, t, p; got {', '.join(names) or raw.dtype}")
-    ev = np.empty(len(raw), dtype=EVENT_DTYPE)
-    for f in ("x", "y"):
-        v = raw[f]
-        if v.dtype.kind not in "iu":
-            raise SourceError(f"event field {f!r} has dtype {v.dtype}; it must be an integer pixel index")
-        if len(v) and (int(v.max()) > np.iinfo(np.int16).max or int(v.min()) < 0):
-            bad = int(np.flatnonzero((v < 0) | (v > np.iinfo(np.int16).max))[0])
-            raise SourceError(f"event {bad} has {f}={int(v[bad])}, outside any sensor (0..32767)")
-        ev[f] = v
-    t = raw["t"]
-    if t.dtype.kind not in "iu":
-        raise SourceError(f"event field 't' has dtype {t.dtype}; it must be integer microseconds")
-    if t.dtype.kind == "u" and len(t) and int(t.max()) > np.iinfo(np.int64).max:
-        raise SourceError("timestamps overflow int64 microseconds")
-    ev["t"] = t
-    p = raw[pol]
-    if p.dtype.kind in "iu" and len(p) and ((p < 0) | (p > 1)).any():
-        i = int(np.flatnonzero((p < 0) | (p > 1))[0])
-        raise SourceError(f"event {i} has polarity {int(p[i])}; polarity must be 0/1 (or bool)")
-    ev["p"] = p.astype(bool)
-    return ev
 
 
 class ArraySource(EventSource):
@@ -951,14 +921,14 @@ class DatasetSource(EventSource):
     def samples(self) -> Iterator[tuple[np.ndarray, int]]:
         labels = np.asarray(self.ds.labels)
         for i in range(self.count):
-            ev = _to_events(self.ds.events(i))
+            ev = as_events(self.ds.events(i))
             validate_events(ev, self.native_size)
             yield self.geometry.apply(ev, self.native_size), int(labels[i])
 
     def _raw_chunks(self) -> Iterator[np.ndarray]:
         offset = 0
         for i in range(self.count):
-            ev = _to_events(self.ds.events(i)).copy()  # shifted below: never the data set's array
+            ev = as_events(self.ds.events(i)).copy()  # shifted below: never the data set's array
             period = self.period_us or (int(ev["t"].max()) + 1 if len(ev) else 1)
             ev["t"] += offset
             offset += period
@@ -1101,7 +1071,10 @@ def write_events(path: str | os.PathLike, events: np.ndarray, sensor_size: tuple
     from stdl_edge.io import atomic_path
 
     path = Path(path)
-    ev = validate_events(_to_events(np.asarray(events)), SensorSize(*sensor_size[:2]), allow_empty=False)
+    try:
+        ev = validate_events(as_events(events), SensorSize(*sensor_size[:2]), allow_empty=False)
+    except EventError as e:
+        raise SourceError(f"cannot write {path}: {e}") from None
     fmt = format or {".raw": "evt2"}.get(path.suffix.lower()) or _SUFFIX_FORMAT.get(path.suffix.lower())
     w, h = int(sensor_size[0]), int(sensor_size[1])
     writers = {"npy": _write_npy, "npz": _write_npz, "hdf5": _write_h5, "csv": _write_csv, "evt2": _write_evt2,

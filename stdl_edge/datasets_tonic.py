@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from .artifact import StreamInfo
-from .events import EVENT_DTYPE, BinSpec, SensorSize, bin_events, validate_events
+from .events import BinSpec, SensorSize, as_events, bin_events, validate_events
 
 ROOT_ENV = "STDL_EDGE_TONIC_ROOT"
 SPLITS = ("train", "test")
@@ -175,10 +175,7 @@ class TonicDataset:
         if not 0 <= i < len(self):
             raise IndexError(f"sample {i} is out of range (0..{len(self) - 1})")
         raw, _ = self._tonic[int(self._index[i])]
-        ev = np.empty(len(raw), dtype=EVENT_DTYPE)
-        for k in ("x", "y", "t"):
-            ev[k] = raw[k]
-        ev["p"] = raw["p"].astype(bool)
+        ev = as_events(raw)
         if len(ev) > 1 and (np.diff(ev["t"]) < 0).any():
             ev = ev[np.argsort(ev["t"], kind="stable")]
         if self.downsample > 1:
