@@ -15,7 +15,7 @@ device use these two.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Mapping, NamedTuple
+from typing import Mapping, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -309,13 +309,3 @@ class EventBinner:
         self._open_events = 0
         self._next_step += 1
         return frame
-
-
-
-def bin_stream(chunks: Iterable[np.ndarray], sensor_size: SensorSize | tuple[int, int, int],
-               spec: BinSpec) -> Iterator[np.ndarray]:
-    """Yield frames ``(2, H, W)`` one step at a time from an iterable of event chunks."""
-    binner = EventBinner(sensor_size, spec)
-    for chunk in chunks:
-        yield from binner.push(chunk)
-    yield from binner.flush()
