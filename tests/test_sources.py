@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stdl_edge.devices.sources import (Geometry, SourceError, fit_geometry, open_source, read_all,
-                                       write_events)
+from stdl_edge.sources import Geometry, SourceError, fit_geometry, open_source, read_all, write_events
 from stdl_edge.events import EVENT_DTYPE, SensorSize, bin_events, BinSpec, make_events
 
 W, H = 64, 48

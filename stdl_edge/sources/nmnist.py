@@ -1,0 +1,56 @@
+"""N-MNIST / N-Caltech101 ``.bin``: 5-byte big-endian records, read with tonic."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from .base import DEFAULT_CHUNK, EventSource, SourceError, _check_file, _sensor_or_bounds
+
+
+class NmnistBinSource(EventSource):
+    """N-MNIST / N-Caltech101 ``.bin`` (5-byte big-endian records) via ``tonic.io.read_mnist_file``,
+    on blocks of records; a timestamp-overflow record (y = 240) adds 2^13 us to all later events."""
+
+    def __init__(self, path: Path, sensor_size=None, chunk_size: int = DEFAULT_CHUNK) -> None:
+        self.path, self.name, self.chunk_size = _check_file(path), str(path), chunk_size
+        size = path.stat().st_size
+        if size % 5:
+            raise SourceError(f"{path}: truncated: {size} bytes is not a whole number of 5-byte records; the "
+                              f"last record starts at byte {size - size % 5}")
+        self.native_size = _sensor_or_bounds(path, sensor_size, (34, 34) if sensor_size is None else None)
+
+    def _raw_chunks(self) -> Iterator[np.ndarray]:
+        from tonic.io import read_mnist_file
+
+        dtype = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", np.int8)])
+        overflows = 0
+        with open(self.path, "rb") as fh:
+            while True:
+                block = fh.read(5 * self.chunk_size)
+                if not block:
+                    break
+                ev = read_mnist_file(io.BytesIO(block), dtype=dtype, is_stream=True)
+                ev["t"] += overflows * 2 ** 13  # tonic applies this block's overflow records
+                overflows += int((np.frombuffer(block, dtype=np.uint8)[1::5] == 240).sum())
+                yield ev
+
+
+def write_nmnist(fh, ev, w, h) -> None:
+    """5-byte big-endian records: x, y, (p << 7 | t bits 16-22), t bits 8-15, t bits 0-7;
+    a record with y = 240 before each event marks +2^13 us of the 23-bit time (tonic's rule)."""
+    if w > 256 or h > 240:
+        raise SourceError(f"N-MNIST records hold x < 256, y < 240; the sensor is {w}x{h}")
+    t = ev["t"].astype(np.int64)
+    overflow = t // 2 ** 13  # overflow records needed before each event
+    extra = np.diff(np.concatenate([[0], overflow]))
+    recs = []
+    for k in range(len(ev)):
+        recs.extend([bytes([0, 240, 0, 0, 0])] * int(extra[k]))
+        tl = int(t[k] - overflow[k] * 2 ** 13)
+        recs.append(bytes([int(ev["x"][k]), int(ev["y"][k]), (int(ev["p"][k]) << 7) | (tl >> 16), (tl >> 8) & 0xFF,
+                           tl & 0xFF]))
+    fh.write(b"".join(recs))
