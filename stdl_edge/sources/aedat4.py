@@ -2,28 +2,28 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from .base import DEFAULT_CHUNK, EventSource, SourceError, _check_file, _sensor_or_bounds
+from stdl_edge.events import SensorSize
+
+from .base import FileSource, Format, SourceError, _sensor_or_bounds, optional_import, register_format
+
+_INSTALL = "pip install 'stdl-edge[datasets]'"
 
 
-class Aedat4Source(EventSource):
+class Aedat4Source(FileSource):
     """iniVation AEDAT 4 through ``aedat`` (Rust), one packet at a time, regrouped into chunks."""
 
-    def __init__(self, path: Path, sensor_size=None, chunk_size: int = DEFAULT_CHUNK) -> None:
-        self.path, self.name, self.chunk_size = _check_file(path), str(path), chunk_size
-        try:
-            import aedat
-        except ImportError:
-            raise ImportError("reading AEDAT4 needs the 'aedat' package: pip install 'stdl-edge[datasets]'") from None
+    def _read_header(self, sensor_size: tuple[int, ...] | None) -> SensorSize:
+        path = self.path
+        self._aedat = optional_import("aedat", "reading AEDAT4", _INSTALL)
         with open(path, "rb") as fh:
             if fh.read(14) != b"#!AER-DAT4.0\r\n":
                 raise SourceError(f"{path}: not an AEDAT4 file (bytes 0..13 are not '#!AER-DAT4.0\\r\\n')")
         try:
-            streams = aedat.Decoder(str(path)).id_to_stream()
+            streams = self._aedat.Decoder(str(path)).id_to_stream()
         except Exception as e:  # the Rust reader raises a generic exception with its reason
             raise SourceError(f"{path}: the AEDAT4 header is corrupt ({e})") from None
         ev_streams = {k: v for k, v in streams.items() if v.get("type") == "events"}
@@ -31,16 +31,14 @@ class Aedat4Source(EventSource):
             raise SourceError(f"{path}: the AEDAT4 file has no event stream (streams: {streams})")
         self.stream_id = min(ev_streams)
         s = ev_streams[self.stream_id]
-        self.native_size = _sensor_or_bounds(path, sensor_size, (int(s["width"]), int(s["height"])))
+        return _sensor_or_bounds(path, sensor_size, (int(s["width"]), int(s["height"])))
 
     def _raw_chunks(self) -> Iterator[np.ndarray]:
-        import aedat
-
         pending: list[np.ndarray] = []
         n = 0
         packet_no = 0
         try:
-            for packet in aedat.Decoder(str(self.path)):
+            for packet in self._aedat.Decoder(str(self.path)):
                 packet_no += 1
                 if packet["stream_id"] != self.stream_id or "events" not in packet:
                     continue
@@ -71,8 +69,7 @@ def write_aedat4(fh, ev, w, h) -> None:
     """``#!AER-DAT4.0\\r\\n``, a size-prefixed IOHeader flatbuffer (compression NONE, no file data
     table, XML description with one EVTS stream), then packets: (stream id u32, size u32,
     size-prefixed EventPacket flatbuffer of 16-byte structs {t i64, x i16, y i16, on bool})."""
-    import flatbuffers
-
+    flatbuffers = optional_import("flatbuffers", "writing AEDAT4", "pip install flatbuffers")
     fh.write(b"#!AER-DAT4.0\r\n")
     b = flatbuffers.Builder(1024)
     desc = b.CreateString(_AEDAT4_DESCRIPTION.format(w=w, h=h))
@@ -99,3 +96,7 @@ def write_aedat4(fh, ev, w, h) -> None:
         b.FinishSizePrefixed(b.EndObject(), b"EVTS")
         payload = bytes(b.Output())
         fh.write((0).to_bytes(4, "little") + len(payload).to_bytes(4, "little") + payload)
+
+
+register_format(Format("aedat4", (".aedat4",), Aedat4Source.open, write_aedat4,
+                       "iniVation AEDAT 4: the first event stream, packet by packet (aedat)"))

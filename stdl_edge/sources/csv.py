@@ -3,29 +3,28 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from .base import DEFAULT_CHUNK, EventSource, SourceError, _check_file, _sensor_or_bounds
+from stdl_edge.events import SensorSize
 
+from .base import FileSource, Format, SourceError, _sensor_or_bounds, register_format
 
 _CSV_ALIASES = {"t": "t", "ts": "t", "timestamp": "t", "time": "t", "x": "x", "y": "y",
                 "p": "p", "pol": "p", "polarity": "p", "on": "p"}
 
 
-class CsvSource(EventSource):
+class CsvSource(FileSource):
     """CSV with a header naming the columns ``t, x, y, p`` in any order (``x,y,t,p`` is common).
 
     Read in blocks of ``chunk_size`` rows; a malformed row raises with its line number.
     Sensor from a ``# sensor_size: W H`` comment line, the flag, or the coordinate bounds.
     """
 
-    def __init__(self, path: Path, sensor_size=None, chunk_size: int = DEFAULT_CHUNK) -> None:
-        self.path, self.name, self.chunk_size = _check_file(path), str(path), chunk_size
+    def _read_header(self, sensor_size: tuple[int, ...] | None) -> SensorSize:
         found, self.columns, self.header_lines = self._header()
-        self.native_size = _sensor_or_bounds(path, sensor_size, found, self._bounds)
+        return _sensor_or_bounds(self.path, sensor_size, found, self._bounds)
 
     def _header(self) -> tuple[tuple[int, int] | None, list[int], int]:
         found = None
@@ -47,7 +46,7 @@ class CsvSource(EventSource):
                 return found, [cols.index(k) for k in "xytp"], lineno
         raise SourceError(f"{self.path}: no header and no rows; the file is empty")
 
-    def _parse(self, lines: list[str], first_line: int) -> np.ndarray:
+    def _parse(self, lines: list[str], first_line: int) -> dict[str, np.ndarray]:
         try:
             table = np.loadtxt(lines, delimiter=",", dtype=np.int64, ndmin=2, comments="#")
             if table.shape[1] != self.ncols:
@@ -64,12 +63,9 @@ class CsvSource(EventSource):
                     raise SourceError(f"{self.path}: line {first_line + k}: {line.strip()[:60]!r} has {len(cells)} "
                                       f"columns, the header has {self.ncols}; the file is truncated or corrupt")
             raise
-        ev = np.empty(len(table), dtype=[("x", np.int64), ("y", np.int64), ("t", np.int64), ("p", np.int64)])
-        for k, c in zip("xytp", self.columns):
-            ev[k] = table[:, c]
-        return ev
+        return {k: table[:, c] for k, c in zip("xytp", self.columns)}
 
-    def _raw_chunks(self) -> Iterator[np.ndarray]:
+    def _raw_chunks(self) -> Iterator[dict[str, np.ndarray]]:
         with open(self.path, encoding="utf-8", errors="replace") as fh:
             for _ in range(self.header_lines):
                 next(fh)
@@ -91,6 +87,11 @@ class CsvSource(EventSource):
 
 
 def write_csv(fh, ev, w, h) -> None:
+    """A ``# sensor_size: W H`` comment, the header ``t,x,y,p``, then one integer row per event."""
     fh.write(f"# sensor_size: {w} {h}\nt,x,y,p\n".encode())
     table = np.stack([ev["t"], ev["x"].astype(np.int64), ev["y"].astype(np.int64), ev["p"].astype(np.int64)], 1)
     np.savetxt(fh, table, fmt="%d", delimiter=",")
+
+
+register_format(Format("csv", (".csv", ".txt"), CsvSource.open, write_csv,
+                       "CSV: a header naming t, x, y, p in any order, '# sensor_size: W H' optional"))

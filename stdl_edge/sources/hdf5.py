@@ -2,22 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Iterator
 
+import h5py
 import numpy as np
 
-from .base import DEFAULT_CHUNK, EventSource, SourceError, _check_file, _sensor_or_bounds
+from stdl_edge.events import SensorSize
+
+from .base import FileSource, Format, SourceError, _sensor_or_bounds, register_format
 
 
-class Hdf5Source(EventSource):
+class Hdf5Source(FileSource):
     """HDF5 with datasets ``x, y, t, p`` at the root or in group ``events`` (or one structured
     ``events`` dataset), read by slices. Sensor from attributes ``sensor_size``/``width``+``height``."""
 
-    def __init__(self, path: Path, sensor_size=None, chunk_size: int = DEFAULT_CHUNK) -> None:
-        import h5py
-
-        self.path, self.name, self.chunk_size = _check_file(path), str(path), chunk_size
+    def _read_header(self, sensor_size: tuple[int, ...] | None) -> SensorSize:
+        path = self.path
         try:
             with h5py.File(path, "r") as f:
                 self.group, self.structured = self._locate(f)
@@ -31,11 +31,9 @@ class Hdf5Source(EventSource):
                 self.length = len(node) if self.structured else len(node["t"])
         except OSError as e:
             raise SourceError(f"{path}: not a readable HDF5 file ({e}); it is corrupt or truncated") from None
-        self.native_size = _sensor_or_bounds(path, sensor_size, found, self._bounds)
+        return _sensor_or_bounds(path, sensor_size, found, self._bounds)
 
-    def _locate(self, f) -> tuple[str, bool]:
-        import h5py
-
+    def _locate(self, f: h5py.File) -> tuple[str, bool]:
         for group in ("/", "/events", "/CD/events"):
             if group not in f:
                 continue
@@ -50,9 +48,7 @@ class Hdf5Source(EventSource):
                 return group, False
         raise SourceError(f"{self.path}: no x, y, t, p datasets (looked in /, /events, /CD/events)")
 
-    def _raw_chunks(self) -> Iterator[np.ndarray]:
-        import h5py
-
+    def _raw_chunks(self) -> Iterator[np.ndarray | dict[str, np.ndarray]]:
         try:
             with h5py.File(self.path, "r") as f:
                 node = f[self.group]
@@ -60,20 +56,19 @@ class Hdf5Source(EventSource):
                     if self.structured:
                         yield node[i:i + self.chunk_size]
                     else:
-                        parts = [node[k][i:i + self.chunk_size] for k in "xytp"]
-                        ev = np.empty(len(parts[0]), dtype=[(k, parts[j].dtype) for j, k in enumerate("xytp")])
-                        for j, k in enumerate("xytp"):
-                            ev[k] = parts[j]
-                        yield ev
+                        yield {k: node[k][i:i + self.chunk_size] for k in "xytp"}
         except OSError as e:
             raise SourceError(f"{self.path}: read failed ({e}); the file is corrupt or truncated") from None
 
 
 def write_h5(fh, ev, w, h) -> None:
-    import h5py
-
+    """Group ``events`` with chunked datasets x, y, t, p; root attribute ``sensor_size`` (W, H, 2)."""
     with h5py.File(fh, "w") as f:
         g = f.create_group("events")
         for k in "xytp":
             g.create_dataset(k, data=ev[k], chunks=True)
         f.attrs["sensor_size"] = np.array([w, h, 2])
+
+
+register_format(Format("hdf5", (".h5", ".hdf5"), Hdf5Source.open, write_h5,
+                       "HDF5: x, y, t, p at /, /events or /CD/events, or a structured events dataset"))

@@ -3,40 +3,34 @@
 from __future__ import annotations
 
 import io
-from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from .base import DEFAULT_CHUNK, EventSource, SourceError, _check_file, _sensor_or_bounds
+from stdl_edge.events import SensorSize
+
+from .base import (FileSource, Format, SourceError, _check_records, _read_blocks, _sensor_or_bounds,
+                   optional_import, register_format)
 
 
-class NmnistBinSource(EventSource):
+class NmnistBinSource(FileSource):
     """N-MNIST / N-Caltech101 ``.bin`` (5-byte big-endian records) via ``tonic.io.read_mnist_file``,
-    on blocks of records; a timestamp-overflow record (y = 240) adds 2^13 us to all later events."""
+    on blocks of records; a timestamp-overflow record (y = 240) adds 2^13 us to all later events.
+    The sensor is N-MNIST's 34 x 34 unless ``sensor_size`` says otherwise."""
 
-    def __init__(self, path: Path, sensor_size=None, chunk_size: int = DEFAULT_CHUNK) -> None:
-        self.path, self.name, self.chunk_size = _check_file(path), str(path), chunk_size
-        size = path.stat().st_size
-        if size % 5:
-            raise SourceError(f"{path}: truncated: {size} bytes is not a whole number of 5-byte records; the "
-                              f"last record starts at byte {size - size % 5}")
-        self.native_size = _sensor_or_bounds(path, sensor_size, (34, 34) if sensor_size is None else None)
+    def _read_header(self, sensor_size: tuple[int, ...] | None) -> SensorSize:
+        self._tonic_io = optional_import("tonic.io", "reading N-MNIST .bin", "pip install 'stdl-edge[datasets]'")
+        _check_records(self.path, 0, 5, "N-MNIST", "record")
+        return _sensor_or_bounds(self.path, sensor_size, (34, 34))
 
     def _raw_chunks(self) -> Iterator[np.ndarray]:
-        from tonic.io import read_mnist_file
-
         dtype = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", np.int8)])
         overflows = 0
-        with open(self.path, "rb") as fh:
-            while True:
-                block = fh.read(5 * self.chunk_size)
-                if not block:
-                    break
-                ev = read_mnist_file(io.BytesIO(block), dtype=dtype, is_stream=True)
-                ev["t"] += overflows * 2 ** 13  # tonic applies this block's overflow records
-                overflows += int((np.frombuffer(block, dtype=np.uint8)[1::5] == 240).sum())
-                yield ev
+        for _, block in _read_blocks(self.path, 0, 5 * self.chunk_size):
+            ev = self._tonic_io.read_mnist_file(io.BytesIO(block), dtype=dtype, is_stream=True)
+            ev["t"] += overflows * 2 ** 13  # tonic applies this block's overflow records
+            overflows += int((np.frombuffer(block, dtype=np.uint8)[1::5] == 240).sum())
+            yield ev
 
 
 def write_nmnist(fh, ev, w, h) -> None:
@@ -54,3 +48,7 @@ def write_nmnist(fh, ev, w, h) -> None:
         recs.append(bytes([int(ev["x"][k]), int(ev["y"][k]), (int(ev["p"][k]) << 7) | (tl >> 16), (tl >> 8) & 0xFF,
                            tl & 0xFF]))
     fh.write(b"".join(recs))
+
+
+register_format(Format("nmnist", (".bin",), NmnistBinSource.open, write_nmnist,
+                       "N-MNIST / N-Caltech101 .bin, 5-byte records (tonic.io.read_mnist_file)"))

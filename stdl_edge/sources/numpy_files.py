@@ -8,18 +8,15 @@ from typing import Iterator
 
 import numpy as np
 
-from .base import DEFAULT_CHUNK, EventSource, SourceError, _check_file, _sensor_or_bounds
+from stdl_edge.events import SensorSize
+
+from .base import FileSource, Format, SourceError, _sensor_or_bounds, register_format
 
 
-class NpySource(EventSource):
+class NpySource(FileSource):
     """A structured ``.npy`` (fields x, y, t, p), memory-mapped and read by slices."""
 
-    def __init__(self, path: Path, sensor_size=None, chunk_size: int = DEFAULT_CHUNK) -> None:
-        self.path, self.name, self.chunk_size = _check_file(path), str(path), chunk_size
-        self._arr = self._open()
-        self.native_size = _sensor_or_bounds(path, sensor_size, None, self._bounds)
-
-    def _open(self) -> np.ndarray:
+    def _read_header(self, sensor_size: tuple[int, ...] | None) -> SensorSize:
         try:
             arr = np.load(self.path, mmap_mode="r", allow_pickle=False)
         except ValueError as e:
@@ -30,7 +27,8 @@ class NpySource(EventSource):
         if arr.dtype.names is None:
             raise SourceError(f"{self.path}: the array has dtype {arr.dtype}; save a structured array with "
                               "fields x, y, t, p (stdl_edge.events.EVENT_DTYPE)")
-        return arr
+        self._arr = arr
+        return _sensor_or_bounds(self.path, sensor_size, None, self._bounds)
 
     def _raw_chunks(self) -> Iterator[np.ndarray]:
         for i in range(0, len(self._arr), self.chunk_size):
@@ -65,11 +63,11 @@ class _NpyMember:
         return np.frombuffer(data, dtype=self.dtype)
 
 
-class NpzSource(EventSource):
+class NpzSource(FileSource):
     """An ``.npz`` holding ``events`` (structured) or separate ``x``, ``y``, ``t``, ``p`` arrays."""
 
-    def __init__(self, path: Path, sensor_size=None, chunk_size: int = DEFAULT_CHUNK) -> None:
-        self.path, self.name, self.chunk_size = _check_file(path), str(path), chunk_size
+    def _read_header(self, sensor_size: tuple[int, ...] | None) -> SensorSize:
+        path = self.path
         try:
             with zipfile.ZipFile(path) as zf:
                 names = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
@@ -85,9 +83,9 @@ class NpzSource(EventSource):
             self.members = ("x", "y", "t", "p")
         else:
             raise SourceError(f"{path}: has arrays {sorted(names)}; expected 'events' or 'x', 'y', 't', 'p'")
-        self.native_size = _sensor_or_bounds(path, sensor_size, found, self._bounds)
+        return _sensor_or_bounds(path, sensor_size, found, self._bounds)
 
-    def _raw_chunks(self) -> Iterator[np.ndarray]:
+    def _raw_chunks(self) -> Iterator[np.ndarray | dict[str, np.ndarray]]:
         try:
             with zipfile.ZipFile(self.path) as zf:
                 members = [_NpyMember(zf, m + ".npy", self.path) for m in self.members]
@@ -97,13 +95,7 @@ class NpzSource(EventSource):
                                       f"{[m.length for m in members]}")
                 while members[0].offset < n:
                     parts = [m.read(self.chunk_size) for m in members]
-                    if len(parts) == 1:
-                        yield parts[0]
-                    else:
-                        ev = np.empty(len(parts[0]), dtype=[(k, parts[i].dtype) for i, k in enumerate("xytp")])
-                        for i, k in enumerate("xytp"):
-                            ev[k] = parts[i]
-                        yield ev
+                    yield parts[0] if len(parts) == 1 else dict(zip(self.members, parts))
         except (zipfile.BadZipFile, EOFError, OSError) as e:
             raise SourceError(f"{self.path}: the archive is corrupt or truncated ({e})") from None
 
@@ -114,3 +106,9 @@ def write_npy(fh, ev, w, h) -> None:
 
 def write_npz(fh, ev, w, h) -> None:
     np.savez(fh, x=ev["x"], y=ev["y"], t=ev["t"], p=ev["p"], sensor_size=np.array([w, h, 2]))
+
+
+register_format(Format("npy", (".npy",), NpySource.open, write_npy,
+                       "structured NumPy array (x, y, t, p), memory-mapped"))
+register_format(Format("npz", (".npz",), NpzSource.open, write_npz,
+                       "NumPy archive: 'events' or x, y, t, p arrays, optional sensor_size; never unpickled"))
