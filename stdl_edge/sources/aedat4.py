@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import IO, Iterator
 
 import numpy as np
 
@@ -65,7 +65,7 @@ _AEDAT4_DESCRIPTION = """<dv version="2.0"><node name="outInfo" path="/mainloop/
 <attr key="source" type="string">stdl-edge</attr></node></node></node></dv>"""
 
 
-def write_aedat4(fh, ev, w, h) -> None:
+def write_aedat4(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
     """``#!AER-DAT4.0\\r\\n``, a size-prefixed IOHeader flatbuffer (compression NONE, no file data
     table, XML description with one EVTS stream), then packets: (stream id u32, size u32,
     size-prefixed EventPacket flatbuffer of 16-byte structs {t i64, x i16, y i16, on bool})."""

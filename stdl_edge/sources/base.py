@@ -141,7 +141,8 @@ class EventSource(ABC):
                 chunk = as_events(raw)
                 validate_events(chunk, self.native_size, after_t=last_t)
             except EventError as e:
-                where = f"events {count}..{count + len(chunk) - 1}" if chunk is not None else f"the chunk from event {count}"
+                where = (f"the chunk from event {count}" if chunk is None
+                         else f"events {count}..{count + len(chunk) - 1}")
                 raise SourceError(f"{self.name}: {e} (in {where})") from None
             if len(chunk) == 0:
                 continue
@@ -355,14 +356,19 @@ def reader_for(spec: str | os.PathLike, format: str | None = None) -> tuple[Form
     it, a format that ``claims`` the spec wins, else the file's suffix decides.
     """
     text = str(spec)
-    named = _named(format) if format is not None else []
-    claimed = named if format is not None else [f for f in FORMATS.values() if f.claims and f.claims(text)]
-    if claimed and claimed[0].claims is not None:
-        return claimed[0], text
+    if format is not None:
+        found = _named(format)
+        if found and found[0].claims is not None:  # a folder, camera, data set: the reader takes the text
+            return found[0], text
+    else:
+        claimed = [f for f in FORMATS.values() if f.claims is not None and f.claims(text)]
+        if claimed:
+            return claimed[0], text
     path = Path(text)
     if not path.exists():
         raise FileNotFoundError(f"event source {path} does not exist")
-    found = named if format is not None else _named(path.suffix) if path.suffix else []
+    if format is None:
+        found = _named(path.suffix) if path.suffix else []
     if not found:
         if format is not None:
             raise SourceError(f"format={format!r} is unknown; use one of {', '.join(FORMATS)}")

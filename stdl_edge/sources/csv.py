@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from typing import IO, Iterator
 
 import numpy as np
 
@@ -86,7 +86,7 @@ class CsvSource(FileSource):
                 yield self._parse(block, start)
 
 
-def write_csv(fh, ev, w, h) -> None:
+def write_csv(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
     """A ``# sensor_size: W H`` comment, the header ``t,x,y,p``, then one integer row per event."""
     fh.write(f"# sensor_size: {w} {h}\nt,x,y,p\n".encode())
     table = np.stack([ev["t"], ev["x"].astype(np.int64), ev["y"].astype(np.int64), ev["p"].astype(np.int64)], 1)

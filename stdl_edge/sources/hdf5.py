@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import IO, Iterator
 
 import h5py
 import numpy as np
@@ -61,7 +61,7 @@ class Hdf5Source(FileSource):
             raise SourceError(f"{self.path}: read failed ({e}); the file is corrupt or truncated") from None
 
 
-def write_h5(fh, ev, w, h) -> None:
+def write_h5(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
     """Group ``events`` with chunked datasets x, y, t, p; root attribute ``sensor_size`` (W, H, 2)."""
     with h5py.File(fh, "w") as f:
         g = f.create_group("events")

@@ -13,7 +13,8 @@ from stdl_edge.events import SensorSize
 from .base import EventSource, Format, ReadOptions, SourceError, optional_import, register_format
 
 _SPEC = re.compile(r"(camera|aestream|dv):(.*)")
-_INSTALL = {"aestream": "aestream", "dv": "dv-processing"}
+#: backend -> (module, pip package)
+_DRIVERS = {"aestream": ("aestream", "aestream"), "dv": ("dv_processing", "dv-processing")}
 
 
 class LiveSource(EventSource):
@@ -26,8 +27,9 @@ class LiveSource(EventSource):
                  duration_s: float | None = None) -> None:
         self.backend, self.device, self.duration_s = backend, device, duration_s
         self.name = f"{backend}:{device}"
-        self._driver = optional_import({"aestream": "aestream", "dv": "dv_processing"}[backend], "live camera input",
-                                       f"pip install {_INSTALL[backend]}, connect the camera, or run on a recorded file")
+        module, package = _DRIVERS[backend]
+        self._driver = optional_import(module, "live camera input",
+                                       f"pip install {package}, connect the camera, or run on a recorded file")
         if backend == "dv":
             io = self._driver.io
             self._cam = io.CameraCapture(device) if device else io.CameraCapture()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import io
-from typing import Iterator
+from typing import IO, Iterator
 
 import numpy as np
 
@@ -33,7 +33,7 @@ class NmnistBinSource(FileSource):
             yield ev
 
 
-def write_nmnist(fh, ev, w, h) -> None:
+def write_nmnist(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
     """5-byte big-endian records: x, y, (p << 7 | t bits 16-22), t bits 8-15, t bits 0-7;
     a record with y = 240 before each event marks +2^13 us of the 23-bit time (tonic's rule)."""
     if w > 256 or h > 240:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Iterator
 
 import numpy as np
 
@@ -100,11 +100,11 @@ class NpzSource(FileSource):
             raise SourceError(f"{self.path}: the archive is corrupt or truncated ({e})") from None
 
 
-def write_npy(fh, ev, w, h) -> None:
+def write_npy(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
     np.save(fh, ev, allow_pickle=False)
 
 
-def write_npz(fh, ev, w, h) -> None:
+def write_npz(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
     np.savez(fh, x=ev["x"], y=ev["y"], t=ev["t"], p=ev["p"], sensor_size=np.array([w, h, 2]))
 
 

@@ -12,7 +12,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import IO, Any, Iterator
 
 import numpy as np
 
@@ -48,6 +48,12 @@ def _prophesee_header(path: Path) -> tuple[int, dict[str, str], tuple[int, int] 
     elif "width" in fields and "height" in fields:
         size = (int(fields["width"]), int(fields["height"]))
     return offset, fields, size
+
+
+def _prophesee_text(kind: str, w: int, h: int) -> bytes:
+    """The header the writers put first: ``kind`` is the ``% evt`` version (``"2.0"``, ``"3.0"``)."""
+    return (f"% date 2026-01-01 00:00:00\n% evt {kind}\n% format EVT{kind[0]};height={h};width={w}\n"
+            f"% geometry {w}x{h}\n% end\n").encode()
 
 
 def prophesee_encoding(path: Path) -> str:
@@ -110,10 +116,41 @@ class Evt2Source(ExpelliarmusSource):
     encoding, suffix, word = "evt2", ".raw", 4
 
 
+def write_evt2(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
+    """32-bit LE words: CD_OFF/CD_ON (type 0x0/0x1, t bits 0-5 at 22-27, x at 11-21, y at 0-10)
+    after an EVT_TIME_HIGH (0x8, t bits 6-33 in bits 0-27) whenever t >> 6 changes."""
+    t = ev["t"].astype(np.uint64)
+    hi = t >> np.uint64(6)
+    new_hi = np.ones(len(ev), bool)
+    new_hi[1:] = hi[1:] != hi[:-1]
+    cd = ((ev["p"].astype(np.uint64) << np.uint64(28)) | ((t & np.uint64(0x3F)) << np.uint64(22))
+          | (ev["x"].astype(np.uint64) << np.uint64(11)) | ev["y"].astype(np.uint64))
+    th = (np.uint64(0x8) << np.uint64(28)) | (hi & np.uint64(0x0FFFFFFF))
+    words = np.empty(len(ev) + int(new_hi.sum()), np.uint64)
+    pos = np.arange(len(ev)) + np.cumsum(new_hi)
+    words[pos] = cd
+    words[pos[new_hi] - 1] = th[new_hi]
+    fh.write(_prophesee_text("2.0", w, h))
+    fh.write(words.astype("<u4").tobytes())
+
+
 class DatSource(ExpelliarmusSource):
     """Prophesee CD ``.dat``: 8-byte events after the text header (see :func:`write_dat`)."""
 
     encoding, suffix, word = "dat", ".dat", 8
+
+
+def write_dat(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
+    """Text header, event type 0x0C (CD) and size 8, then (uint32 t, uint32 x | y << 14 | p << 28)."""
+    if int(ev["t"].max()) >= 2 ** 32:
+        raise SourceError("DAT stores 32-bit timestamps; the stream is longer than 71 minutes")
+    fh.write(f"% Data file containing CD events.\n% Version 2\n% Height {h}\n% Width {w}\n".encode())
+    fh.write(bytes([0x0C, 8]))
+    rec = np.empty(len(ev), dtype=[("t", "<u4"), ("d", "<u4")])
+    rec["t"] = ev["t"]
+    rec["d"] = (ev["x"].astype(np.uint32) | (ev["y"].astype(np.uint32) << 14)
+                | (ev["p"].astype(np.uint32) << 28))
+    fh.write(rec.tobytes())
 
 
 class Evt3Source(FileSource):
@@ -211,30 +248,7 @@ def _decode_evt3(words: np.ndarray, state: dict[str, Any], offset: int, path: Pa
     return ev
 
 
-def _prophesee_text(kind: str, w: int, h: int) -> bytes:
-    return (f"% date 2026-01-01 00:00:00\n% evt {kind}\n% format EVT{kind[0]};height={h};width={w}\n"
-            f"% geometry {w}x{h}\n% end\n").encode()
-
-
-def write_evt2(fh, ev, w, h) -> None:
-    """32-bit LE words: CD_OFF/CD_ON (type 0x0/0x1, t bits 0-5 at 22-27, x at 11-21, y at 0-10)
-    after an EVT_TIME_HIGH (0x8, t bits 6-33 in bits 0-27) whenever t >> 6 changes."""
-    t = ev["t"].astype(np.uint64)
-    hi = t >> np.uint64(6)
-    new_hi = np.ones(len(ev), bool)
-    new_hi[1:] = hi[1:] != hi[:-1]
-    cd = ((ev["p"].astype(np.uint64) << np.uint64(28)) | ((t & np.uint64(0x3F)) << np.uint64(22))
-          | (ev["x"].astype(np.uint64) << np.uint64(11)) | ev["y"].astype(np.uint64))
-    th = (np.uint64(0x8) << np.uint64(28)) | (hi & np.uint64(0x0FFFFFFF))
-    words = np.empty(len(ev) + int(new_hi.sum()), np.uint64)
-    pos = np.arange(len(ev)) + np.cumsum(new_hi)
-    words[pos] = cd
-    words[pos[new_hi] - 1] = th[new_hi]
-    fh.write(_prophesee_text("2.0", w, h))
-    fh.write(words.astype("<u4").tobytes())
-
-
-def write_evt3(fh, ev, w, h) -> None:
+def write_evt3(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
     """16-bit LE words per event: TIME_HIGH (when t bits 12-23 change), TIME_LOW (when t changes),
     ADDR_Y (when y changes), then ADDR_X with the polarity; a VECT_12 word for a run of
     same-(t, y, p) events at x, x+1, ... (at most 12) after a VECT_BASE_X."""
@@ -265,19 +279,6 @@ def write_evt3(fh, ev, w, h) -> None:
         i = j
     fh.write(_prophesee_text("3.0", w, h))
     fh.write(np.asarray(words, dtype="<u2").tobytes())
-
-
-def write_dat(fh, ev, w, h) -> None:
-    """Text header, event type 0x0C (CD) and size 8, then (uint32 t, uint32 x | y << 14 | p << 28)."""
-    if int(ev["t"].max()) >= 2 ** 32:
-        raise SourceError("DAT stores 32-bit timestamps; the stream is longer than 71 minutes")
-    fh.write(f"% Data file containing CD events.\n% Version 2\n% Height {h}\n% Width {w}\n".encode())
-    fh.write(bytes([0x0C, 8]))
-    rec = np.empty(len(ev), dtype=[("t", "<u4"), ("d", "<u4")])
-    rec["t"] = ev["t"]
-    rec["d"] = (ev["x"].astype(np.uint32) | (ev["y"].astype(np.uint32) << 14)
-                | (ev["p"].astype(np.uint32) << 28))
-    fh.write(rec.tobytes())
 
 
 register_format(Format("evt2", (".raw",), Evt2Source.open, write_evt2, "Prophesee EVT 2.0 .raw (expelliarmus)",
