@@ -101,7 +101,7 @@ def build_artifacts(folder: Path, size: int, devices: list[str]) -> dict[str, Pa
 def measure(device: str, artifact: Path, size: int, duration_s: float) -> dict:
     from stdl_edge.cli.run import run_events
     from stdl_edge.devices import open_device
-    from stdl_edge.devices.sources import GeneratorSource, Geometry
+    from stdl_edge.sources import GeneratorSource, Geometry
 
     dev = open_device(device, artifact)
     loop = _make_loop()

@@ -40,7 +40,7 @@ def main() -> None:
     from stdl_edge.artifact import StreamInfo, save_model
     from stdl_edge.cli.run import run_events
     from stdl_edge.devices import open_device
-    from stdl_edge.devices.sources import open_source, write_events
+    from stdl_edge.sources import open_source, write_events
     from stdl_edge.models import ModelConfig, build_model
 
     tmp = Path(tempfile.mkdtemp(prefix="stdl-edge-recording-"))

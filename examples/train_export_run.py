@@ -42,7 +42,7 @@ def main() -> None:
     exporters = need("the exporters", "stdl_edge.exporters")  # noqa: F841  (registers them)
     from stdl_edge.cli.run import run_events
     from stdl_edge.devices import open_device
-    from stdl_edge.devices.sources import open_source
+    from stdl_edge.sources import open_source
     from stdl_edge.registry import EXPORTERS
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="stdl-edge-example-")) / "run"

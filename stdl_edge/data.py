@@ -34,7 +34,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .artifact import StreamInfo
-from .events import BIN_MODES, EVENT_DTYPE, SensorSize, bin_events, validate_events
+from .events import BIN_MODES, EVENT_DTYPE, SensorSize, as_events, bin_events, validate_events
 from .io import atomic_path
 from .registry import Registry
 
@@ -220,17 +220,6 @@ def _load(path: Path, info: DatasetInfo) -> Stored | None:
     return stored if ok else None
 
 
-def _as_event_dtype(events: np.ndarray) -> np.ndarray:
-    """``events`` as :data:`EVENT_DTYPE`, fields matched by name (no copy if it already is)."""
-    if events.dtype == EVENT_DTYPE:
-        return events
-    out = np.empty(len(events), dtype=EVENT_DTYPE)
-    for f in ("x", "y", "t"):
-        out[f] = events[f]
-    out["p"] = events["p"].astype(bool)
-    return out
-
-
 def build_dataset(name: str, *, seed: int = 0, limit: int | None = None, rebuild: bool = False,
                   progress: Progress | None = None) -> tuple[Stored, Path]:
     """Load the cached events of ``name``, or generate and cache them; returns them and the cache path.
@@ -256,7 +245,7 @@ def build_dataset(name: str, *, seed: int = 0, limit: int | None = None, rebuild
     if labels.min() < 0 or labels.max() >= info.num_classes:
         raise RuntimeError(f"builder of {name!r} returned labels {int(labels.min())}..{int(labels.max())}; "
                            f"they must be in 0..{info.num_classes - 1} (one per class name)")
-    pieces = [_as_event_dtype(validate_events(ev, info.sensor)) for ev in raw.events]
+    pieces = [as_events(validate_events(ev, info.sensor)) for ev in raw.events]
     lengths = np.array([len(ev) for ev in pieces], dtype=np.int64)
     events = np.concatenate(pieces)
     stored = Stored(events, np.concatenate([[0], np.cumsum(lengths)]), labels,

@@ -23,14 +23,17 @@ order), ``train`` the rest, so the split is deterministic and class-balanced.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .artifact import StreamInfo
-from .events import EVENT_DTYPE, BinSpec, SensorSize, bin_events, validate_events
+from .events import BinSpec, SensorSize, as_events, bin_events, validate_events
+
+if TYPE_CHECKING:
+    from .data import DatasetInfo
 
 ROOT_ENV = "STDL_EDGE_TONIC_ROOT"
 SPLITS = ("train", "test")
@@ -175,10 +178,7 @@ class TonicDataset:
         if not 0 <= i < len(self):
             raise IndexError(f"sample {i} is out of range (0..{len(self) - 1})")
         raw, _ = self._tonic[int(self._index[i])]
-        ev = np.empty(len(raw), dtype=EVENT_DTYPE)
-        for k in ("x", "y", "t"):
-            ev[k] = raw[k]
-        ev["p"] = raw["p"].astype(bool)
+        ev = as_events(raw)
         if len(ev) > 1 and (np.diff(ev["t"]) < 0).any():
             ev = ev[np.argsort(ev["t"], kind="stable")]
         if self.downsample > 1:
@@ -193,26 +193,6 @@ class TonicDataset:
 
         frames = bin_events(self.events(i), self.sensor_size, self._spec_bin, num_steps=self.stream.num_steps)
         return torch.from_numpy(frames), int(self.labels[i])
-
-
-@dataclass(frozen=True)
-class TonicInfo:
-    """What :func:`dataset_info` gives for a tonic data set (same fields as the bundled ones)."""
-
-    name: str
-    sensor_size: tuple[int, int, int]
-    class_names: tuple[str, ...]
-    duration_us: int
-    dt_us: int
-    num_steps: int
-    summary: str = ""
-    splits: tuple[str, ...] = field(default=SPLITS)
-
-
-def tonic_info(name: str) -> TonicInfo:
-    spec = SPECS[name]
-    return TonicInfo(spec.name, spec.sensor_size, spec.class_names, spec.duration_us, spec.dt_us, spec.num_steps,
-                     spec.summary)
 
 
 def load_tonic_dataset(name: str, split: str, root: str | os.PathLike | None = None, **options: Any) -> TonicDataset:
@@ -254,6 +234,22 @@ VARIANTS = {"nmnist": ("nmnist", 1), "dvs-gesture": ("dvs-gesture", 1), "dvs-ges
             "ncaltech101": ("ncaltech101", 1)}
 
 
+def tonic_info(name: str, class_names: tuple[str, ...] | None = None) -> DatasetInfo:
+    """The :class:`stdl_edge.data.DatasetInfo` of :data:`VARIANTS` entry ``name``, as registered;
+    ``class_names`` replaces the spec's (N-Caltech101's are its folder names)."""
+    from .data import DatasetInfo
+
+    base, k = VARIANTS[name]
+    spec = SPECS[base]
+    w, h, p = spec.sensor_size
+    return DatasetInfo(name=name, sensor_size=(w // k, h // k, p),
+                       class_names=spec.class_names if class_names is None else class_names,
+                       duration_us=spec.duration_us, dt_us=spec.dt_us, num_steps=spec.num_steps,
+                       num_samples=_PUBLISHED[base],
+                       description=spec.summary + (f", downsampled {k}x" if k > 1 else "")
+                       + f" (tonic, files under ${ROOT_ENV}; not bundled)")
+
+
 def register_tonic_datasets(root: str | os.PathLike | None = None) -> list[str]:
     """Register the tonic data sets in :mod:`stdl_edge.data` under the names of :data:`VARIANTS`,
     read (when loaded) from ``root`` or ``$STDL_EDGE_TONIC_ROOT``. They list as unavailable
@@ -264,7 +260,7 @@ def register_tonic_datasets(root: str | os.PathLike | None = None) -> list[str]:
     ``stdl-edge run ... --events nmnist:test`` then read them through tonic and cache them like
     the bundled sets. Returns the names registered.
     """
-    from .data import DatasetBuilder, DatasetInfo, register_dataset
+    from .data import DatasetBuilder, register_dataset
 
     names = []
     for name, (base, k) in VARIANTS.items():
@@ -280,17 +276,12 @@ def register_tonic_datasets(root: str | os.PathLike | None = None) -> list[str]:
             classes = tuple(sorted(p.name for p in folder.iterdir() if p.is_dir()))
             if not classes:
                 continue
-        w, h, p = spec.sensor_size
-        info = DatasetInfo(name=name, sensor_size=(w // k, h // k, p), class_names=classes,
-                           duration_us=spec.duration_us, dt_us=spec.dt_us, num_steps=spec.num_steps,
-                           num_samples=_PUBLISHED[base],
-                           description=spec.summary + (f", downsampled {k}x" if k > 1 else "")
-                           + f" (tonic, files under ${ROOT_ENV}; not bundled)")
-        register_dataset(name, DatasetBuilder(info, _builder_for(base, root, k), requires=("tonic",),
-                                              extra="datasets"))
+        builder = DatasetBuilder(tonic_info(name, classes), _builder_for(base, root, k), requires=("tonic",),
+                                 extra="datasets")
+        register_dataset(name, builder)
         names.append(name)
     return names
 
 
-__all__ = ["ROOT_ENV", "SPECS", "TonicDataset", "TonicInfo", "load_tonic_dataset", "register_tonic_datasets",
+__all__ = ["ROOT_ENV", "SPECS", "VARIANTS", "TonicDataset", "load_tonic_dataset", "register_tonic_datasets",
            "tonic_info", "tonic_root"]

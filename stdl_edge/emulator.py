@@ -272,17 +272,18 @@ class Emulator:
         """Feed the frame taken at ``t_us`` (microseconds); return the events since the last frame."""
         ev = self.step_pixels(frame, t_us)
         if self.batch is None:
-            return _to_events(ev.pixel, ev.t, ev.p, self.width, self.height)
+            return _pixel_events(ev.pixel, ev.t, ev.p, self.width, self.height)
         b = ev.pixel // (self.height * self.width)
         order = np.argsort(b, kind="stable")  # keeps time order inside each video
         bounds = np.searchsorted(b[order], np.arange(1, self.batch))
         local = ev.pixel[order] % (self.height * self.width)
-        return [_to_events(px, tt, pp, self.width, self.height)
+        return [_pixel_events(px, tt, pp, self.width, self.height)
                 for px, tt, pp in zip(np.split(local, bounds), np.split(ev.t[order], bounds),
                                       np.split(ev.p[order], bounds))]
 
 
-def _to_events(pixel: np.ndarray, t: np.ndarray, p: np.ndarray, width: int, height: int) -> np.ndarray:
+def _pixel_events(pixel: np.ndarray, t: np.ndarray, p: np.ndarray, width: int, height: int) -> np.ndarray:
+    """Events at flat pixel indices ``(b * H + y) * W + x`` (any batch index ``b``), through :func:`make_events`."""
     pixel = pixel % (height * width)
     return make_events(pixel % width, pixel // width, t, p)
 
@@ -356,6 +357,6 @@ def run_batch(emu: Emulator, frames: Iterable[np.ndarray], timestamps_us: np.nda
     bounds = np.searchsorted(sample[order], np.arange(1, emu.batch or 1))
     out = []
     for px, t_, p_ in zip(np.split(pixel[order], bounds), np.split(t[order], bounds), np.split(p[order], bounds)):
-        out.append(validate_events(_to_events(px, t_, p_, emu.width, emu.height),
+        out.append(validate_events(_pixel_events(px, t_, p_, emu.width, emu.height),
                                    (emu.width, emu.height, 2)))
     return out

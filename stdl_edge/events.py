@@ -1,8 +1,9 @@
-"""DVS events: the one event type, its validation, and the one binning function.
+"""DVS events: the one event type, the one converter to it, its validation, and the one binning function.
 
 Events are numpy structured arrays with tonic's ``events_struct`` layout: fields
 ``x, y`` (int16 pixels), ``t`` (int64 microseconds, sorted) and ``p`` (bool, True = ON).
-A sensor is ``SensorSize(width, height, polarities)`` as in tonic.
+A sensor is ``SensorSize(width, height, polarities)`` as in tonic. :func:`as_events` turns
+any integer layout of those fields (a reader's, tonic's, aedat's ``on``) into that one type.
 
 Binning turns events into per-step frames ``(T, 2, H, W)``: step ``k`` holds the
 events with ``t_start + k*dt <= t < t_start + (k+1)*dt``; channel 0 is OFF, 1 is ON.
@@ -14,9 +15,10 @@ device use these two.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, NamedTuple
+from typing import Mapping, NamedTuple
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
 BIN_MODES = ("binary", "count")
@@ -37,15 +39,92 @@ class SensorSize(NamedTuple):
         return (2, self.height, self.width)
 
 
-def make_events(x, y, t, p) -> np.ndarray:
-    """Pack four equal-length sequences into an :data:`EVENT_DTYPE` array (copies)."""
-    x, y, t, p = (np.asarray(a) for a in (x, y, t, p))
-    n = len(t)
-    if not (len(x) == len(y) == len(p) == n):
-        raise EventError(f"x, y, t, p have different lengths ({len(x)}, {len(y)}, {n}, {len(p)})")
-    ev = np.empty(n, dtype=EVENT_DTYPE)
-    ev["x"], ev["y"], ev["t"], ev["p"] = x, y, t, p.astype(bool) if p.dtype != bool else p
-    return ev
+#: field names taken as the polarity, in this order (aedat's packets call it ``on``)
+POLARITY_FIELDS = ("p", "on", "polarity")
+
+
+def as_events(events: np.ndarray | Mapping[str, ArrayLike]) -> np.ndarray:
+    """``events`` as :data:`EVENT_DTYPE`: the one converter every reader and data set uses.
+
+    events: a 1-D structured array, or a mapping of field name to equal-length 1-D arrays,
+      with fields ``x``, ``y`` (pixels), ``t`` (microseconds) and ``p`` (or ``on`` /
+      ``polarity``), matched by name in any order; other fields are ignored. Values may be
+      of any integer or bool dtype, or floats holding whole numbers; ``x`` and ``y`` must
+      fit int16, ``t`` int64, and ``p`` must be 0/1 (or bool).
+
+    Returns ``events`` itself when it already has :data:`EVENT_DTYPE`, else a new array
+    (never a view of the caller's). Sensor bounds and time order are checked by
+    :func:`validate_events`, not here. Raises :class:`EventError` naming the field.
+
+    >>> raw = np.array([(30, 4, 2, 1)], dtype=[("t", "<u8"), ("x", "<u2"), ("y", "<u2"), ("on", "u1")])
+    >>> as_events(raw).tolist()
+    [(4, 2, 30, True)]
+    >>> as_events({"x": [1], "y": [0], "t": [7]})
+    Traceback (most recent call last):
+    ...
+    stdl_edge.events.EventError: events lack field(s) p; have x, y, t (need x, y, t and one of p, on, polarity)
+    """
+    if isinstance(events, np.ndarray):
+        names = _field_names(events)
+        if events.dtype == EVENT_DTYPE:
+            return events  # nothing downstream writes into events it did not make
+        if events.ndim != 1:
+            raise EventError(f"events must be 1-D, got shape {events.shape}")
+        columns = {f: events[f] for f in names}
+    elif isinstance(events, Mapping):
+        columns = {str(k): np.asarray(v) for k, v in events.items()}
+    else:
+        raise EventError(f"events must be a numpy structured array (or a mapping of arrays) with fields "
+                         f"x, y, t, p, got {type(events).__name__}")
+    pol = next((f for f in POLARITY_FIELDS if f in columns), None)
+    missing = [f for f in ("x", "y", "t") if f not in columns] + ([] if pol else ["p"])
+    if missing:
+        raise EventError(f"events lack field(s) {', '.join(missing)}; have {', '.join(columns) or 'none'} "
+                         f"(need x, y, t and one of {', '.join(POLARITY_FIELDS)})")
+    picked = {"x": columns["x"], "y": columns["y"], "t": columns["t"], "p": columns[pol]}
+    for f, v in picked.items():
+        if v.ndim != 1:
+            raise EventError(f"events field {f!r} has shape {v.shape}; every field must be 1-D")
+    n = len(picked["t"])
+    if any(len(v) != n for v in picked.values()):
+        raise EventError("x, y, t, p have different lengths (" + ", ".join(str(len(v)) for v in picked.values()) + ")")
+    out = np.empty(n, dtype=EVENT_DTYPE)
+    for f, v in picked.items():
+        out[f] = _whole(v, f, out.dtype[f])
+    return out
+
+
+def _whole(v: np.ndarray, field: str, target: np.dtype) -> np.ndarray:
+    """``v`` checked to convert to ``target`` exactly (whole numbers in range; polarity 0/1)."""
+    if v.dtype.kind not in "biuf":
+        raise EventError(f"events field {field!r} has dtype {v.dtype}; it must hold integers or bools")
+    if len(v) == 0 or np.can_cast(v.dtype, target, "safe"):
+        return v  # bool, or an integer type that always fits: nothing to check
+    if v.dtype.kind == "f" and not (np.isfinite(v) & (v == np.trunc(v))).all():
+        i = int(np.flatnonzero(~(np.isfinite(v) & (v == np.trunc(v))))[0])
+        raise EventError(f"event {i} has {field}={v[i]}, not a whole number; {field} must hold integers")
+    lo, hi = (0, 1) if target.kind == "b" else (np.iinfo(target).min, np.iinfo(target).max)
+    if int(v.min()) < lo or int(v.max()) > hi:
+        i = int(np.flatnonzero((v < lo) | (v > hi))[0])
+        if target.kind == "b":
+            raise EventError(f"event {i} has polarity {v[i]}; polarity must be 0/1 (or bool); "
+                             "map -1/+1 polarities with p > 0")
+        raise EventError(f"event {i} has {field}={v[i]}, outside {target} ({lo}..{hi})")
+    return v
+
+
+def make_events(x: ArrayLike, y: ArrayLike, t: ArrayLike, p: ArrayLike) -> np.ndarray:
+    """Pack four equal-length sequences into a new :data:`EVENT_DTYPE` array (see :func:`as_events`)."""
+    return as_events({"x": x, "y": y, "t": t, "p": p})
+
+
+def _field_names(events: object) -> tuple[str, ...]:
+    """The field names of a structured array; :class:`EventError` for anything else."""
+    if not isinstance(events, np.ndarray) or events.dtype.names is None:
+        raise EventError(f"events must be a numpy structured array with fields x, y, t, p "
+                         f"(stdl_edge.events.EVENT_DTYPE), got {type(events).__name__}"
+                         + (f" of dtype {events.dtype}" if isinstance(events, np.ndarray) else ""))
+    return events.dtype.names
 
 
 def validate_events(events: np.ndarray, sensor_size: SensorSize | tuple[int, int, int] | None = None,
@@ -56,13 +135,10 @@ def validate_events(events: np.ndarray, sensor_size: SensorSize | tuple[int, int
     non-negative and sorted (and ``>= after_t`` when given, for streams); coordinates
     inside ``sensor_size`` when given; non-empty unless ``allow_empty``.
     """
-    if not isinstance(events, np.ndarray) or events.dtype.names is None:
-        raise EventError(f"events must be a numpy structured array with fields x, y, t, p "
-                         f"(stdl_edge.events.EVENT_DTYPE), got {type(events).__name__}"
-                         + (f" of dtype {events.dtype}" if isinstance(events, np.ndarray) else ""))
-    missing = [f for f in ("x", "y", "t", "p") if f not in events.dtype.names]
+    names = _field_names(events)
+    missing = [f for f in ("x", "y", "t", "p") if f not in names]
     if missing:
-        raise EventError(f"events lack field(s) {', '.join(missing)}; have {', '.join(events.dtype.names)}")
+        raise EventError(f"events lack field(s) {', '.join(missing)}; have {', '.join(names)}")
     for f in ("x", "y", "t"):
         if events.dtype[f].kind not in "iu":
             raise EventError(f"events field {f!r} has dtype {events.dtype[f]}; it must be an integer "
@@ -233,12 +309,3 @@ class EventBinner:
         self._open_events = 0
         self._next_step += 1
         return frame
-
-
-def bin_stream(chunks: Iterable[np.ndarray], sensor_size: SensorSize | tuple[int, int, int],
-               spec: BinSpec) -> Iterator[np.ndarray]:
-    """Yield frames ``(2, H, W)`` one step at a time from an iterable of event chunks."""
-    binner = EventBinner(sensor_size, spec)
-    for chunk in chunks:
-        yield from binner.push(chunk)
-    yield from binner.flush()

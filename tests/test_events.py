@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stdl_edge.events import (EVENT_DTYPE, BinSpec, EventBinner, EventError, bin_events, make_events,
+from stdl_edge.events import (EVENT_DTYPE, BinSpec, EventBinner, EventError, as_events, bin_events, make_events,
                               validate_events)
 
 SENSOR = (34, 34, 2)
@@ -102,3 +102,34 @@ def test_binner_does_not_depend_on_the_callers_buffer(random_events):
         buffer[:] = ev[::-1][:500]  # scribble over it after the push
     frames.append(binner.flush())
     assert np.array_equal(np.concatenate(frames), expected)
+
+
+def test_as_events_converts_any_integer_layout_by_field_name():
+    raw = np.zeros(3, dtype=[("t", "<u8"), ("on", "u1"), ("y", "<u2"), ("x", "<i4"), ("extra", "f4")])
+    raw["t"], raw["on"], raw["y"], raw["x"] = [1, 2, 3], [0, 1, 1], [4, 5, 6], [7, 8, 9]
+    ev = as_events(raw)
+    assert ev.dtype == EVENT_DTYPE
+    assert ev.tolist() == [(7, 4, 1, False), (8, 5, 2, True), (9, 6, 3, True)]
+    ev["x"] = 0
+    assert raw["x"].tolist() == [7, 8, 9]  # a new array, never the caller's
+    same = make_events([1], [2], [3], [True])
+    assert as_events(same) is same  # already EVENT_DTYPE: no copy
+    mapping = as_events({"x": np.array([1.0]), "y": [2], "t": [3], "polarity": [1]})
+    assert mapping.tolist() == [(1, 2, 3, True)]
+
+
+@pytest.mark.parametrize("bad, needle", [
+    (np.zeros(2), "structured array"),
+    ([(1, 2, 3, 1)], "structured array"),
+    (np.zeros(2, dtype=[("x", "i2"), ("y", "i2"), ("t", "i8")]), r"lack field\(s\) p"),
+    ({"x": [1], "t": [1], "p": [1]}, r"lack field\(s\) y"),
+    ({"x": [1], "y": [1, 2], "t": [1], "p": [1]}, "different lengths"),
+    ({"x": [1.5], "y": [1], "t": [1], "p": [1]}, "x=1.5, not a whole number"),
+    ({"x": [40_000], "y": [1], "t": [1], "p": [1]}, "x=40000, outside int16"),
+    ({"x": [1], "y": [1], "t": np.array([2**63], np.uint64), "p": [1]}, "outside int64"),
+    ({"x": [1], "y": [1], "t": [1], "p": [-1]}, "polarity -1; polarity must be 0/1"),
+    ({"x": ["a"], "y": [1], "t": [1], "p": [1]}, "'x' has dtype"),
+])
+def test_as_events_errors_name_the_field(bad, needle):
+    with pytest.raises(EventError, match=needle):
+        as_events(bad)

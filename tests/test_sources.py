@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stdl_edge.devices.sources import (Geometry, SourceError, fit_geometry, open_source, read_all,
-                                       write_events)
+from stdl_edge.sources import FORMATS, Geometry, SourceError, fit_geometry, open_source, read_all, write_events
 from stdl_edge.events import EVENT_DTYPE, SensorSize, bin_events, BinSpec, make_events
 
 W, H = 64, 48
@@ -49,6 +48,26 @@ def test_each_format_round_trips_and_chunks_equal_whole(tmp_path, stream, fmt):
     np.testing.assert_array_equal(whole, events)
     assert len(chunks) > 3
     np.testing.assert_array_equal(np.concatenate(chunks), whole)
+
+
+def test_the_registry_is_the_dispatch_and_every_writer_is_round_tripped(tmp_path, stream):
+    """SUFFIX above covers every writable format; a name or a suffix selects a format; a shared
+    suffix (.raw) is resolved from the header when reading and by the first entry when writing."""
+    assert set(SUFFIX) == {name for name, f in FORMATS.items() if f.writer is not None}
+    assert all("." + SUFFIX[name] in FORMATS[name].suffixes for name in SUFFIX)
+    path, events, _ = _write(tmp_path, "evt3", stream)
+    for fmt in (None, "raw", "evt3"):
+        np.testing.assert_array_equal(read_all(open_source(path, format=fmt)), events)
+    assert b"% evt 2.0" in write_events(tmp_path / "d.raw", stream, (W, H)).read_bytes()[:100]
+    np.testing.assert_array_equal(read_all(open_source(tmp_path / "d.raw")), stream)
+    np.testing.assert_array_equal(read_all(open_source(write_events(tmp_path / "e.data", stream, (W, H), format="h5"),
+                                                       format="h5")), stream)
+    with pytest.raises(SourceError, match="format='nope' is unknown"):
+        open_source(path, format="nope")
+    with pytest.raises(SourceError, match="read-only"):
+        write_events(tmp_path / "clip.mp4", stream, (W, H))
+    with pytest.raises(SourceError, match=r"cannot write .*lack field\(s\) p"):
+        write_events(tmp_path / "f.npy", {"x": [1], "y": [1], "t": [1]}, (W, H))
 
 
 def test_maintained_readers_read_our_prophesee_aedat_nmnist_files(tmp_path, stream):

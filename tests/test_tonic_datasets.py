@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from stdl_edge.devices.sources import write_events
+from stdl_edge.sources import write_events
 from stdl_edge.events import EVENT_DTYPE, BinSpec, bin_events, make_events
 
 pytest.importorskip("tonic")
@@ -88,9 +88,9 @@ def test_ncaltech101_layout_classes_from_folders(tmp_path, rng):
             path = tmp_path / "NCALTECH101" / "Caltech101" / cls / f"image_{k:04d}.bin"
             path.parent.mkdir(parents=True, exist_ok=True)
             with open(path, "wb") as fh:  # N-Caltech101 uses the N-MNIST record format, larger sensor
-                from stdl_edge.devices.sources import _write_nmnist
+                from stdl_edge.sources.nmnist import write_nmnist
 
-                _write_nmnist(fh, ev, 240, 180)
+                write_nmnist(fh, ev, 240, 180)
     ds = load_tonic_dataset("ncaltech101", "train", root=tmp_path)
     assert ds.class_names == ("Faces_easy", "airplanes")
     assert len(ds) == 2 and sorted(ds.labels.tolist()) == [0, 1]
@@ -113,7 +113,7 @@ def test_registered_in_stdl_edge_data_and_usable_by_run(tmp_path, rng, monkeypat
     """`nmnist` loads through stdl_edge.data (as `train` does) and streams as a labelled source."""
     data = pytest.importorskip("stdl_edge.data")
     from stdl_edge.datasets_tonic import register_tonic_datasets
-    from stdl_edge.devices.sources import open_source
+    from stdl_edge.sources import open_source
 
     written = []
     for folder in ("Train", "Test"):

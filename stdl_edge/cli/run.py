@@ -497,7 +497,7 @@ def run(
 
     import stdl_edge.devices  # noqa: F401  (registers devices)
     from stdl_edge.devices import open_device
-    from stdl_edge.devices.sources import fit_geometry, open_source
+    from stdl_edge.sources import fit_geometry, open_source
     from stdl_edge.io import atomic_path
 
     energy = EnergyModel(pj_synop, pj_spike)

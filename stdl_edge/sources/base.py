@@ -1,0 +1,392 @@
+"""What every event source shares: errors, geometry, the :class:`EventSource` interface, its
+in-memory and file kinds, and the format registry, the one place that maps a spec to a reader
+and a path to a writer.
+
+A format module defines its reader (an :class:`EventSource`) and its writer side by side and
+ends with one :func:`register_format` call; nothing else names the format.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import IO, Any, Callable, Iterator, Mapping
+
+import numpy as np
+
+from stdl_edge.events import EventError, SensorSize, as_events, validate_events
+
+DEFAULT_CHUNK = 1 << 18  # events per chunk: 4 MiB of EVENT_DTYPE
+
+
+class SourceError(EventError):
+    """An input that cannot be read; the message names the file, the place and the fix."""
+
+
+# --------------------------------------------------------------------------- geometry
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """Crop then downsample, applied to every chunk.
+
+    crop: (x0, y0, width, height) in source pixels, or None.
+    downsample: integer factor k >= 1; output pixel = source pixel // k.
+    """
+
+    crop: tuple[int, int, int, int] | None = None
+    downsample: int = 1
+
+    def __post_init__(self) -> None:
+        if int(self.downsample) != self.downsample or self.downsample < 1:
+            raise SourceError(f"downsample={self.downsample} must be a whole number >= 1")
+        if self.crop is not None:
+            if len(self.crop) != 4 or min(self.crop) < 0 or self.crop[2] < 1 or self.crop[3] < 1:
+                raise SourceError(f"crop={self.crop} must be (x0, y0, width, height) with width, height >= 1")
+            object.__setattr__(self, "crop", tuple(int(v) for v in self.crop))
+
+    def output_size(self, sensor: SensorSize) -> SensorSize:
+        w, h = sensor.width, sensor.height
+        if self.crop is not None:
+            x0, y0, cw, ch = self.crop
+            if x0 + cw > w or y0 + ch > h:
+                raise SourceError(f"crop={self.crop} does not fit the {w}x{h} sensor")
+            w, h = cw, ch
+        k = int(self.downsample)
+        if w < k or h < k:
+            raise SourceError(f"downsample={k} is larger than the {w}x{h} sensor")
+        return SensorSize(w // k, h // k, sensor.polarities)
+
+    def apply(self, events: np.ndarray, sensor: SensorSize) -> np.ndarray:
+        """Events of ``sensor`` mapped to :meth:`output_size`; a new array, never the caller's.
+
+        Pixels of a partial ``k x k`` block at the right or bottom edge are dropped.
+        """
+        if self.crop is None and self.downsample == 1:
+            return events
+        out_w, out_h = self.output_size(sensor)[:2]
+        k = int(self.downsample)
+        if self.crop is None and out_w * k == sensor.width and out_h * k == sensor.height:
+            out = events.copy()  # whole blocks only: no event leaves the sensor
+            out["x"] //= k
+            out["y"] //= k
+            return out
+        x0, y0 = (self.crop[0], self.crop[1]) if self.crop is not None else (0, 0)
+        x = events["x"].astype(np.int64) - x0
+        y = events["y"].astype(np.int64) - y0
+        keep = (x >= 0) & (y >= 0) & (x < out_w * k) & (y < out_h * k)
+        out = events[keep]  # fancy indexing copies
+        out["x"] = x[keep] // k
+        out["y"] = y[keep] // k
+        return out
+
+
+def fit_geometry(sensor: SensorSize, target: tuple[int, int] | SensorSize) -> Geometry:
+    """Largest integer downsample keeping at least ``target`` pixels, then a centred crop.
+
+    >>> fit_geometry(SensorSize(128, 128), (34, 34))
+    Geometry(crop=(13, 13, 102, 102), downsample=3)
+    """
+    tw, th = int(target[0]), int(target[1])
+    if sensor.width < tw or sensor.height < th:
+        raise SourceError(f"the {sensor.width}x{sensor.height} sensor is smaller than the model's "
+                          f"{tw}x{th} input; pass a source with a larger sensor or pad it")
+    k = min(sensor.width // tw, sensor.height // th)
+    cw, ch = tw * k, th * k
+    if (cw, ch) == (sensor.width, sensor.height):
+        return Geometry(None, k)
+    return Geometry(((sensor.width - cw) // 2, (sensor.height - ch) // 2, cw, ch), k)
+
+
+# --------------------------------------------------------------------------- sources
+
+
+class EventSource(ABC):
+    """A stream of events. ``chunks()`` yields validated :data:`EVENT_DTYPE` arrays.
+
+    ``sensor_size`` is the size after crop/downsample (what a model sees);
+    ``native_size`` the size of the file or camera. Labelled sources (data sets)
+    also have ``class_names`` and ``samples()``.
+    """
+
+    name: str = "events"
+    native_size: SensorSize
+    geometry: Geometry = Geometry()
+    chunk_size: int = DEFAULT_CHUNK
+    labelled: bool = False
+    class_names: tuple[str, ...] = ()
+
+    @property
+    def sensor_size(self) -> SensorSize:
+        return self.geometry.output_size(self.native_size)
+
+    @abstractmethod
+    def _raw_chunks(self) -> Iterator[np.ndarray | Mapping[str, np.ndarray]]:
+        """Chunks in source coordinates: anything :func:`stdl_edge.events.as_events` takes (a
+        structured array, or a mapping of field name to column)."""
+
+    def chunks(self) -> Iterator[np.ndarray]:
+        """Validated chunks in model coordinates; raises :class:`SourceError` on bad input."""
+        last_t: int | None = None
+        count = 0
+        geometry = self.geometry
+        self.sensor_size  # noqa: B018 - checks the geometry fits before reading
+        for raw in self._raw_chunks():
+            chunk = None
+            try:
+                chunk = as_events(raw)
+                validate_events(chunk, self.native_size, after_t=last_t)
+            except EventError as e:
+                where = (f"the chunk from event {count}" if chunk is None
+                         else f"events {count}..{count + len(chunk) - 1}")
+                raise SourceError(f"{self.name}: {e} (in {where})") from None
+            if len(chunk) == 0:
+                continue
+            last_t = int(chunk["t"][-1])
+            count += len(chunk)
+            chunk = geometry.apply(chunk, self.native_size)
+            if len(chunk):
+                yield chunk
+        if count == 0:
+            raise SourceError(f"{self.name}: no events: the input is empty")
+
+    def _bounds(self) -> tuple[int, int]:
+        """(width, height) covering every event: one pass over the file, for files that do not
+        record their sensor size."""
+        w = h = 0
+        for c in self._raw_chunks():
+            if len(c["x"]):
+                w, h = max(w, int(np.max(c["x"])) + 1), max(h, int(np.max(c["y"])) + 1)
+        return w, h
+
+    def samples(self) -> Iterator[tuple[np.ndarray, int]]:
+        raise SourceError(f"{self.name} has no labels; run it in windows (--window-ms)")
+
+    def close(self) -> None:  # pragma: no cover - sources hold no handle between chunks
+        pass
+
+
+class ArraySource(EventSource):
+    """Events already in memory (one array), served in chunks."""
+
+    def __init__(self, events: np.ndarray, sensor_size: tuple[int, ...], name: str = "array",
+                 chunk_size: int = DEFAULT_CHUNK) -> None:
+        self.events = events
+        self.native_size = SensorSize(*sensor_size)
+        self.name = name
+        self.chunk_size = chunk_size
+
+    def _raw_chunks(self) -> Iterator[np.ndarray]:
+        for i in range(0, len(self.events), self.chunk_size):
+            yield self.events[i:i + self.chunk_size]
+
+
+class GeneratorSource(EventSource):
+    """Events from a callable returning an iterator of chunks (synthetic streams, cameras)."""
+
+    def __init__(self, make_chunks: Callable[[], Iterator[np.ndarray]], sensor_size: tuple[int, ...],
+                 name: str = "generator") -> None:
+        self.make_chunks = make_chunks
+        self.native_size = SensorSize(*sensor_size)
+        self.name = name
+
+    def _raw_chunks(self) -> Iterator[np.ndarray]:
+        return self.make_chunks()
+
+
+class FileSource(EventSource):
+    """A recording on disk. Subclasses implement :meth:`_read_header` (checks, sensor size) and
+    ``_raw_chunks``; :meth:`open` is their registry reader."""
+
+    def __init__(self, path: str | os.PathLike, sensor_size: tuple[int, ...] | None = None,
+                 chunk_size: int = DEFAULT_CHUNK) -> None:
+        self.path = _check_file(Path(path))
+        self.name, self.chunk_size = str(path), chunk_size
+        self.native_size = self._read_header(sensor_size)
+
+    @abstractmethod
+    def _read_header(self, sensor_size: tuple[int, ...] | None) -> SensorSize:
+        """Check the file's layout (raising :class:`SourceError` with the byte, row or member) and
+        return its sensor: ``sensor_size`` if given, else the file's, else the coordinate bounds."""
+
+    @classmethod
+    def open(cls, path: Path, options: ReadOptions) -> FileSource:
+        return cls(path, options.sensor_size, options.chunk_size)
+
+
+def _sensor_or_bounds(path: Path, given: tuple[int, ...] | None, found: tuple[int, int] | None,
+                      scan: Callable[[], tuple[int, int]] | None = None) -> SensorSize:
+    """The sensor from the flag, else the file, else (for formats without one) the coordinate bounds."""
+    if given is not None:
+        return SensorSize(*given) if len(given) == 3 else SensorSize(int(given[0]), int(given[1]))
+    if found is not None:
+        return SensorSize(int(found[0]), int(found[1]))
+    if scan is not None:
+        w, h = scan()
+        return SensorSize(w, h)
+    raise SourceError(f"{path}: the file does not say its sensor size; pass sensor_size=(W, H) "
+                      "(--sensor W,H)")
+
+
+def _check_file(path: Path) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"event file {path} does not exist")
+    if path.is_file() and path.stat().st_size == 0:
+        raise SourceError(f"{path}: the file is empty (0 bytes)")
+    return path
+
+
+def _check_records(path: Path, start: int, size: int, what: str, unit: str) -> int:
+    """Bytes from ``start`` to the end: a non-empty whole number of ``size``-byte records (else
+    :class:`SourceError` with the byte where the partial record starts); returns how many."""
+    total = path.stat().st_size
+    nbytes = total - start
+    if nbytes <= 0:
+        raise SourceError(f"{path}: no events after the header (ends at byte {min(start, total)})")
+    if nbytes % size:
+        raise SourceError(f"{path}: truncated: {nbytes} bytes of {what} data from byte {start} is not a whole "
+                          f"number of {size}-byte {unit}s; the last {unit} starts at byte {total - nbytes % size}")
+    return nbytes // size
+
+
+def _read_blocks(path: Path, start: int, block_bytes: int) -> Iterator[tuple[int, bytes]]:
+    """``(offset, data)`` for consecutive blocks of at most ``block_bytes`` from byte ``start``."""
+    with open(path, "rb") as fh:
+        fh.seek(start)
+        offset = start
+        while data := fh.read(block_bytes):
+            yield offset, data
+            offset += len(data)
+
+
+def optional_import(module: str, needed_for: str, install: str) -> ModuleType:
+    """Import an optional third-party package, or raise one ImportError line naming it and ``install``.
+
+    >>> optional_import("no_such_pkg", "reading X", "pip install 'stdl-edge[datasets]'")
+    Traceback (most recent call last):
+    ...
+    ImportError: reading X needs the 'no_such_pkg' package: pip install 'stdl-edge[datasets]'
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"{needed_for} needs the {module.split('.')[0]!r} package: {install}") from None
+
+
+# --------------------------------------------------------------------------- format registry
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """What :func:`stdl_edge.sources.open_source` hands every reader; each takes what applies to it.
+
+    sensor_size: (W, H[, P]) pixels, for files that do not record it or to override it; None.
+    chunk_size: events (rows, words, records) per chunk, >= 1.
+    fps: frames per second of a frames folder or video (emulated sources).
+    duration_s: seconds a live camera streams (None: until interrupted).
+    limit: data sets only: the first ``limit`` samples (None: all).
+    extra: other keyword options: ``emulator=`` (an EmulatorConfig) for frames and video, load
+      options for a data set.
+    """
+
+    sensor_size: tuple[int, ...] | None = None
+    chunk_size: int = DEFAULT_CHUNK
+    fps: float = 30.0
+    duration_s: float | None = None
+    limit: int | None = None
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: ``writer(fh, events, width, height)``: EVENT_DTYPE ``events`` (validated, non-empty) to a binary file
+Writer = Callable[[IO[bytes], np.ndarray, int, int], None]
+
+
+@dataclass(frozen=True)
+class Format:
+    """One event format: the only place that says how it is found, read and written.
+
+    name: what ``format=`` (``--format``) takes, e.g. ``"evt3"``.
+    suffixes: lower-case file suffixes that select it (``(".h5", ".hdf5")``).
+    reader: ``reader(target, options) -> EventSource``; ``target`` is the file's ``Path``, or the
+      spec text for a format that ``claims`` it. ``options`` is a :class:`ReadOptions`.
+    writer: a :data:`Writer`, or None for formats that are only read (video, cameras, data sets).
+    summary: one line for listings and docs.
+    detect: for a suffix that several formats share (``.raw``: EVT2 and EVT3), ``detect(path)``
+      reads the file and returns the name of the one it is; writing such a suffix without
+      ``format=`` uses the first one registered.
+    claims: ``claims(spec) -> bool`` for inputs that a suffix does not name (a folder,
+      ``camera:``, ``NAME:SPLIT``); tried in registration order before any suffix lookup.
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    reader: Callable[[Any, ReadOptions], EventSource]
+    writer: Writer | None
+    summary: str
+    detect: Callable[[Path], str] | None = None
+    claims: Callable[[str], bool] | None = None
+
+
+#: every registered format by name, in registration order
+FORMATS: dict[str, Format] = {}
+
+
+def register_format(fmt: Format) -> Format:
+    """Add ``fmt`` (a later one with the same name replaces it)."""
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def _named(key: str) -> list[Format]:
+    """The format called ``key``, else those with the suffix ``key`` (``"h5"`` or ``".h5"``)."""
+    if key in FORMATS:
+        return [FORMATS[key]]
+    suffix = "." + key.lower().lstrip(".")
+    return [f for f in FORMATS.values() if suffix in f.suffixes]
+
+
+def reader_for(spec: str | os.PathLike, format: str | None = None) -> tuple[Format, str | Path]:
+    """The format that reads ``spec`` and the target its reader takes (the ``Path``, or the spec text).
+
+    ``format`` is a format name or a suffix (``"raw"``: EVT2 or EVT3, from the header); without
+    it, a format that ``claims`` the spec wins, else the file's suffix decides.
+    """
+    text = str(spec)
+    if format is not None:
+        found = _named(format)
+        if found and found[0].claims is not None:  # a folder, camera, data set: the reader takes the text
+            return found[0], text
+    else:
+        claimed = [f for f in FORMATS.values() if f.claims is not None and f.claims(text)]
+        if claimed:
+            return claimed[0], text
+    path = Path(text)
+    if not path.exists():
+        raise FileNotFoundError(f"event source {path} does not exist")
+    if format is None:
+        found = _named(path.suffix) if path.suffix else []
+    if not found:
+        if format is not None:
+            raise SourceError(f"format={format!r} is unknown; use one of {', '.join(FORMATS)}")
+        known = sorted({s for f in FORMATS.values() for s in f.suffixes})
+        raise SourceError(f"{path}: unknown event file type {path.suffix!r}; known: {', '.join(known)}, or a "
+                          "folder of frames (or pass format=)")
+    if len(found) > 1 and found[0].detect is not None:  # a shared suffix: the file says which
+        _check_file(path)
+        return FORMATS[found[0].detect(path)], path
+    return found[0], path
+
+
+def writer_for(path: Path, format: str | None = None) -> Writer:
+    """The writer of ``format`` (a name or a suffix), else of ``path``'s suffix."""
+    key = format or path.suffix
+    found = [f for f in _named(key) if f.writer is not None] if key else []
+    if not found:
+        writable = ", ".join(n for n, f in FORMATS.items() if f.writer is not None)
+        raise SourceError(f"cannot write {path}: format {format or path.suffix!r} is unknown or read-only; "
+                          f"use one of {writable}")
+    return found[0].writer

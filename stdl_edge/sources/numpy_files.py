@@ -1,0 +1,114 @@
+"""NumPy event files: ``.npy`` (memory-mapped) and ``.npz`` (streamed, never unpickled)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+from typing import IO, Iterator
+
+import numpy as np
+
+from stdl_edge.events import SensorSize
+
+from .base import FileSource, Format, SourceError, _sensor_or_bounds, register_format
+
+
+class NpySource(FileSource):
+    """A structured ``.npy`` (fields x, y, t, p), memory-mapped and read by slices."""
+
+    def _read_header(self, sensor_size: tuple[int, ...] | None) -> SensorSize:
+        try:
+            arr = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except ValueError as e:
+            raise SourceError(f"{self.path}: not a readable .npy file ({e}); it is corrupt, truncated "
+                              "or holds Python objects") from None
+        except OSError as e:
+            raise SourceError(f"{self.path}: not a .npy file ({e})") from None
+        if arr.dtype.names is None:
+            raise SourceError(f"{self.path}: the array has dtype {arr.dtype}; save a structured array with "
+                              "fields x, y, t, p (stdl_edge.events.EVENT_DTYPE)")
+        self._arr = arr
+        return _sensor_or_bounds(self.path, sensor_size, None, self._bounds)
+
+    def _raw_chunks(self) -> Iterator[np.ndarray]:
+        for i in range(0, len(self._arr), self.chunk_size):
+            yield np.asarray(self._arr[i:i + self.chunk_size])
+
+
+class _NpyMember:
+    """One array inside an ``.npz``, streamed from the zip entry without loading it whole."""
+
+    def __init__(self, zf: zipfile.ZipFile, member: str, path: Path) -> None:
+        self.fh = zf.open(member)
+        self.where = f"{path}:{member}"
+        try:
+            version = np.lib.format.read_magic(self.fh)
+            shape, fortran, dtype = np.lib.format._read_array_header(self.fh, version)  # noqa: SLF001
+        except ValueError as e:
+            raise SourceError(f"{self.where}: not a .npy member ({e}); the file is corrupt") from None
+        if dtype.hasobject:
+            raise SourceError(f"{self.where}: holds Python objects; refusing to unpickle")
+        if len(shape) != 1:
+            raise SourceError(f"{self.where}: shape {shape}, expected a 1-D array")
+        self.dtype, self.length, self.offset = dtype, int(shape[0]), 0
+
+    def read(self, n: int) -> np.ndarray:
+        n = min(n, self.length - self.offset)
+        want = n * self.dtype.itemsize
+        data = self.fh.read(want)
+        if len(data) != want:
+            raise SourceError(f"{self.where}: truncated at element {self.offset + len(data) // self.dtype.itemsize}"
+                              f" of {self.length}")
+        self.offset += n
+        return np.frombuffer(data, dtype=self.dtype)
+
+
+class NpzSource(FileSource):
+    """An ``.npz`` holding ``events`` (structured) or separate ``x``, ``y``, ``t``, ``p`` arrays."""
+
+    def _read_header(self, sensor_size: tuple[int, ...] | None) -> SensorSize:
+        path = self.path
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
+                found = None
+                if "sensor_size" in names:
+                    with zf.open("sensor_size.npy") as fh:
+                        found = tuple(int(v) for v in np.load(fh, allow_pickle=False)[:2])
+        except zipfile.BadZipFile as e:
+            raise SourceError(f"{path}: not a readable .npz ({e}); it is corrupt or truncated") from None
+        if "events" in names:
+            self.members = ("events",)
+        elif {"x", "y", "t", "p"} <= names:
+            self.members = ("x", "y", "t", "p")
+        else:
+            raise SourceError(f"{path}: has arrays {sorted(names)}; expected 'events' or 'x', 'y', 't', 'p'")
+        return _sensor_or_bounds(path, sensor_size, found, self._bounds)
+
+    def _raw_chunks(self) -> Iterator[np.ndarray | dict[str, np.ndarray]]:
+        try:
+            with zipfile.ZipFile(self.path) as zf:
+                members = [_NpyMember(zf, m + ".npy", self.path) for m in self.members]
+                n = members[0].length
+                if any(m.length != n for m in members):
+                    raise SourceError(f"{self.path}: x, y, t, p have different lengths "
+                                      f"{[m.length for m in members]}")
+                while members[0].offset < n:
+                    parts = [m.read(self.chunk_size) for m in members]
+                    yield parts[0] if len(parts) == 1 else dict(zip(self.members, parts))
+        except (zipfile.BadZipFile, EOFError, OSError) as e:
+            raise SourceError(f"{self.path}: the archive is corrupt or truncated ({e})") from None
+
+
+def write_npy(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
+    np.save(fh, ev, allow_pickle=False)
+
+
+def write_npz(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
+    np.savez(fh, x=ev["x"], y=ev["y"], t=ev["t"], p=ev["p"], sensor_size=np.array([w, h, 2]))
+
+
+register_format(Format("npy", (".npy",), NpySource.open, write_npy,
+                       "structured NumPy array (x, y, t, p), memory-mapped"))
+register_format(Format("npz", (".npz",), NpzSource.open, write_npz,
+                       "NumPy archive: 'events' or x, y, t, p arrays, optional sensor_size; never unpickled"))
