@@ -13,7 +13,6 @@ Writes ``benchmarks/results/gpu_memory.json`` and ``.png``.
 
 from __future__ import annotations
 
-import argparse
 import platform
 import sys
 from pathlib import Path
@@ -26,13 +25,7 @@ RESULTS = Path(__file__).parent / "results"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--steps", default="4,8,16,32")
-    ap.add_argument("--subnets", default="1,2,4")
-    ap.add_argument("--models", default="dvs-cnn,vgg11")
-    ap.add_argument("--out", type=Path, default=RESULTS / "gpu_memory.json")
-    args = ap.parse_args()
+    args = bench.arguments(__doc__.splitlines()[0], RESULTS / "gpu_memory.json").parse_args()
 
     import torch
 
@@ -45,8 +38,7 @@ def main() -> None:
 
     name = torch.cuda.get_device_name(0)
     print(f"gpu_memory on {name}")
-    steps = [int(v) for v in args.steps.split(",") if v]
-    subnets = [int(v) for v in args.subnets.split(",") if v]
+    steps, subnets = bench.ints(args.steps), bench.ints(args.subnets)
     bench.measure("dvs-cnn", "bptt", 1, steps[0], args.batch, "cuda", cuda=True)  # warm up kernels / cuDNN
     rows = bench.run(args.models.split(","), steps, subnets, args.batch, "cuda", cuda=True)
     print()

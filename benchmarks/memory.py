@@ -128,7 +128,7 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
 
 def table(rows: list[dict[str, Any]], cuda: bool = False) -> str:
     mib = 2 ** 20
-    head = (f"| model | method | K | T | activations MiB | total MiB | act / bptt | total / bptt |"
+    head = ("| model | method | K | T | activations MiB | total MiB | act / bptt | total / bptt |"
             + (" CUDA peak MiB | CUDA / bptt |" if cuda else ""))
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
@@ -193,19 +193,25 @@ def plot(rows: list[dict[str, Any]], path: Path, key: str = "activation_bytes") 
     plt.close(fig)
 
 
-def _ints(text: str) -> list[int]:
+def ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",") if v]
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def arguments(description: str, out: Path) -> argparse.ArgumentParser:
+    """The options this benchmark and ``gpu_memory.py`` share (batch, T, K, models, JSON path)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", default="4,8,16,32")
     ap.add_argument("--subnets", default="1,2,4")
     ap.add_argument("--models", default="dvs-cnn,vgg11")
+    ap.add_argument("--out", type=Path, default=out)
+    return ap
+
+
+def main() -> None:
+    ap = arguments(__doc__.splitlines()[0], RESULTS / "memory.json")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--quick", action="store_true", help="dvs-cnn only, T in {4, 8}")
-    ap.add_argument("--out", type=Path, default=RESULTS / "memory.json")
     args = ap.parse_args()
 
     import torch
@@ -214,8 +220,8 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     models = ["dvs-cnn"] if args.quick else args.models.split(",")
-    steps = [4, 8] if args.quick else _ints(args.steps)
-    rows = run(models, steps, _ints(args.subnets), args.batch)
+    steps = [4, 8] if args.quick else ints(args.steps)
+    rows = run(models, steps, ints(args.subnets), args.batch)
     print()
     print(table(rows))
     print()
