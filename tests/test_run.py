@@ -84,7 +84,7 @@ class _Labelled(EventSource):
 
 
 def test_per_sample_predictions_and_accuracy_equal_classify(run_folder, rng):
-    from stdl_edge.cli.run import run_events
+    from stdl_edge.devices.streaming import run_events
 
     samples = [(_events(rng, 300, S, STEPS * DT), int(rng.integers(0, 3))) for _ in range(7)]
     dev = open_device("torch", run_folder)
