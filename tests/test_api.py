@@ -100,3 +100,15 @@ def test_only_the_api_and_the_cli_import_devices_and_exporters_and_the_api_lazil
     tree = ast.parse((core / "api.py").read_text())
     top = [n for node in tree.body if not isinstance(node, ast.If) for n in imported(node)]  # If: TYPE_CHECKING
     assert not [n for n in top if n.startswith(heavy)]
+
+
+def test_no_example_or_benchmark_imports_the_cli():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for path in [*(root / "examples").glob("*.py"), *(root / "benchmarks").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not [n for n in names if n.startswith("stdl_edge.cli")], f"{path.name} imports {names}"
