@@ -35,7 +35,7 @@ def _root(
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
                                  help="Print the version and exit."),
     debug: bool = typer.Option(False, "--debug", help="On an error, print the full traceback "
-                                                      "(read by the entry point, before the command)."),
+                                                      "(give it before the command)."),
 ) -> None:
     """Train spiking neural networks with STDL, export them to ONNX and Lava netx, and run them
     on DVS event streams (torch, onnxruntime, loihi-sim, lava)."""
