@@ -188,6 +188,8 @@ def main() -> None:
     print()
     print(table(summarize(rows)))
     print_timing(args.methods.split(","), args.subnets, args.batch)
+    plot(rows, args.out.with_suffix(".png"))
+    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
 
 def print_timing(methods: list[str], subnets: int, batch: int) -> dict[str, float]:
@@ -200,8 +202,6 @@ def print_timing(methods: list[str], subnets: int, batch: int) -> dict[str, floa
         ratio = f"{t / times['bptt']:.2f}" if "bptt" in times else "-"
         print(f"| {m} | {t:.3f} | {ratio} |")
     return times
-    plot(rows, args.out.with_suffix(".png"))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
 
 
 if __name__ == "__main__":

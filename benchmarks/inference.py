@@ -21,7 +21,6 @@ on the timed frames first (a benchmark of a wrong graph means nothing).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile

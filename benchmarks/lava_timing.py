@@ -11,7 +11,6 @@ return the same readout (checked).
 from __future__ import annotations
 
 import argparse
-import json
 import tempfile
 import time
 from pathlib import Path

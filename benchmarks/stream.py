@@ -82,25 +82,24 @@ def synthetic_chunks(duration_s: float, loop: list[np.ndarray] | None = None):
 
 def build_artifacts(folder: Path, size: int, devices: list[str]) -> dict[str, Path]:
     """A dvs-cnn run folder for a size x size sensor, exported for the devices asked for."""
-    import stdl_edge.exporters  # noqa: F401
+    from stdl_edge.api import export
     from stdl_edge.artifact import StreamInfo, save_model
     from stdl_edge.models import ModelConfig, build_model
-    from stdl_edge.registry import EXPORTERS
 
     run = folder / f"dvs-cnn-{size}"
     model = build_model(ModelConfig(input_shape=(2, size, size), num_classes=10), seed=0)
     save_model(run, model, StreamInfo((size, size, 2), DT_US, WINDOW, class_names=[str(i) for i in range(10)]))
     out = {"torch": run}
     if "onnxruntime" in devices:
-        out["onnxruntime"] = [p for p in EXPORTERS.get("onnx")(run, sequence_steps=None) if p.name == "model.onnx"][0]
+        out["onnxruntime"] = [p for p in export(run, to="onnx", sequence_steps=None) if p.name == "model.onnx"][0]
     if "loihi-sim" in devices:
-        out["loihi-sim"] = [p for p in EXPORTERS.get("netx")(run, evaluate=False) if p.name == "model.net"][0]
+        out["loihi-sim"] = [p for p in export(run, to="netx", evaluate=False) if p.name == "model.net"][0]
     return out
 
 
 def measure(device: str, artifact: Path, size: int, duration_s: float) -> dict:
-    from stdl_edge.cli.run import run_events
     from stdl_edge.devices import open_device
+    from stdl_edge.devices.streaming import run_events
     from stdl_edge.sources import GeneratorSource, Geometry
 
     dev = open_device(device, artifact)

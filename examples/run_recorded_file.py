@@ -37,9 +37,8 @@ def main() -> None:
         from stdl_edge.data import dataset_info, load_dataset
     except ImportError as e:
         sys.exit(f"this example needs the bundled data sets (stdl_edge.data), not available here: {e}")
+    from stdl_edge.api import open_device, run_events
     from stdl_edge.artifact import StreamInfo, save_model
-    from stdl_edge.cli.run import run_events
-    from stdl_edge.devices import open_device
     from stdl_edge.sources import open_source, write_events
     from stdl_edge.models import ModelConfig, build_model
 
@@ -64,7 +63,7 @@ def main() -> None:
         run = save_model(tmp / "untrained", build_model(ModelConfig(input_shape=(2, 34, 34), num_classes=10), seed=0),
                          StreamInfo(info.sensor_size, info.dt_us, info.num_steps, class_names=info.class_names))
         print("no run folder given: using an untrained dvs-cnn (predictions are meaningless)")
-    device = open_device("torch", run)
+    device = open_device(run, "torch")
     source = open_source(path, fit=device.stream.sensor[:2], chunk_size=50_000)
     print(f"source: {source.native_size.width}x{source.native_size.height} -> {source.sensor_size.width}x"
           f"{source.sensor_size.height} (crop {source.geometry.crop}, downsample {source.geometry.downsample})")

@@ -33,11 +33,9 @@ def main() -> None:
     try:
         import torch
 
-        import stdl_edge.exporters  # noqa: F401  (registers the exporters)
+        from stdl_edge.api import export, load_run
         from stdl_edge.data import load_dataset
         from stdl_edge.devices.onnxruntime_device import StepSession
-        from stdl_edge.registry import EXPORTERS
-        from stdl_edge.stdl import load_run
     except ImportError as e:
         sys.exit(f"this example needs the ONNX exporter, the onnxruntime device, the data sets and the STDL run "
                  f"folders; one of them is not available here: {e}")
@@ -52,7 +50,7 @@ def main() -> None:
     run = load_run(run_dir)
     if run.num_subnets < 2:
         sys.exit(f"{run_dir} has {run.num_subnets} subnetwork; train with --subnets 2 or more")
-    paths = EXPORTERS.get("onnx")(run_dir)
+    paths = export(run_dir, to="onnx")
     subnet0 = next(p for p in paths if p.name == "subnet0.onnx")
     cut = run.boundaries[1][0]
     print(f"subnetwork 0 = layers 0:{cut} on onnxruntime ({subnet0.name}); layers {cut}: on torch")

@@ -39,33 +39,30 @@ def main() -> None:
 
     trainer = need("the STDL trainer", "stdl_edge.stdl.trainer")
     need("the bundled data sets", "stdl_edge.data")
-    exporters = need("the exporters", "stdl_edge.exporters")  # noqa: F841  (registers them)
-    from stdl_edge.cli.run import run_events
-    from stdl_edge.devices import open_device
+    import stdl_edge
     from stdl_edge.sources import open_source
-    from stdl_edge.registry import EXPORTERS
 
     out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="stdl-edge-example-")) / "run"
     config = trainer.TrainConfig(dataset="digits-dvs", model="dvs-cnn", method="stdl", subnets=4,
                                  epochs=args.epochs, limit=args.limit, batch_size=32, device="cpu", seed=0)
     print(f"training {config.model} with {config.method} (K={config.subnets}) for {config.epochs} epochs -> {out}")
-    result = trainer.train(config, out, on_epoch=lambda m: print(
+    result = stdl_edge.train(out, config, on_epoch=lambda m: print(
         f"  epoch {m.epoch}: train acc {m.train_acc:.3f}  test acc {m.test_acc:.3f}"))
     print(f"trained: test accuracy {result.test_acc:.3f}")
 
     if args.device in ("loihi-sim", "lava"):
-        paths = EXPORTERS.get("netx")(out, evaluate=False)
+        paths = stdl_edge.export(out, to="netx", evaluate=False)
         artifact = next(p for p in paths if p.name == "model.net")
     elif args.device == "onnxruntime":
-        paths = EXPORTERS.get("onnx")(out)
+        paths = stdl_edge.export(out, to="onnx")
         artifact = next(p for p in paths if p.name == "manifest.json")
     else:
         artifact = out
     print(f"exported: {artifact}")
 
-    device = open_device(args.device, artifact)
+    device = stdl_edge.open_device(artifact, args.device)
     source = open_source("digits-dvs:test", limit=args.test_samples)
-    run = run_events(device, source, per_sample=True)
+    run = stdl_edge.run_events(device, source, per_sample=True)
     lat = run.latency_ms()
     energy = "n/a" if run.energy_uj is None else f"{run.energy_uj:.2f} uJ"
     print(f"{args.device}: accuracy {run.accuracy:.3f} on {len(run.predictions)} test samples, "

@@ -1,14 +1,39 @@
-"""stdl-edge: train SNNs with spatio-temporal decoupled learning, deploy them to the edge."""
+"""stdl-edge: train SNNs with spatio-temporal decoupled learning, deploy them to the edge.
+
+The Python API (``docs/api.md``): :func:`train`, :func:`load_run`, :func:`export`,
+:func:`open_device`, :func:`run_events`, :func:`verify` (all in :mod:`stdl_edge.api`), and
+the building blocks below. Every name is imported on first use, so ``import stdl_edge``
+does not import torch.
+"""
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-from .events import EVENT_DTYPE, BinSpec, EventBinner, EventError, SensorSize, bin_events, validate_events
-from .models import ModelConfig, SpikingNet, build_model
-from .neuron import CubaParams, CubaState, cuba_step
+#: public name -> the submodule that defines it (imported on first access)
+_EXPORTS = {
+    **dict.fromkeys(("export", "load_run", "open_device", "run_events", "train", "verify"), "api"),
+    **dict.fromkeys(("EVENT_DTYPE", "BinSpec", "EventBinner", "EventError", "SensorSize", "bin_events",
+                     "validate_events"), "events"),
+    **dict.fromkeys(("ModelConfig", "SpikingNet", "build_model"), "models"),
+    **dict.fromkeys(("CubaParams", "CubaState", "cuba_step"), "neuron"),
+}
 
-__all__ = [
-    "__version__", "EVENT_DTYPE", "BinSpec", "EventBinner", "EventError", "SensorSize", "bin_events",
-    "validate_events", "ModelConfig", "SpikingNet", "build_model", "CubaParams", "CubaState", "cuba_step",
-]
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
+
+__all__ = ["__version__", *_EXPORTS]

@@ -167,6 +167,9 @@ class RunFolder:
 
     def record(self) -> dict[str, Any]:
         """``model.json``, checked: the folder must be a run folder of this format version."""
+        if not self.path.exists():
+            raise FileNotFoundError(f"run folder {self.path} does not exist "
+                                    f"(train one with `stdl-edge train --out {self.path}`)")
         if not self.is_run():
             raise FileNotFoundError(f"{self.path} has no {MODEL_RECORD}: it is not a stdl-edge run folder "
                                     "(train one with `stdl-edge train`)")

@@ -134,10 +134,7 @@ def unregister_dataset(name: str) -> None:
 def _builder(name: str) -> DatasetBuilder:
     if name not in DATASETS:
         raise ValueError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
-    try:
-        return _BUILDERS.get(name)
-    except RuntimeError as e:
-        raise ValueError(str(e)) from None
+    return _BUILDERS.get(name)
 
 
 def dataset_info(name: str) -> DatasetInfo:

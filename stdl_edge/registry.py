@@ -14,6 +14,15 @@ from typing import Callable, Generic, TypeVar
 T = TypeVar("T")
 
 
+class UnknownNameError(ValueError):
+    """No entry is registered under the name asked for (a user error; the message lists the names)."""
+
+
+class UnavailableError(ValueError):
+    """The entry asked for cannot run here, e.g. an optional package is missing (a user error;
+    the message says what to install)."""
+
+
 @dataclass(frozen=True)
 class Entry(Generic[T]):
     name: str
@@ -52,12 +61,14 @@ class Registry(Generic[T]):
         return list(self._entries.values())
 
     def get(self, name: str) -> T:
+        """The target registered as ``name``; :class:`UnknownNameError` for an unknown name,
+        :class:`UnavailableError` for an entry that cannot run here."""
         entry = self._entries.get(name)
         if entry is None:
-            raise KeyError(f"unknown {self.what} {name!r}; available: {', '.join(self._entries) or 'none'}")
+            raise UnknownNameError(f"unknown {self.what} {name!r}; available: {', '.join(self._entries) or 'none'}")
         why = entry.why_unavailable()
         if why:
-            raise RuntimeError(f"{self.what} {name!r} is not available: {why}")
+            raise UnavailableError(f"{self.what} {name!r} is not available: {why}")
         return entry.target
 
 

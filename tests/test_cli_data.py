@@ -34,11 +34,23 @@ def test_data_command_prints_summary_and_writes_preview(tmp_path):
     assert width > 500 and height > 300  # 4 classes x 8 steps of small images
 
 
-def test_data_command_defaults_preview_to_the_working_directory(tmp_path, monkeypatch):
+def test_data_command_defaults_preview_to_the_cache_folder(tmp_path, monkeypatch):
+    from stdl_edge.data import cache_dir
+
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["data", "shapes-dvs", "--limit", "40"])
     assert result.exit_code == 0, result.output
-    assert (tmp_path / "shapes-dvs-preview.png").exists()
+    preview = cache_dir() / "shapes-dvs-preview.png"
+    assert _png_size(preview)[0] > 500 and f"preview: {preview}" in result.output
+    assert list(tmp_path.iterdir()) == []  # nothing in the working directory
+
+
+def test_data_command_writes_the_preview_into_an_out_folder(tmp_path):
+    folder = tmp_path / "previews"  # no suffix: a folder, created
+    result = runner.invoke(app, ["data", "shapes-dvs", "--limit", "40", "--out", str(folder)])
+    assert result.exit_code == 0, result.output
+    assert _png_size(folder / "shapes-dvs-preview.png")[0] > 500
+    assert f"preview: {folder / 'shapes-dvs-preview.png'}" in result.output
 
 
 def test_data_list_names_the_data_sets():

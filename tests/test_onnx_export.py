@@ -336,7 +336,7 @@ class _LabelledEvents:
 
 
 def test_run_with_early_exit_reports_the_exit_of_each_sample(cnn):
-    from stdl_edge.cli.run import run_events
+    from stdl_edge.devices.streaming import run_events
 
     _, run, _ = cnn
     dev = open_device("onnxruntime", run / "export" / "onnx", chain=True)

@@ -84,7 +84,7 @@ class _Labelled(EventSource):
 
 
 def test_per_sample_predictions_and_accuracy_equal_classify(run_folder, rng):
-    from stdl_edge.cli.run import run_events
+    from stdl_edge.devices.streaming import run_events
 
     samples = [(_events(rng, 300, S, STEPS * DT), int(rng.integers(0, 3))) for _ in range(7)]
     dev = open_device("torch", run_folder)
@@ -152,3 +152,46 @@ def test_main_prints_one_line_and_exits_2(tmp_path, run_folder):
     assert "Traceback" not in proc.stderr
     with pytest.raises(SourceError):
         open_source(bad)
+
+
+def test_device_for_reads_the_kind_of_artifact(tmp_path, run_folder):
+    from stdl_edge.devices.choose import device_for
+
+    onnx_dir, netx_dir = tmp_path / "onnx", tmp_path / "netx"
+    onnx_dir.mkdir()
+    netx_dir.mkdir()
+    for path in (onnx_dir / "manifest.json", onnx_dir / "model.onnx", netx_dir / "model.net", tmp_path / "x.bin"):
+        path.write_bytes(b"")
+    expected = {run_folder: "torch", run_folder / "model.json": "torch", onnx_dir: "onnxruntime",
+                onnx_dir / "manifest.json": "onnxruntime", onnx_dir / "model.onnx": "onnxruntime",
+                netx_dir: "loihi-sim", netx_dir / "model.net": "loihi-sim"}
+    assert {path: device_for(path) for path in expected} == expected
+    with pytest.raises(ValueError, match=r"cannot tell which device runs .*x.bin.*--device"):
+        device_for(tmp_path / "x.bin")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        device_for(tmp_path / "nope.net")
+
+
+def test_run_picks_the_device_and_finds_the_run_s_exports(tmp_path, run_folder, rng):
+    pytest.importorskip("onnxruntime")
+    path = tmp_path / "rec.npy"
+    np.save(path, _events(rng, 2000, S, STEPS * DT * 2))
+    args = ["--events", str(path), "--sensor", f"{S},{S}", "--limit", "1"]
+
+    def run(*argv: str) -> str:
+        result = CliRunner().invoke(app, ["run", *argv, *args])
+        assert result.exit_code == 0, result.output
+        return "".join(result.output.split())  # rich wraps long titles
+
+    for device, export in (("loihi-sim", "export/netx/model.net"), ("onnxruntime", "export/onnx")):
+        assert not (run_folder / export).exists()
+        out = run(str(run_folder), "--device", device)  # a run folder: its export, written first
+        assert "ismissing:exporting" in out and f"{device}:{run_folder}" in out
+        assert (run_folder / export).exists()
+    picked = {run_folder: "torch", run_folder / "export" / "netx" / "model.net": "loihi-sim",
+              run_folder / "export" / "onnx": "onnxruntime",
+              run_folder / "export" / "onnx" / "manifest.json": "onnxruntime",
+              run_folder / "export" / "onnx" / "model.onnx": "onnxruntime"}
+    for artifact, device in picked.items():
+        out = run(str(artifact))
+        assert f"{device}:{artifact}" in out and "ismissing" not in out, (artifact, out)

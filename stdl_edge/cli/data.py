@@ -1,10 +1,14 @@
-"""``stdl-edge data``: build or load a bundled data set, summarise it and draw a preview."""
+"""``stdl-edge data``: build or load a bundled data set, summarise it and draw a preview.
+
+The preview goes to ``--out`` (a ``.png`` file, or a folder for ``<name>-preview.png``), by
+default into the data cache folder beside the cached events (:func:`stdl_edge.data.cache_dir`),
+never into the working directory.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
@@ -29,6 +33,7 @@ def _list_datasets() -> None:
 def write_preview(ds, path: Path) -> Path:
     """Draw one example per class (rows) over its time steps (columns): ON red, OFF blue, both purple."""
     import matplotlib
+    import numpy as np
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -67,17 +72,28 @@ def write_preview(ds, path: Path) -> Path:
     return path
 
 
+def _preview_path(out: Path | None, name: str, default_folder: Path) -> Path:
+    """``--out`` itself (a file), ``<name>-preview.png`` inside it (a folder: exists or has no
+    suffix), or inside ``default_folder`` without ``--out``."""
+    if out is not None and out.suffix and not out.is_dir():
+        return out
+    return (out if out is not None else default_folder) / f"{name}-preview.png"
+
+
 @app.command("data")
 def data_command(
     name: str = typer.Argument(None, help="data set name (see --list)", show_default=False),
-    out: Path = typer.Option(None, "--out", help="preview PNG path [default: ./<name>-preview.png]"),
+    out: Path = typer.Option(None, "--out", help="preview: a .png file, or a folder for <name>-preview.png "
+                                                 "[default: the data cache folder]", show_default=False),
     seed: int = typer.Option(0, help="generation and split seed"),
     rebuild: bool = typer.Option(False, "--rebuild", help="regenerate even if cached"),
     limit: int = typer.Option(None, help="a class-balanced subset of about this many samples (quick look)"),
     list_: bool = typer.Option(False, "--list", help="list the data sets and exit"),
 ) -> None:
     """Build (first use) or load a data set, print its statistics and write a preview PNG."""
-    from stdl_edge.data import DATASETS, load_dataset
+    import numpy as np
+
+    from stdl_edge.data import DATASETS, cache_dir, load_dataset
 
     if list_:
         _list_datasets()
@@ -125,5 +141,5 @@ def data_command(
                           f"{counts[sel].mean():.0f}" if sel.any() else "-")
     console.print(per_class)
 
-    path = write_preview(ds, out if out is not None else Path(f"{info.name}-preview.png"))
-    console.print(f"preview: {path}")
+    path = write_preview(ds, _preview_path(out, info.name, cache_dir()))
+    console.print(f"preview: {path}", soft_wrap=True, highlight=False)

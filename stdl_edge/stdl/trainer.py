@@ -135,9 +135,12 @@ def resolve_device(name: str) -> torch.device:
     """'auto' -> CUDA when available, else CPU; a clear error for an unavailable CUDA."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+        raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
     return device
 
 

@@ -1,0 +1,114 @@
+"""stdl_edge.api: the top-level names load lazily and the thin functions check their input.
+
+(docs/api.md runs every entry point end to end: tests/test_api_docs.py.)
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import stdl_edge
+from stdl_edge import api
+from stdl_edge.artifact import StreamInfo, save_model
+from stdl_edge.models import ModelConfig, build_model
+from stdl_edge.registry import UnknownNameError
+
+
+def test_import_stdl_edge_is_light_and_its_names_load_on_use(tmp_path):
+    code = ("import json, sys\n"
+            "import stdl_edge\n"
+            "before = 'torch' in sys.modules\n"
+            "from stdl_edge import EVENT_DTYPE, CubaParams, build_model, export, open_device, run_events, train\n"
+            "from stdl_edge import load_run, verify\n"
+            "import stdl_edge.api as api\n"
+            "print(json.dumps([before, train is api.train, verify is api.verify, 'train' in dir(stdl_edge),\n"
+            "                  sorted(m for m in ('stdl_edge.devices', 'stdl_edge.exporters') if m in sys.modules)]))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == [False, True, True, True, []]
+
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        stdl_edge.nope  # noqa: B018
+
+
+@pytest.fixture
+def run_folder(tmp_path):
+    model = build_model(ModelConfig(input_shape=(2, 8, 8), num_classes=2, width=0.25), seed=0)
+    return save_model(tmp_path / "run", model, StreamInfo((8, 8, 2), 1000, 4, class_names=("a", "b")))
+
+
+def test_train_merges_options_into_the_config(tmp_path, monkeypatch):
+    from stdl_edge.stdl import trainer
+
+    seen = {}
+    monkeypatch.setattr(trainer, "train", lambda config, out, **kw: seen.update(config=config, out=out, **kw))
+    api.train(tmp_path / "a", dataset="shapes-dvs", epochs=2)
+    assert seen["config"] == trainer.TrainConfig(dataset="shapes-dvs", epochs=2) and seen["out"] == tmp_path / "a"
+    api.train(tmp_path / "b", trainer.TrainConfig(method="bptt", epochs=3), epochs=5, resume=True)
+    assert seen["config"] == trainer.TrainConfig(method="bptt", epochs=5) and seen["resume"] is True
+    with pytest.raises(ValueError, match="unknown training option.*nope"):
+        api.train(tmp_path / "c", nope=1)
+
+
+def test_export_names_the_missing_folder_and_the_unknown_exporter(tmp_path, run_folder):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        api.export(tmp_path / "nope", to="onnx")
+    with pytest.raises(UnknownNameError, match="unknown exporter 'nope'; available: onnx, netx"):
+        api.export(run_folder, to="nope")
+
+
+def test_open_device_and_run_events_on_an_event_array(run_folder, rng):
+    from stdl_edge.sources import open_source
+    from stdl_edge.events import make_events
+
+    dev = api.open_device(run_folder)
+    assert dev.name == "torch"
+    n = 500
+    events = make_events(rng.integers(0, 16, n), rng.integers(0, 16, n), np.sort(rng.integers(0, 8000, n)),
+                         rng.integers(0, 2, n))  # a 16x16 sensor: downsampled by 2 to the model's 8x8
+    result = api.run_events(dev, events, sensor_size=(16, 16), window_steps=4)
+    assert result.mode == "window" and [p["window"] for p in result.predictions] == [0, 1]
+    assert result.events == n
+    with pytest.raises(ValueError, match="sensor_size= is for events that are not opened yet"):
+        api.run_events(dev, open_source(events, sensor_size=(16, 16), fit=(8, 8)), sensor_size=(16, 16))
+
+
+def test_only_the_api_and_the_cli_import_devices_and_exporters_and_the_api_lazily():
+    import ast
+    from pathlib import Path
+
+    def imported(node: ast.AST) -> list[str]:
+        if isinstance(node, ast.Import):
+            return [a.name for a in node.names]
+        if isinstance(node, ast.ImportFrom):
+            base = ("stdl_edge." if node.level else "") + (node.module or "")
+            return [base] + [f"{base}.{a.name}".replace("..", ".") for a in node.names]
+        return []
+
+    heavy = ("stdl_edge.devices", "stdl_edge.exporters", ".devices", ".exporters")
+    core = Path(stdl_edge.__file__).parent
+    for path in core.rglob("*.py"):
+        if "cli" in path.relative_to(core).parts or path.name == "api.py":
+            continue
+        names = [n for node in ast.walk(ast.parse(path.read_text())) for n in imported(node)]
+        assert not [n for n in names if n.startswith(heavy)], path
+    tree = ast.parse((core / "api.py").read_text())
+    top = [n for node in tree.body if not isinstance(node, ast.If) for n in imported(node)]  # If: TYPE_CHECKING
+    assert not [n for n in top if n.startswith(heavy)]
+
+
+def test_no_example_or_benchmark_imports_the_cli():
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for path in [*(root / "examples").glob("*.py"), *(root / "benchmarks").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not [n for n in names if n.startswith("stdl_edge.cli")], f"{path.name} imports {names}"
