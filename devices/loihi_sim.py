@@ -53,20 +53,11 @@ from typing import Any
 import numpy as np
 
 from stdl_edge.artifact import StreamInfo
+from stdl_edge.loihi import ACT_SHIFT, BASE_SCALE, BIAS_EXP, DECAY_SHIFT, DECAY_UNITY, MAX_UV, VTH_SHIFT
 from stdl_edge.registry import DEVICES
 
 from .base import Device, LayerStats
 
-#: Loihi fixed-point constants (lava.proc.lif.models.AbstractPyLifModelFixed)
-DECAY_SHIFT = 12
-DECAY_UNITY = 1 << DECAY_SHIFT
-ACT_SHIFT = 6  # synaptic input is MSB-aligned by 6 bits
-VTH_SHIFT = 6  # so is the threshold
-BIAS_EXP = 6  # netx passes bias_exp=6 for CUBA
-UV_BITS = 24
-MAX_UV = 1 << (UV_BITS - 1)
-#: lava-dl's slayer weight scale (1 << 6): weight and threshold units per 1.0
-DEFAULT_SCALE = 64.0
 SUPPORTED_NEURONS = ("CUBA", "LOIHI")
 #: an event's scatter costs about this many dense multiply-adds (BLAS, batch <= 4); picks the conv path
 EVENT_COST = 4
@@ -199,7 +190,7 @@ class SimLayer:
     v_decay: int
     vth: int
     bias: np.ndarray  # bias_mant, broadcast to out_shape
-    scale: float = DEFAULT_SCALE
+    scale: float = BASE_SCALE
     weight: np.ndarray | None = None  # dense (O, I) effective; conv (O, I/g, kh, kw)
     weight_exp: int = 0
     stride: tuple[int, int] = (1, 1)  # (y, x)
@@ -300,7 +291,7 @@ class LoihiNet:
                         w = int(np.asarray(_read(g, "weight", 64)).reshape(-1)[0])
                         b = int(np.asarray(_read(g, "bias", 0)).reshape(-1)[0])
                         layers.append(SimLayer(name, "input", i, shape, shape, *neuron, bias=bias,
-                                               scale=float(g.attrs.get("scale", DEFAULT_SCALE)),
+                                               scale=float(g.attrs.get("scale", BASE_SCALE)),
                                                transform=(w, b)))
                         msg_bits = neuron_msg_bits(g["neuron"])
                     input_shape = shape
@@ -324,7 +315,7 @@ class LoihiNet:
                                             "an 'input' layer with a shape (or input_shape=...)")
                         layer = cls._conv(g, name, i, neuron, cur_shape, where)
                     layer.input_message_bits = msg_bits
-                    layer.scale = float(g.attrs.get("scale", DEFAULT_SCALE))
+                    layer.scale = float(g.attrs.get("scale", BASE_SCALE))
                     flatten_next = False
                     layers.append(layer)
                     cur_shape = layer.out_shape
