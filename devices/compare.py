@@ -40,7 +40,10 @@ from .base import Device
 #: device pairs that run the same arithmetic and must agree exactly
 IDENTITY_PAIRS = (frozenset({"torch", "onnxruntime"}), frozenset({"loihi-sim", "lava"}))
 
-#: artifact of each device inside a run folder, and the exporter that writes it
+#: ``export(run, exporter, out_dir)``: writes the export ``exporter`` of run folder ``run`` into ``out_dir``
+ExportFn = Callable[[Path, str, Path], object]
+
+#: artifact of each device inside a run folder (under RUN/export/<exporter>), and the exporter that writes it
 ARTIFACTS: dict[str, tuple[str, str | None]] = {
     "torch": (".", None),
     "onnxruntime": ("export/onnx", "onnx"),
@@ -54,12 +57,15 @@ def expects_identity(a: str, b: str) -> bool:
     return frozenset({a, b}) in IDENTITY_PAIRS
 
 
-def resolve_artifact(run: str | Path, device: str, export_missing: bool = True,
+def resolve_artifact(run: str | Path, device: str, export: ExportFn | None = None,
                      notify: Callable[[str], None] | None = None) -> Path:
-    """The artifact ``device`` runs for the run folder ``run`` (exporting it first if missing).
+    """The artifact ``device`` runs for the run folder ``run``.
 
     torch: the run folder; onnxruntime: RUN/export/onnx; loihi-sim, lava: RUN/export/netx/model.net.
     A path that is already an artifact (a .onnx/.net file, an export folder) is returned as is.
+    A missing export is written by ``export(run, exporter, out_dir)`` when given (the CLI passes
+    its exporter; ``notify`` hears about it first), else a ``FileNotFoundError`` names the
+    ``stdl-edge export`` command to run.
     """
     run = Path(run)
     if not run.exists():
@@ -72,15 +78,11 @@ def resolve_artifact(run: str | Path, device: str, export_missing: bool = True,
     rel, exporter = ARTIFACTS[device]
     path = run / rel
     if not path.exists() and exporter is not None:
-        if not export_missing:
+        if export is None:
             raise FileNotFoundError(f"{path} does not exist; run `stdl-edge export {run} --to {exporter}`")
-        from stdl_edge.registry import EXPORTERS
-
-        import stdl_edge.exporters  # noqa: F401  (registers the exporters)
-
         if notify is not None:
             notify(f"{path} is missing: exporting {run} to {exporter} first")
-        EXPORTERS.get(exporter)(run, run / Path(rel.split("/")[0]) / rel.split("/")[1])
+        export(run, exporter, run / "export" / exporter)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist after export; the {exporter} exporter wrote elsewhere")
     return path

@@ -248,3 +248,16 @@ def test_spike_difference_with_different_voltages_is_a_mismatch():
     pair = cmp.pairs[("torch", "onnxruntime")]
     assert not cmp.ok and not pair.tied_samples
     assert {(m.key, m.step) for m in pair.mismatches} >= {("0.dense", 1), ("0.dense/v", 1)}
+
+
+def test_missing_export_names_the_command_or_is_written_by_the_callers_exporter(run, tmp_path):
+    from stdl_edge.cli.export import write_export
+
+    fresh = tmp_path / "fresh"
+    shutil.copytree(run, fresh, ignore=shutil.ignore_patterns("export"))
+    with pytest.raises(FileNotFoundError, match=f"run `stdl-edge export {fresh} --to onnx`"):
+        resolve_artifact(fresh, "onnxruntime")
+    heard = []
+    path = resolve_artifact(fresh, "onnxruntime", export=write_export, notify=heard.append)
+    assert path == fresh / "export" / "onnx" and (path / "manifest.json").exists()
+    assert heard == [f"{path} is missing: exporting {fresh} to onnx first"]

@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from .app import app, console
+from .export import write_export
 
 
 def bench_devices(target: Path, devices: list[str], steps: int = 200, batch: int = 32, warmup: int = 20,
@@ -29,7 +30,8 @@ def bench_devices(target: Path, devices: list[str], steps: int = 200, batch: int
         raise ValueError(f"--steps {steps} and --batch {batch} must be >= 1")
     rows = []
     for name in devices:
-        artifact = resolve_artifact(target, name, notify=lambda msg: console.print(f"[yellow]{msg}[/]"))
+        artifact = resolve_artifact(target, name, export=write_export,
+                                    notify=lambda msg: console.print(f"[yellow]{msg}[/]"))
         dev = open_device(name, artifact, **(options or {}).get(name, {}))
         one = time_steps(dev, 1, steps, min(warmup, steps))
         many = time_steps(dev, batch, max(steps // 4, 5), min(max(warmup // 4, 2), steps))

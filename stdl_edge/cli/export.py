@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -14,6 +15,15 @@ def _size(n: int) -> str:
     return f"{n / 1024:.1f} KiB" if n < 1024 * 1024 else f"{n / 1024 / 1024:.2f} MiB"
 
 
+def write_export(run: Path, to: str, out_dir: Path, **options: Any) -> list[Path]:
+    """Run the registered exporter ``to`` on ``run`` into ``out_dir``; verify and bench call it for
+    a missing export."""
+    import stdl_edge.exporters  # noqa: F401  (registers the exporters)
+    from stdl_edge.registry import EXPORTERS
+
+    return EXPORTERS.get(to)(run, out_dir, **options)
+
+
 @app.command()
 def export(
     run: Path = typer.Argument(..., help="run folder (model.json + model.safetensors)"),
@@ -23,12 +33,8 @@ def export(
                                        help="also write a fixed-T sequence graph (onnx only)"),
 ) -> None:
     """Export a trained run: the whole model, each STDL subnetwork and each auxiliary head."""
-    import stdl_edge.exporters  # noqa: F401  (registers the exporters)
-    from stdl_edge.registry import EXPORTERS
-
     if not run.is_dir():
         raise FileNotFoundError(f"run folder {run} does not exist (train one with `stdl-edge train --out {run}`)")
-    exporter = EXPORTERS.get(to)
     options = {}
     if sequence_steps is not None:
         if to != "onnx":
@@ -36,7 +42,7 @@ def export(
         options["sequence_steps"] = sequence_steps
     out_dir = out if out is not None else run / "export" / to
     with console.status(f"exporting {run} to {to} ..."):
-        files = exporter(run, out_dir, **options)
+        files = write_export(run, to, out_dir, **options)
     table = Table(title=f"{to} export of {run}")
     table.add_column("file")
     table.add_column("size", justify="right")

@@ -19,6 +19,7 @@ from rich.progress import Progress
 from rich.table import Table
 
 from .app import app, console
+from .export import write_export
 
 
 def dataset_of_run(run: Path) -> str | None:
@@ -80,7 +81,8 @@ def run_verify(run: Path, devices: list[str], samples: int = 64, dataset: str | 
         raise ValueError(f"--samples {samples} and --batch {batch} must be >= 1")
     opened = {}
     for name in devices:
-        artifact = resolve_artifact(run, name, notify=lambda msg: console.print(f"[yellow]{msg}[/]"))
+        artifact = resolve_artifact(run, name, export=write_export,
+                                    notify=lambda msg: console.print(f"[yellow]{msg}[/]"))
         opened[name] = open_device(name, artifact, record=True, **(options or {}).get(name, {}))
     first = next(iter(opened.values()))
     name = dataset or dataset_of_run(run)
