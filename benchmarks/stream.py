@@ -94,7 +94,7 @@ def build_artifacts(folder: Path, size: int, devices: list[str]) -> dict[str, Pa
     if "onnxruntime" in devices:
         out["onnxruntime"] = [p for p in EXPORTERS.get("onnx")(run, sequence_steps=None) if p.name == "model.onnx"][0]
     if "loihi-sim" in devices:
-        out["loihi-sim"] = [p for p in EXPORTERS.get("netx")(run, evaluate=False) if p.name == "model.net"][0]
+        out["loihi-sim"] = [p for p in EXPORTERS.get("netx")(run) if p.name == "model.net"][0]
     return out
 
 

@@ -54,7 +54,7 @@ def main() -> None:
     print(f"trained: test accuracy {result.test_acc:.3f}")
 
     if args.device in ("loihi-sim", "lava"):
-        paths = EXPORTERS.get("netx")(out, evaluate=False)
+        paths = EXPORTERS.get("netx")(out)
         artifact = next(p for p in paths if p.name == "model.net")
     elif args.device == "onnxruntime":
         paths = EXPORTERS.get("onnx")(out)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -16,12 +17,18 @@ def _size(n: int) -> str:
 
 
 def write_export(run: Path, to: str, out_dir: Path, **options: Any) -> list[Path]:
-    """Run the registered exporter ``to`` on ``run`` into ``out_dir``; verify and bench call it for
-    a missing export."""
+    """Run the registered exporter ``to`` on ``run`` into ``out_dir``; netx also gets the float vs
+    fixed-point evaluation on loihi-sim (``quantization.json`` ``accuracy``). verify and bench call
+    it for a missing export."""
     import stdl_edge.exporters  # noqa: F401  (registers the exporters)
     from stdl_edge.registry import EXPORTERS
 
-    return EXPORTERS.get(to)(run, out_dir, **options)
+    exporter = EXPORTERS.get(to)
+    if to == "netx":
+        from stdl_edge.devices.fixed_point import evaluate_fixed_point
+
+        options["evaluate"] = partial(evaluate_fixed_point, run)
+    return exporter(run, out_dir, **options)
 
 
 @app.command()

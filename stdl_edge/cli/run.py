@@ -252,6 +252,7 @@ def run_events(device: Any, source: Any, *, window_steps: int | None = None, per
     from stdl_edge.events import bin_events
 
     stream = device.stream
+    bin_spec = device.bin_spec  # a clear error, naming the file, when the artifact records no time step
     sensor = tuple(source.sensor_size[:2])
     if sensor != tuple(stream.sensor[:2]):
         raise ValueError(f"the source gives a {sensor[0]}x{sensor[1]} sensor but the artifact expects "
@@ -293,7 +294,7 @@ def run_events(device: Any, source: Any, *, window_steps: int | None = None, per
 
         def run_batch(items: list[tuple[np.ndarray, int]]) -> None:
             nonlocal correct
-            frames = np.stack([bin_events(ev, stream.sensor, stream.bin_spec, num_steps=stream.num_steps)
+            frames = np.stack([bin_events(ev, stream.sensor, bin_spec, num_steps=stream.num_steps)
                                for ev, _ in items], axis=1)  # (T, B, 2, H, W)
             if early_exit is None:
                 scores, taken = classify(meter, frames), None
@@ -490,6 +491,8 @@ def run(
     early_exit: float | None = typer.Option(None, "--early-exit", help="onnxruntime, per sample: leave at the "
                                                                       "first auxiliary head whose softmax "
                                                                       "confidence reaches this (0-1]"),
+    dt_us: int | None = typer.Option(None, "--dt-us", min=1, help="time step (us) of a netx file that records "
+                                                                 "none (lava-dl's own exports)"),
 ) -> None:
     """Run a network on an event stream and print predictions, latency, activity and energy."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -505,7 +508,10 @@ def run(
         raise ValueError(f"--window-ms {window_ms} must be > 0")
     if window_ms is not None and per_sample:
         raise ValueError("pass either --window-ms or --per-sample, not both")
-    dev = open_device(device, artifact, record=bool(plot), **({"chain": True} if early_exit is not None else {}))
+    options = {"chain": True} if early_exit is not None else {}
+    if dt_us is not None:
+        options["dt_us"] = dt_us
+    dev = open_device(device, artifact, record=bool(plot), **options)
     stream = dev.stream
     src = open_source(events, format=fmt, sensor_size=_pair(sensor, "--sensor", 2),
                       crop=_pair(crop, "--crop", 4), downsample=downsample or 1,
@@ -517,7 +523,7 @@ def run(
                       f"downsample {src.geometry.downsample}[/]")
     window_steps = None
     if window_ms is not None:
-        window_steps = max(1, int(round(window_ms * 1000 / stream.dt_us)))
+        window_steps = max(1, int(round(window_ms * 1000 / dev.bin_spec.dt_us)))
     elif not (per_sample or src.labelled):
         window_steps = stream.num_steps
     use_samples = per_sample or (src.labelled and window_ms is None)
