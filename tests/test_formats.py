@@ -1,4 +1,4 @@
-"""Artifact formats: StreamInfo's one flat encoding, the netx parser and writer, legacy and foreign files."""
+"""Artifact formats: StreamInfo's one flat encoding, the netx and ONNX parsers and writers, legacy and foreign files."""
 
 from __future__ import annotations
 
@@ -16,11 +16,12 @@ import stdl_edge.artifact
 import stdl_edge.loihi
 from stdl_edge.artifact import StreamInfo
 from stdl_edge.formats import netx as nx
+from stdl_edge.formats import onnx as ox
 
 STREAM = StreamInfo(sensor_size=(4, 4, 2), dt_us=2000, num_steps=5, class_names=("a", "b", "c"))
 
 
-@pytest.mark.parametrize("module", [stdl_edge.loihi, stdl_edge.artifact, nx])
+@pytest.mark.parametrize("module", [stdl_edge.loihi, stdl_edge.artifact, nx, ox])
 def test_docstring_examples(module):
     result = doctest.testmod(module)
     assert result.attempted > 0 and result.failed == 0
@@ -183,3 +184,54 @@ def test_newer_netx_version_is_refused(tmp_path):
         f.attrs["format_version"] = nx.VERSION + 1
     with pytest.raises(nx.NetxError, match="upgrade stdl-edge"):
         nx.read_netx(path)
+
+
+# ----------------------------------------------------------------------------- ONNX metadata and manifest
+def _entry(**place) -> ox.StepEntry:
+    states = [ox.StateSpec.of(layer, f, shape, kind) for layer, shape, kind in
+              (("0.dense", (5,), "dense"), ("1.readout", (3,), "readout")) for f in ox.STATE_FIELDS]
+    return ox.StepEntry("subnet1.onnx", (0, 2), ("0.dense", "1.readout"), (4,), (3,), tuple(states), **place)
+
+
+def test_onnx_metadata_and_manifest_round_trip(tmp_path):
+    entry = _entry(index=1)
+    meta = ox.GraphMetadata.of_step(entry, STREAM, "subnet", 1, num_subnets=2, neuron={"threshold": 1.0},
+                                    model={"arch": "x"})
+    props = meta.to_props()
+    assert all(isinstance(v, str) for v in props.values())
+    assert props["dt_us"] == "2000" and props["subnet_index"] == "1" and props["role"] == "subnet"
+    assert ox.GraphMetadata.from_props(props) == meta
+    assert ox.GraphMetadata.from_props({"producer": "elsewhere"}) is None
+    manifest = ox.Manifest(STREAM, _entry(), (entry,), entry.layer_names, 3, (4,), model={"arch": "x"},
+                           aux_heads=(_entry(index=0, follows=0),), sequence=ox.SequenceEntry("seq.onnx", 4, (4,), 3))
+    assert ox.read_manifest(manifest.write(tmp_path)) == manifest
+    assert ox.read_manifest(tmp_path).aux_heads[0].follows == 0
+
+
+def test_legacy_onnx_metadata_and_manifest_find_the_readout_by_kind():
+    """Exports from before ``kind`` was recorded: the kind is the end of the layer name."""
+    old_states = [{"name": f"{layer}.{f}", "layer": layer, "shape": [n]}
+                  for layer, n in (("0.dense", 5), ("1.readout", 3)) for f in ("u", "v", "s")]
+    props = {"format_version": "1", "stdl_edge_version": "0.1.0", "dt_us": "2000", "sensor_size": "[4, 4, 2]",
+             "bin_mode": "binary", "num_steps": "5", "class_names": '["a", "b", "c"]', "role": "model",
+             "subnet_index": "-1", "num_subnets": "1", "graph": "step", "layers": "[0, 2]",
+             "layer_names": '["0.dense", "1.readout"]', "states": json.dumps(old_states)}
+    meta = ox.GraphMetadata.from_props(props)
+    assert meta.stream == STREAM and [s.readout for s in meta.states] == [False] * 3 + [True] * 3
+    old_entry = {"file": "model.onnx", "layers": [0, 2], "layer_names": ["0.dense", "1.readout"],
+                 "input_shape": [4], "output_shape": [3], "states": old_states}
+    assert ox.StepEntry.from_dict(old_entry).states[-1].kind == "readout"
+
+
+def test_manifest_errors(tmp_path):
+    with pytest.raises(FileNotFoundError, match="has no manifest.json"):
+        ox.read_manifest(tmp_path)
+    (tmp_path / ox.MANIFEST).write_text(json.dumps({"kind": ox.MANIFEST_KIND, "format_version": ox.VERSION + 1}))
+    with pytest.raises(ValueError, match="upgrade stdl-edge"):
+        ox.read_manifest(tmp_path)
+
+
+def test_readout_kind_is_the_layer_kind():
+    from stdl_edge.layers import Readout
+
+    assert ox.READOUT_KIND == Readout.kind
