@@ -1,7 +1,8 @@
-"""Artifact formats: StreamInfo's one flat encoding, the netx and ONNX parsers and writers, legacy and foreign files."""
+"""Artifact formats: StreamInfo's one flat encoding, the netx and ONNX parsers, legacy files, import rules."""
 
 from __future__ import annotations
 
+import ast
 import doctest
 import json
 from pathlib import Path
@@ -18,6 +19,7 @@ from stdl_edge.artifact import StreamInfo
 from stdl_edge.formats import netx as nx
 from stdl_edge.formats import onnx as ox
 
+ROOT = Path(__file__).resolve().parents[1]
 STREAM = StreamInfo(sensor_size=(4, 4, 2), dt_us=2000, num_steps=5, class_names=("a", "b", "c"))
 
 
@@ -235,3 +237,33 @@ def test_readout_kind_is_the_layer_kind():
     from stdl_edge.layers import Readout
 
     assert ox.READOUT_KIND == Readout.kind
+
+
+# ----------------------------------------------------------------------------- import rules
+def _imports(path: Path) -> list[tuple[str, list[str], int]]:
+    """``(module, names, level)`` of every import statement in ``path``."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            out += [(a.name, [], 0) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            out.append((node.module or "", [a.name for a in node.names], node.level))
+    return out
+
+
+def test_exporters_and_devices_import_only_the_core():
+    for path in sorted((ROOT / "exporters").glob("*.py")):
+        for module, _, level in _imports(path):
+            assert not module.startswith("stdl_edge.devices"), f"{path.name} imports {module}"
+            assert not (level == 2 and module.startswith("devices")), f"{path.name} imports {module}"
+    for path in sorted((ROOT / "devices").glob("*.py")):
+        for module, names, level in _imports(path):
+            assert not module.startswith("stdl_edge.exporters"), f"{path.name} imports {module}"
+            sibling = level == 1 or module.startswith("stdl_edge.devices.")
+            private = [n for n in names if n.startswith("_") and n != "__future__"]
+            assert not (sibling and private), f"{path.name} imports {private} from {module}"
+    for path in sorted((ROOT / "stdl_edge").rglob("*.py")):
+        if "cli" in path.relative_to(ROOT / "stdl_edge").parts:
+            continue
+        for module, _, _ in _imports(path):
+            assert not module.startswith(("stdl_edge.devices", "stdl_edge.exporters")), f"{path} imports {module}"
