@@ -37,11 +37,11 @@ def _model_net(run: str | None, work: Path) -> Path:
 
     if run is not None:
         out = work / "netx"
-        export(run, out, evaluate=False, subnets=False, aux=False)
+        export(run, out, subnets=False, aux=False)
         return out / "model.net"
     model = build_model(ModelConfig(arch="dvs-cnn", input_shape=(2, 34, 34), num_classes=10), seed=0).eval()
     save_model(work / "run", model, StreamInfo((34, 34, 2), 1000, 16))
-    export(work / "run", evaluate=False, subnets=False, aux=False)
+    export(work / "run", subnets=False, aux=False)
     return work / "run" / "export" / "netx" / "model.net"
 
 

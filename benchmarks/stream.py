@@ -93,7 +93,7 @@ def build_artifacts(folder: Path, size: int, devices: list[str]) -> dict[str, Pa
     if "onnxruntime" in devices:
         out["onnxruntime"] = [p for p in export(run, to="onnx", sequence_steps=None) if p.name == "model.onnx"][0]
     if "loihi-sim" in devices:
-        out["loihi-sim"] = [p for p in export(run, to="netx", evaluate=False) if p.name == "model.net"][0]
+        out["loihi-sim"] = [p for p in export(run, to="netx") if p.name == "model.net"][0]
     return out
 
 

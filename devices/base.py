@@ -17,12 +17,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator
+from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 import numpy as np
 
-from stdl_edge.artifact import StreamInfo
-from stdl_edge.events import EventBinner
+from stdl_edge.artifact import ExportFn, StreamInfo, resolve_artifact
+from stdl_edge.events import BinSpec, EventBinner
 from stdl_edge.registry import DEVICES
 
 
@@ -46,6 +46,20 @@ class Device(ABC):
     stream: StreamInfo
     num_classes: int
     input_shape: tuple[int, int, int]
+    #: the file the device opened (named in errors), where it has one
+    artifact: Path | None = None
+
+    @property
+    def bin_spec(self) -> BinSpec:
+        """How events become this device's frames: the artifact's ``dt_us`` and binning mode.
+
+        A netx file written by lava-dl (or by hand) records no time step: then a ``ValueError``
+        that names the file and how to supply one.
+        """
+        if self.stream.dt_us is None:
+            raise ValueError(f"{self.artifact or self.name} records no time step (dt_us), so events cannot be "
+                             f"binned; open it with dt_us=MICROSECONDS (stdl-edge run --dt-us MICROSECONDS)")
+        return self.stream.bin_spec
 
     @abstractmethod
     def reset(self, batch: int) -> None:
@@ -112,7 +126,7 @@ def stream_windows(device: Device, chunks: Iterable[np.ndarray], window_steps: i
     """
     if window_steps < 1:
         raise ValueError(f"window_steps={window_steps} must be >= 1")
-    binner = EventBinner(device.stream.sensor, device.stream.bin_spec)
+    binner = EventBinner(device.stream.sensor, device.bin_spec)
     window: list[np.ndarray] = []
     index = 0
 
@@ -131,10 +145,17 @@ def stream_windows(device: Device, chunks: Iterable[np.ndarray], window_steps: i
         yield index, classify(device, np.stack(window)[:, None])[0]
 
 
-def open_device(name: str, artifact: str | Path, **options: Any) -> Device:
-    """Open ``artifact`` on the device registered as ``name`` (see ``stdl-edge info``)."""
-    factory = DEVICES.get(name)
-    path = Path(artifact)
-    if not path.exists():
-        raise FileNotFoundError(f"artifact {path} does not exist")
-    return factory(path, **options)
+def open_device(name: str, artifact: str | Path, *, export: ExportFn | None = None,
+                notify: Callable[[str], None] | None = None, **options: Any) -> Device:
+    """Open ``artifact`` on the device registered as ``name`` (see ``stdl-edge info``).
+
+    ``artifact`` is the device's own artifact or a run folder, whose export for the device's
+    format the run folder finds (:func:`stdl_edge.artifact.resolve_artifact`; a missing export
+    is written first by ``export`` when given, ``notify(message)`` is told).
+    """
+    entry = DEVICES.entry(name)
+    path = resolve_artifact(artifact, entry.format, export, notify)
+    device = entry.target(path, **options)
+    if device.artifact is None:
+        device.artifact = path
+    return device

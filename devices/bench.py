@@ -19,18 +19,22 @@ from typing import Any, Callable
 
 import numpy as np
 
+from stdl_edge.artifact import ExportFn
+
 from .base import open_device
-from .compare import resolve_artifact, time_steps
+from .compare import time_steps
 
 
 def bench_devices(target: str | Path, devices: list[str], steps: int = 200, batch: int = 32, warmup: int = 20,
                   options: dict[str, dict[str, Any]] | None = None, *,
-                  notify: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+                  export: ExportFn | None = None, notify: Callable[[str], None] | None = None
+                  ) -> list[dict[str, Any]]:
     """One row per device of ``target`` (a run folder, or an artifact every device can open).
 
     steps: timed steps at batch 1 (a quarter of them, at least 5, at ``batch``), after
     ``warmup`` untimed ones. options: per device, extra :func:`~stdl_edge.devices.open_device`
-    options. notify(message): told when a missing export is written first.
+    options. export, notify: as :func:`~stdl_edge.devices.open_device` (a run folder's missing
+    export is written by ``export``; ``notify(message)`` is told).
     Row keys: ``device``, ``artifact``, ``latency_ms_median``, ``latency_ms_p90``,
     ``latency_cpu_ms_median`` (ms per step at batch 1), ``batch``,
     ``throughput_sample_steps_per_s``, ``steps_timed`` (at batch 1 and at ``batch``).
@@ -39,13 +43,12 @@ def bench_devices(target: str | Path, devices: list[str], steps: int = 200, batc
         raise ValueError(f"--steps {steps} and --batch {batch} must be >= 1")
     rows = []
     for name in devices:
-        artifact = resolve_artifact(target, name, notify=notify)
-        dev = open_device(name, artifact, **(options or {}).get(name, {}))
+        dev = open_device(name, target, export=export, notify=notify, **(options or {}).get(name, {}))
         one = time_steps(dev, 1, steps, min(warmup, steps))
         many = time_steps(dev, batch, max(steps // 4, 5), min(max(warmup // 4, 2), steps))
         rows.append({
             "device": name,
-            "artifact": str(artifact),
+            "artifact": str(dev.artifact),
             "latency_ms_median": float(np.median(one.wall) * 1e3),
             "latency_ms_p90": float(np.percentile(one.wall, 90) * 1e3),
             "latency_cpu_ms_median": float(np.median(one.cpu) * 1e3),

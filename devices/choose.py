@@ -17,41 +17,50 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from stdl_edge.artifact import MODEL_RECORD
+from stdl_edge.artifact import MODEL_RECORD, RUN_FORMAT, ExportFn
+from stdl_edge.formats.netx import MODEL_FILE as NETX_MODEL
+from stdl_edge.formats.onnx import MANIFEST
+from stdl_edge.registry import DEVICES
 
 from .base import Device, open_device
-from .compare import ARTIFACTS, resolve_artifact
-from .onnxruntime_device import MANIFEST
-
-NETX_MODEL = Path(ARTIFACTS["loihi-sim"][0]).name  # "model.net"
 
 
-def device_for(artifact: str | Path) -> str:
-    """The device that runs ``artifact``: ``loihi-sim`` (``.net``), ``onnxruntime`` (``.onnx``,
-    ``manifest.json`` or a folder holding one) or ``torch`` (a run folder)."""
+def format_of(artifact: str | Path) -> str:
+    """The artifact format of ``artifact``: ``netx`` (``.net``, or a folder holding ``model.net``),
+    ``onnx`` (``.onnx``, ``manifest.json`` or a folder holding one) or ``run`` (a run folder)."""
     path = Path(artifact)
     if not path.exists():
         raise FileNotFoundError(f"artifact {path} does not exist")
     if path.is_dir():
-        for marker, device in ((MODEL_RECORD, "torch"), (MANIFEST, "onnxruntime"), (NETX_MODEL, "loihi-sim")):
+        for marker, fmt in ((MODEL_RECORD, RUN_FORMAT), (MANIFEST, "onnx"), (NETX_MODEL, "netx")):
             if (path / marker).exists():
-                return device
+                return fmt
     elif path.suffix == ".net":
-        return "loihi-sim"
+        return "netx"
     elif path.suffix == ".onnx" or path.name == MANIFEST:
-        return "onnxruntime"
+        return "onnx"
     elif path.name == MODEL_RECORD:
-        return "torch"
+        return RUN_FORMAT
     raise ValueError(f"cannot tell which device runs {path}: expected a run folder ({MODEL_RECORD}), an ONNX "
                      f"export (.onnx, {MANIFEST}) or a netx file (.net); name the device (--device)")
 
 
-def open_artifact(artifact: str | Path, device: str | None = None, *, notify: Callable[[str], None] | None = None,
-                  **options: Any) -> Device:
+def device_for(artifact: str | Path) -> str:
+    """The device that runs ``artifact``: the first one registered for its :func:`format_of`
+    (``torch`` for a run folder, ``onnxruntime`` for ONNX, ``loihi-sim`` for netx)."""
+    fmt = format_of(artifact)
+    name = DEVICES.first_for(fmt)
+    if name is None:
+        raise ValueError(f"no device reads {fmt} artifacts such as {artifact}; name one with --device")
+    return name
+
+
+def open_artifact(artifact: str | Path, device: str | None = None, *, export: ExportFn | None = None,
+                  notify: Callable[[str], None] | None = None, **options: Any) -> Device:
     """Open ``artifact`` on ``device`` (default :func:`device_for`); a run folder opens the
-    export that ``device`` reads, exported first if missing (``notify(message)`` is told)."""
+    export that ``device`` reads, written first by ``export`` when missing (``notify(message)``
+    is told; see :func:`~stdl_edge.devices.open_device`)."""
     path = Path(artifact)
-    if not path.exists():
-        raise FileNotFoundError(f"artifact {path} does not exist")
-    name = device or device_for(path)
-    return open_device(name, resolve_artifact(path, name, notify=notify) if name in ARTIFACTS else path, **options)
+    if path.name == MODEL_RECORD:
+        path = path.parent
+    return open_device(device or device_for(path), path, export=export, notify=notify, **options)

@@ -30,8 +30,6 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from itertools import combinations
-from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -40,50 +38,9 @@ from .base import Device
 #: device pairs that run the same arithmetic and must agree exactly
 IDENTITY_PAIRS = (frozenset({"torch", "onnxruntime"}), frozenset({"loihi-sim", "lava"}))
 
-#: artifact of each device inside a run folder, and the exporter that writes it
-ARTIFACTS: dict[str, tuple[str, str | None]] = {
-    "torch": (".", None),
-    "onnxruntime": ("export/onnx", "onnx"),
-    "loihi-sim": ("export/netx/model.net", "netx"),
-    "lava": ("export/netx/model.net", "netx"),
-}
-
-
 def expects_identity(a: str, b: str) -> bool:
     """Whether devices ``a`` and ``b`` must give identical spikes, states and predictions."""
     return frozenset({a, b}) in IDENTITY_PAIRS
-
-
-def resolve_artifact(run: str | Path, device: str, export_missing: bool = True,
-                     notify: Callable[[str], None] | None = None) -> Path:
-    """The artifact ``device`` runs for the run folder ``run`` (exporting it first if missing).
-
-    torch: the run folder; onnxruntime: RUN/export/onnx; loihi-sim, lava: RUN/export/netx/model.net.
-    A path that is already an artifact (a .onnx/.net file, an export folder) is returned as is.
-    """
-    run = Path(run)
-    if not run.exists():
-        raise FileNotFoundError(f"{run} does not exist; pass a run folder (stdl-edge train --out RUN)")
-    if not (run.is_dir() and (run / "model.json").exists()):
-        return run  # an artifact given directly
-    if device not in ARTIFACTS:
-        raise ValueError(f"verify does not know where device {device!r} finds its artifact in a run folder; "
-                         f"known: {', '.join(ARTIFACTS)}")
-    rel, exporter = ARTIFACTS[device]
-    path = run / rel
-    if not path.exists() and exporter is not None:
-        if not export_missing:
-            raise FileNotFoundError(f"{path} does not exist; run `stdl-edge export {run} --to {exporter}`")
-        from stdl_edge.registry import EXPORTERS
-
-        import stdl_edge.exporters  # noqa: F401  (registers the exporters)
-
-        if notify is not None:
-            notify(f"{path} is missing: exporting {run} to {exporter} first")
-        EXPORTERS.get(exporter)(run, run / Path(rel.split("/")[0]) / rel.split("/")[1])
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist after export; the {exporter} exporter wrote elsewhere")
-    return path
 
 
 @dataclass(frozen=True)

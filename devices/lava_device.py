@@ -54,11 +54,11 @@ from typing import Any
 
 import numpy as np
 
+from stdl_edge.formats.netx import ALIGNED_INTERVAL, DENSE, INPUT, NetxLayer, NetxNetwork, read_netx, resolve_netx
 from stdl_edge.registry import DEVICES
 
 from .base import Device, LayerStats
 from .lava_compat import LavaModules, import_lava
-from .loihi_sim import ACT_SHIFT, ALIGNED_INTERVAL, LoihiNet, SimLayer, _stream_from_attrs, resolve_netx
 
 # --------------------------------------------------------------------------- Lava processes
 _PROCS: dict[str, Any] = {}
@@ -196,9 +196,10 @@ class _StepStream:
 class LavaDevice(Device):
     """Runs a netx HDF5 file in Lava. See the module docstring for timing and batching.
 
-    The file is parsed once by :class:`devices.loihi_sim.LoihiNet` (the project's one netx
-    reader), so layer names, shapes, input shape, stream and readout scale are exactly
-    loihi-sim's: layers ``layer<k>`` (the blocks of ``netx.hdf5.Network.layers``);
+    The file is parsed once by :func:`stdl_edge.formats.netx.read_netx` (the project's one netx
+    reader, which loihi-sim reads with too), so layer names, shapes, input shape, stream and
+    readout scale are exactly loihi-sim's: layers ``layer<k>`` (the blocks of
+    ``netx.hdf5.Network.layers``);
     ``recorded()`` keys ``'layer<k>'`` (spikes, float32) and ``'layer<k>/u'``,
     ``'layer<k>/v'`` (int64), each ``(B, C, H, W)`` or ``(B, N)`` (Lava's ``(x, y, c)``
     transposed); ``step`` returns the last block's voltage in float units,
@@ -207,7 +208,7 @@ class LavaDevice(Device):
 
     name = "lava"
 
-    def __init__(self, net: LoihiNet, record: bool = False, hardware: bool | None = None,
+    def __init__(self, net: NetxNetwork, record: bool = False, hardware: bool | None = None,
                  readout: str = "voltage", aligned: bool = True, count: bool = True) -> None:
         if readout not in ("voltage", "spikes"):
             raise ValueError(f"lava: readout={readout!r} is unknown; use 'voltage' or 'spikes'")
@@ -216,13 +217,11 @@ class LavaDevice(Device):
             raise RuntimeError("lava: hardware=True needs lava-loihi (Intel's Loihi 2 backend, from the INRC); "
                                "it is not importable here, so open the device without hardware=True "
                                "to use the simulator")
-        if net.path is None:
-            raise ValueError("lava: the network must come from a netx file (LoihiNet.from_netx)")
-        if any(layer.input_message_bits for layer in net.layers[:1]):
+        if net.layers[0].input_message_bits:
             raise ValueError("lava: graded input (input_message_bits > 0) is not supported by the lava "
                              "device; export with binary input")
         self.net = net
-        self.path = Path(net.path)
+        self.path = self.artifact = Path(net.path)
         self.record = record
         self.count = count or record
         self.hardware = self.lava.hardware if hardware is None else hardware
@@ -231,12 +230,12 @@ class LavaDevice(Device):
         #: reset_interval=ALIGNED_INTERVAL, reset_offset=1 zeroes block k once, at the step the
         #: sample's first input reaches it; False runs the plain Network (no reset)
         self.reset_interval, self.reset_offset = (ALIGNED_INTERVAL, 1) if aligned else (None, 0)
-        self.layers: list[SimLayer] = list(net.layers)
+        self.layers: list[NetxLayer] = list(net.layers)
         self.latency = net.latency
         self.input_shape = tuple(net.input_shape)
         self.num_classes = int(np.prod(self.layers[-1].out_shape))
-        self.stream = _stream_from_attrs(net)
-        self.bias_input = self.layers[0].kind == "input"  # fed through the input neurons' bias
+        self.stream = net.stream
+        self.bias_input = self.layers[0].kind == INPUT  # fed through the input neurons' bias
         self._streams: list[_StepStream] = []
         self._batch = 0
         self._recorded: dict[str, np.ndarray] = {}
@@ -249,8 +248,8 @@ class LavaDevice(Device):
 
     @classmethod
     def load(cls, artifact: Path, record: bool = False, hardware: bool | None = None, readout: str = "voltage",
-             aligned: bool = True, count: bool = True, **_: Any) -> LavaDevice:
-        """Open a ``.net`` file, or a folder holding ``model.net`` (``RUN/export/netx``, or a run).
+             aligned: bool = True, count: bool = True, dt_us: int | None = None, **_: Any) -> LavaDevice:
+        """Open a ``.net`` file, or an export folder holding ``model.net`` (``RUN/export/netx``).
 
         record: keep every layer's spikes, ``u`` and ``v`` (see :meth:`recorded`).
         hardware: run on Loihi 2 (``Loihi2HwCfg``, needs lava-loihi) instead of the fixed_pt
@@ -262,13 +261,13 @@ class LavaDevice(Device):
             as loihi-sim; implied by ``record``). It needs a spike probe on every layer, which
             makes a Lava step several times slower: ``count=False`` probes only the readout,
             the fastest way to classify with Lava.
+        dt_us: the time step of a file that records none (lava-dl's own exports), for binning events.
         """
-        path = resolve_netx(artifact)
-        return cls(LoihiNet.from_netx(path), record=record, hardware=hardware, readout=readout, aligned=aligned,
-                   count=count)
+        net = read_netx(resolve_netx(artifact), dt_us=dt_us)
+        return cls(net, record=record, hardware=hardware, readout=readout, aligned=aligned, count=count)
 
     # ------------------------------------------------------------------ set-up
-    def _probes(self, layer: SimLayer) -> str:
+    def _probes(self, layer: NetxLayer) -> str:
         """What to read from ``layer`` each step: 's' spikes, 'u' current, 'v' voltage."""
         last = layer is self.layers[-1]
         if self.record:
@@ -308,12 +307,12 @@ class LavaDevice(Device):
         or ``(C*H*W,)`` in C order when the first block is dense (netx flattens ``(x, y, c)``
         as ``(c, y, x)``, which is PyTorch's order)."""
         spikes = (np.asarray(frame) != 0).astype(np.int32)
-        if spikes.ndim != 3 or self.layers[0].kind == "dense":
+        if spikes.ndim != 3 or self.layers[0].kind == DENSE:
             return spikes.reshape(-1)
         return np.ascontiguousarray(spikes.transpose(2, 1, 0))
 
     @staticmethod
-    def _from_lava(layer: SimLayer, value: np.ndarray) -> np.ndarray:
+    def _from_lava(layer: NetxLayer, value: np.ndarray) -> np.ndarray:
         """Lava's ``(..., x, y, c)`` -> ``(..., C, H, W)`` for 3-D layers; 1-D unchanged."""
         value = np.asarray(value)
         if len(layer.out_shape) == 3:
@@ -326,7 +325,7 @@ class LavaDevice(Device):
         if self.readout == "spikes":
             value = series[last.name].astype(np.float32)
         else:
-            value = series[f"{last.name}/v"] / (float(1 << ACT_SHIFT) * last.scale)
+            value = series[f"{last.name}/v"] / last.voltage_scale
         return value.reshape(*value.shape[: value.ndim - len(last.out_shape)], -1).astype(np.float32)
 
     def _check_binary(self, frames: np.ndarray) -> None:
@@ -399,7 +398,7 @@ class LavaDevice(Device):
         else:
             source = lava.RingBuffer(data=data)
             source.s_out.connect(net.inp)
-        probes: list[tuple[str, SimLayer, Any]] = []
+        probes: list[tuple[str, NetxLayer, Any]] = []
         for layer, block in zip(self.layers, net.layers):
             wanted = self._probes(layer)
             targets = [(key, target) for key, target, what in (
@@ -426,7 +425,7 @@ class LavaDevice(Device):
             _stop(net)
         return out
 
-    def _layer_of(self, key: str) -> SimLayer:
+    def _layer_of(self, key: str) -> NetxLayer:
         name = key.split("/")[0]
         return next(layer for layer in self.layers if layer.name == name)
 
@@ -442,7 +441,7 @@ class LavaDevice(Device):
             return
         x = frames
         for k, layer in enumerate(self.layers):
-            if layer.synaptic and layer.fanout is not None:
+            if layer.synaptic:
                 flat = (np.asarray(x) != 0).reshape(x.shape[0], x.shape[1], -1)
                 self._synops[k] += int((flat * layer.fanout.reshape(1, 1, -1)).sum())
             x = series[layer.name]
@@ -486,4 +485,4 @@ class LavaDevice(Device):
 
 DEVICES.register("lava", LavaDevice.load,
                  "Intel Lava: Loihi 2 bit-accurate simulator (fixed_pt), or the chip with lava-loihi",
-                 requires=("lava", "h5py"), extra="lava")
+                 requires=("lava", "h5py"), extra="lava", format="netx")

@@ -17,7 +17,6 @@ lets confident samples stop after an early subnetwork.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,21 +24,10 @@ from typing import Any
 import numpy as np
 
 from stdl_edge.artifact import StreamInfo
+from stdl_edge.formats.onnx import MANIFEST, STATE_IN, GraphMetadata, StateSpec, read_manifest
 from stdl_edge.registry import DEVICES
 
 from .base import Device, LayerStats
-
-MANIFEST = "manifest.json"
-
-
-def _meta_json(meta: dict[str, str], key: str, default: Any = None) -> Any:
-    if key not in meta:
-        return default
-    try:
-        return json.loads(meta[key])
-    except json.JSONDecodeError:
-        return meta[key]
-
 
 class StepSession:
     """One ONNX step graph: ``x, state_in.* -> y, state_out.*`` with checked inputs.
@@ -68,24 +56,27 @@ class StepSession:
             self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
             raise ValueError(f"{self.path} is not a loadable ONNX model ({str(e).splitlines()[0]})") from None
-        self.metadata: dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
+        #: the file's stdl-edge metadata (None for a step graph written elsewhere)
+        self.metadata: GraphMetadata | None = GraphMetadata.from_props(self.session.get_modelmeta().custom_metadata_map)
         inputs = self.session.get_inputs()
         self.input_name = inputs[0].name
         self.input_shape = tuple(int(d) for d in inputs[0].shape[1:])
-        self.state_names = [i.name[len("state_in."):] for i in inputs if i.name.startswith("state_in.")]
-        self.state_shapes = {i.name[len("state_in."):]: tuple(int(d) for d in i.shape[1:])
-                             for i in inputs if i.name.startswith("state_in.")}
+        kinds = {s.name: s.kind for s in self.metadata.states} if self.metadata is not None else {}
+        #: the state tensors in graph order, with their layer's kind from the metadata (readout or not)
+        self.states = [StateSpec.parse(name, tuple(int(d) for d in i.shape[1:]), kinds.get(name, ""))
+                       for i in inputs if i.name.startswith(STATE_IN) for name in [i.name[len(STATE_IN):]]]
+        self.state_names = [s.name for s in self.states]
+        self.state_shapes = {s.name: s.shape for s in self.states}
         outputs = self.session.get_outputs()
         self.output_name = outputs[0].name
         self.output_shape = tuple(int(d) for d in outputs[0].shape[1:]) if outputs[0].shape else ()
         self._out_names = [o.name for o in outputs]
-        self._in_names = [f"state_in.{n}" for n in self.state_names]
-        missing = [n for n in self.state_names if f"state_out.{n}" not in self._out_names]
+        self._in_names = [s.input_name for s in self.states]
+        missing = [s for s in self.states if s.output_name not in self._out_names]
         if missing:
-            raise ValueError(f"{self.path}: state_in.{missing[0]} has no matching output state_out.{missing[0]}; "
+            raise ValueError(f"{self.path}: {missing[0].input_name} has no matching output {missing[0].output_name}; "
                              "the file was not written by stdl-edge")
-        layer_names = _meta_json(self.metadata, "layer_names", [])
-        self.layer_names: list[str] = list(layer_names) if isinstance(layer_names, list) else []
+        self.layer_names: list[str] = list(self.metadata.layer_names) if self.metadata is not None else []
 
     def zero_state(self, batch: int) -> dict[str, np.ndarray]:
         """Resting state for ``batch`` streams: ``{state name: zeros (batch, *shape)}``."""
@@ -127,22 +118,16 @@ class StepSession:
         return outs[0], dict(zip(self.state_names, outs[1:]))
 
 
-def _recorded_from_state(state: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
-    """Layer outputs and states keyed like the torch device: ``<layer>``, ``<layer>/u``, ``<layer>/v``."""
-    for name, value in state.items():
-        layer, _, field_name = name.rpartition(".")
-        if layer.endswith(".inner"):
-            key = layer[: -len(".inner")] + "/inner"
-        else:
-            key = layer
-        if field_name == "s":
-            if key.endswith("readout"):
-                continue  # the readout's output is its voltage (below)
+def _recorded_from_state(specs: list[StateSpec], state: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
+    """Layer outputs and states keyed like the torch device: ``<layer>``, ``<layer>/u``, ``<layer>/v``
+    (a residual block's first convolution: ``<layer>/inner``, ...); a readout's output is its voltage."""
+    for spec in specs:
+        value = state[spec.name]
+        key = f"{spec.layer}/inner" if spec.inner else spec.layer
+        if spec.field_name != "s":
+            out[f"{key}/{spec.field_name}"] = value
+        if spec.field_name == ("v" if spec.readout else "s"):
             out[key] = value
-        else:
-            out[f"{key}/{field_name}"] = value
-            if field_name == "v" and key.endswith("readout"):
-                out[key] = value
 
 
 @dataclass
@@ -195,9 +180,8 @@ class OnnxRuntimeDevice(Device):
         self._steps = 0
         self._recorded: dict[str, np.ndarray] = {}
         #: per stage, the spike states of its spiking (non-readout) layers: '<layer>.s', '<layer>.inner.s'
-        self._spike_states = [[n for n in st.state_names if n.endswith(".s") and "readout" not in n]
-                              for st in stages]
-        self._spikes: dict[str, int] = {n: 0 for names in self._spike_states for n in names}
+        self._spike_states = [[s for s in st.states if s.field_name == "s" and not s.readout] for st in stages]
+        self._spikes: dict[str, int] = {s.name: 0 for specs in self._spike_states for s in specs}
         self.last_exits: np.ndarray | None = None
 
     # ------------------------------------------------------------------ loading
@@ -212,34 +196,20 @@ class OnnxRuntimeDevice(Device):
         """
         artifact = Path(artifact)
         threads = {"intra_op_threads": intra_op_threads, "inter_op_threads": inter_op_threads}
-        manifest_path = artifact / MANIFEST if artifact.is_dir() else artifact
-        if manifest_path.suffix == ".json":
-            if not manifest_path.exists():
-                raise FileNotFoundError(f"{artifact} has no {MANIFEST}; export with `stdl-edge export RUN --to onnx` "
-                                        "or pass a .onnx file")
-            from stdl_edge.io import read_json
-
-            manifest = read_json(manifest_path)
-            if manifest.get("kind") != "stdl-edge-onnx":
-                raise ValueError(f"{manifest_path} is not an stdl-edge ONNX manifest (kind={manifest.get('kind')!r})")
-            folder = manifest_path.parent
-            stream = StreamInfo.from_dict(manifest["stream"])
-            entries = manifest["chain"] if chain else [manifest["whole"]]
-            stages = [StepSession(folder / e["file"], **threads) for e in entries]
-            aux = {int(h["follows"]): StepSession(folder / h["file"], **threads) for h in manifest.get("aux_heads", [])}
-            return cls(stages, stream, aux, record=record, exit_threshold=exit_threshold)
+        if artifact.is_dir() or artifact.suffix == ".json":
+            manifest = read_manifest(artifact)
+            folder = artifact if artifact.is_dir() else artifact.parent
+            stages = [StepSession(folder / e.file, **threads) for e in (manifest.chain if chain else [manifest.whole])]
+            aux = {int(h.follows): StepSession(folder / h.file, **threads) for h in manifest.aux_heads}
+            return cls(stages, manifest.stream, aux, record=record, exit_threshold=exit_threshold)
         if artifact.suffix != ".onnx":
             raise ValueError(f"onnxruntime device: {artifact} is neither a .onnx file, an export folder "
                              f"nor a {MANIFEST}")
         stage = StepSession(artifact, **threads)
-        meta = stage.metadata
-        if "dt_us" not in meta or "sensor_size" not in meta:
+        if stage.metadata is None:
             raise ValueError(f"{artifact} has no stdl-edge metadata (dt_us, sensor_size); "
                              "export it with `stdl-edge export`")
-        stream = StreamInfo(sensor_size=tuple(_meta_json(meta, "sensor_size")), dt_us=int(meta["dt_us"]),
-                            num_steps=int(meta.get("num_steps", 1)), bin_mode=meta.get("bin_mode", "binary"),
-                            class_names=tuple(_meta_json(meta, "class_names", [])))
-        return cls([stage], stream, record=record, exit_threshold=exit_threshold)
+        return cls([stage], stage.metadata.stream, record=record, exit_threshold=exit_threshold)
 
     # ------------------------------------------------------------------ stepping
 
@@ -261,13 +231,13 @@ class OnnxRuntimeDevice(Device):
             # the state is this device's own (zero_state, then the session's outputs): no re-check
             x, self._states[k] = stage.run(x, self._states[k], check_state=False)
             if self.record:
-                _recorded_from_state(self._states[k], recorded)
+                _recorded_from_state(stage.states, self._states[k], recorded)
                 if k < len(self.stages) - 1 and stage.layer_names:  # a subnetwork's output
                     recorded.setdefault(stage.layer_names[-1], x)
-        for k, names in enumerate(self._spike_states):
+        for k, specs in enumerate(self._spike_states):
             state = self._states[k]
-            for name in names:
-                self._spikes[name] += int(np.count_nonzero(state[name]))
+            for spec in specs:
+                self._spikes[spec.name] += int(np.count_nonzero(state[spec.name]))
         self._recorded = recorded
         self._steps += 1
         return x
@@ -278,8 +248,9 @@ class OnnxRuntimeDevice(Device):
     def stats(self) -> LayerStats:
         """Spikes per layer since ``reset``, over all layers as the torch device lists them
         (0 for stateless layers and the readout; a residual block counts its output spikes)."""
-        names = self.layer_names or [n[:-2] for n in self._spikes if ".inner." not in n]
-        spikes = np.array([self._spikes.get(f"{n}.s", 0) for n in names], dtype=np.int64)
+        outer = {s.layer: self._spikes[s.name] for specs in self._spike_states for s in specs if not s.inner}
+        names = self.layer_names or list(outer)
+        spikes = np.array([outer.get(n, 0) for n in names], dtype=np.int64)
         return LayerStats(names=list(names), spikes=spikes, steps=self._steps, batch=self._batch)
 
     # ------------------------------------------------------------------ early exit
@@ -348,4 +319,4 @@ class OnnxRuntimeDevice(Device):
 
 DEVICES.register("onnxruntime", OnnxRuntimeDevice.load,
                  "ONNX step graphs on onnxruntime (CPU; subnetwork chain, early exit)",
-                 requires=("onnxruntime",), extra="onnx")
+                 requires=("onnxruntime",), extra="onnx", format="onnx")

@@ -246,6 +246,7 @@ def run_events(device: Any, source: Any, *, window_steps: int | None = None, per
       a sample leaves at the first head whose softmax confidence reaches this threshold.
     """
     stream = device.stream
+    bin_spec = device.bin_spec  # a clear error, naming the file, when the artifact records no time step
     sensor = tuple(source.sensor_size[:2])
     if sensor != tuple(stream.sensor[:2]):
         raise ValueError(f"the source gives a {sensor[0]}x{sensor[1]} sensor but the artifact expects "
@@ -287,7 +288,7 @@ def run_events(device: Any, source: Any, *, window_steps: int | None = None, per
 
         def run_batch(items: list[tuple[np.ndarray, int]]) -> None:
             nonlocal correct
-            frames = np.stack([bin_events(ev, stream.sensor, stream.bin_spec, num_steps=stream.num_steps)
+            frames = np.stack([bin_events(ev, stream.sensor, bin_spec, num_steps=stream.num_steps)
                                for ev, _ in items], axis=1)  # (T, B, 2, H, W)
             if early_exit is None:
                 scores, taken = classify(meter, frames), None

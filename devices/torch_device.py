@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from stdl_edge.artifact import RunFolder
+from stdl_edge.artifact import RUN_FORMAT, RunFolder
 from stdl_edge.layers import ResidualState
 from stdl_edge.models import SpikingNet
 from stdl_edge.neuron import CubaState
@@ -90,4 +90,4 @@ def _record(model: SpikingNet, outputs: list[torch.Tensor], states: list[Any]) -
     return rec
 
 
-DEVICES.register("torch", TorchDevice.load, "the trained PyTorch model (reference)")
+DEVICES.register("torch", TorchDevice.load, "the trained PyTorch model (reference)", format=RUN_FORMAT)

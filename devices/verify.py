@@ -23,26 +23,13 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from stdl_edge.artifact import MODEL_RECORD, StreamInfo
-from stdl_edge.io import read_json
+from stdl_edge.artifact import ExportFn, RunFolder, StreamInfo
 
 from .base import open_device
-from .compare import Comparison, resolve_artifact
+from .compare import Comparison
 
 #: ``on_batch(samples_done, samples_total)``; the total is None where the data set decides it
 BatchCallback = Callable[[int, "int | None"], None]
-
-
-def dataset_of_run(run: str | Path) -> str | None:
-    """The data set a run was trained on (``model.json`` ``stdl.train.dataset``), if recorded."""
-    record = read_json(Path(run) / MODEL_RECORD)
-    for path in (("stdl", "train", "dataset"), ("train", "dataset"), ("dataset",)):
-        node: Any = record
-        for key in path:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, str):
-            return node
-    return None
 
 
 def dataset_batches(name: str, stream: StreamInfo, input_shape: tuple[int, ...], samples: int, batch: int,
@@ -73,31 +60,31 @@ def dataset_batches(name: str, stream: StreamInfo, input_shape: tuple[int, ...],
 
 
 def run_verify(run: str | Path, devices: list[str], samples: int = 64, dataset: str | None = None, batch: int = 16,
-               options: dict[str, dict[str, Any]] | None = None, *, notify: Callable[[str], None] | None = None,
-               on_batch: BatchCallback | None = None) -> Comparison:
+               options: dict[str, dict[str, Any]] | None = None, *, export: ExportFn | None = None,
+               notify: Callable[[str], None] | None = None, on_batch: BatchCallback | None = None) -> Comparison:
     """Open ``devices`` on the run folder ``run`` (exporting what is missing) and compare them.
 
     samples: test samples to run, in batches of ``batch``. dataset: the data set (default:
     the run's own; ``"random"``: random frames, no labels). options: per device, extra
-    :func:`~stdl_edge.devices.open_device` options. notify(message): told when an export is
-    written first. on_batch(done, total): after each batch. Returns the
+    :func:`~stdl_edge.devices.open_device` options. export: writes a missing export
+    (:func:`stdl_edge.api.export`; without it a missing export is an error naming the command),
+    notify(message): told when an export is written first. on_batch(done, total): after each batch. Returns the
     :class:`~stdl_edge.devices.compare.Comparison` (``.ok``, ``.pairs``, ``.accuracy(name)``).
     """
-    run = Path(run)
-    if not (run / MODEL_RECORD).exists():
-        raise FileNotFoundError(f"{run} is not a run folder (no {MODEL_RECORD}); train one with `stdl-edge train`")
+    folder = RunFolder(run)
+    folder.record()  # a clear error when ``run`` is not a run folder
     if len(devices) < 2:
         raise ValueError(f"--devices {','.join(devices)}: give at least two devices to compare")
     if samples < 1 or batch < 1:
         raise ValueError(f"--samples {samples} and --batch {batch} must be >= 1")
     opened = {}
     for name in devices:
-        artifact = resolve_artifact(run, name, notify=notify)
-        opened[name] = open_device(name, artifact, record=True, **(options or {}).get(name, {}))
+        opened[name] = open_device(name, folder.path, export=export, notify=notify, record=True,
+                                   **(options or {}).get(name, {}))
     first = next(iter(opened.values()))
-    name = dataset or dataset_of_run(run)
+    name = dataset or folder.dataset()
     if name is None:
-        raise ValueError(f"{run}/{MODEL_RECORD} does not name its data set; pass --dataset NAME "
+        raise ValueError(f"{folder.record_file} does not name its data set; pass --dataset NAME "
                          "(or --dataset random)")
     comparison = Comparison(opened)
     total = samples if name == "random" else None

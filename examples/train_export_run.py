@@ -51,7 +51,7 @@ def main() -> None:
     print(f"trained: test accuracy {result.test_acc:.3f}")
 
     if args.device in ("loihi-sim", "lava"):
-        paths = stdl_edge.export(out, to="netx", evaluate=False)
+        paths = stdl_edge.export(out, to="netx")
         artifact = next(p for p in paths if p.name == "model.net")
     elif args.device == "onnxruntime":
         paths = stdl_edge.export(out, to="onnx")

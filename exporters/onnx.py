@@ -1,5 +1,9 @@
 """ONNX export of a trained run: the whole model, each STDL subnetwork and each auxiliary head.
 
+(About 440 lines: the graph building (BatchNorm folding, state flattening, tracing, chain
+composition) is one pipeline; the format's names, metadata and manifest are
+:mod:`stdl_edge.formats.onnx`.)
+
 Every file is a **step graph**: one time step of a slice of layers with the neuron state
 passed in and out explicitly, so the host runs the time loop and any stream length works::
 
@@ -14,17 +18,19 @@ readout over time) and ``y_seq (T, B, classes)`` is written for the whole model.
 BatchNorm is folded into the preceding convolution or linear layer (eval statistics)
 before export. The Heaviside is a plain ``Greater`` + ``Cast``. Each file records the
 stream (``dt_us``, sensor size, binning), neuron parameters, class names, its place in the
-chain and its input/output/state names in ``metadata_props``; ``manifest.json`` lists the
-chain. Files are written atomically (:mod:`stdl_edge.io`).
+chain, its input/output/state names and each state's layer kind in ``metadata_props``;
+``manifest.json`` lists the chain. The names, keys and encodings are
+:mod:`stdl_edge.formats.onnx`, which the onnxruntime device reads with. Files are written
+atomically (:mod:`stdl_edge.io`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-import json
 import logging
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,19 +38,15 @@ import torch
 from torch import nn
 
 import stdl_edge
-from stdl_edge.artifact import RunFolder, TrainedRun
-from stdl_edge.io import FORMAT_VERSION, atomic_path, write_json
+from stdl_edge.artifact import RunFolder, StreamInfo, TrainedRun
+from stdl_edge.formats.onnx import (INPUT, OPSET, OUTPUT, SEQUENCE, SEQUENCE_OUTPUT, STATE_FIELDS, GraphMetadata,
+                                    Manifest, SequenceEntry, StateSpec, StepEntry, write_metadata)
+from stdl_edge.io import atomic_path
 from stdl_edge.layers import Layer, ResidualState, SpikingConv2d, SpikingDense, SpikingResidualBlock
 from stdl_edge.models import SpikingNet
 from stdl_edge.neuron import CubaState
 from stdl_edge.quant import fold_bn
 from stdl_edge.registry import EXPORTERS
-
-#: ONNX opset of every graph written here
-OPSET = 18
-MANIFEST = "manifest.json"
-MANIFEST_KIND = "stdl-edge-onnx"
-STATE_FIELDS = ("u", "v", "s")
 
 
 # --------------------------------------------------------------------------- the run
@@ -104,24 +106,19 @@ def fold_batchnorm(model: SpikingNet) -> SpikingNet:
 
 # --------------------------------------------------------------------------- state naming
 
-def _layer_state_names(name: str, layer: Layer) -> list[str]:
-    if not layer.stateful:
-        return []
-    if isinstance(layer, SpikingResidualBlock):
-        return [f"{name}.inner.{f}" for f in STATE_FIELDS] + [f"{name}.{f}" for f in STATE_FIELDS]
-    return [f"{name}.{f}" for f in STATE_FIELDS]
-
-
-def state_specs(net: SpikingNet, start: int = 0, stop: int | None = None) -> list[dict[str, Any]]:
-    """``[{name, layer, shape}]`` of the state tensors of layers ``start:stop`` (shape per sample)."""
+def state_specs(net: SpikingNet, start: int = 0, stop: int | None = None) -> list[StateSpec]:
+    """The state tensors of layers ``start:stop`` (shapes per sample); a residual block has its
+    first convolution's ``<layer>.inner.<u|v|s>`` before its own ``<layer>.<u|v|s>``."""
     stop = len(net.layers) if stop is None else stop
     names = net.layer_names()
     specs = []
     for i in range(start, stop):
         layer = net.layers[i]
-        for state_name in _layer_state_names(names[i], layer):
-            shape = layer.first.out_shape if ".inner." in state_name else layer.out_shape
-            specs.append({"name": state_name, "layer": names[i], "shape": [int(v) for v in shape]})
+        if not layer.stateful:
+            continue
+        parts = [(True, layer.first.out_shape)] if isinstance(layer, SpikingResidualBlock) else []
+        for inner, shape in [*parts, (False, layer.out_shape)]:
+            specs += [StateSpec.of(names[i], f, shape, layer.kind, inner) for f in STATE_FIELDS]
     return specs
 
 
@@ -222,82 +219,34 @@ def _to_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], input_names: lis
     return program.model_proto
 
 
-def _finish(proto: Any, path: Path, metadata: dict[str, Any]) -> Path:
+def _finish(proto: Any, path: Path, metadata: GraphMetadata) -> Path:
     """Attach ``metadata_props``, check the graph, write ``path`` atomically."""
     import onnx
 
-    del proto.metadata_props[:]
-    for key, value in metadata.items():
-        entry = proto.metadata_props.add()
-        entry.key = key
-        entry.value = value if isinstance(value, str) else json.dumps(value)
+    write_metadata(proto, metadata)
     proto.producer_name = "stdl-edge"
     proto.producer_version = stdl_edge.__version__
-    proto.doc_string = f"stdl-edge {metadata.get('graph', 'step')} graph ({metadata.get('role', '')})"
+    proto.doc_string = f"stdl-edge {metadata.graph} graph ({metadata.role})"
     onnx.checker.check_model(proto)
     with atomic_path(path) as tmp:
         onnx.save_model(proto, str(tmp))
     return path
 
 
-def _common_metadata(parts: TrainedRun) -> dict[str, Any]:
-    s = parts.stream
-    return {
-        "format_version": str(FORMAT_VERSION),
-        "stdl_edge_version": stdl_edge.__version__,
-        "dt_us": str(int(s.dt_us)),
-        "sensor_size": list(s.sensor_size),
-        "bin_mode": s.bin_mode,
-        "num_steps": str(int(s.num_steps)),
-        "class_names": list(s.class_names),
-        "neuron": parts.model.config.neuron.to_dict(),
-        "model": parts.model.config.to_dict(),
-    }
-
-
-def _step_entry(net: SpikingNet, start: int, stop: int, file: str) -> dict[str, Any]:
-    """Manifest entry of the step graph of layers ``start:stop``: names, shapes, states."""
-    specs = state_specs(net, start, stop)
+def _step_entry(net: SpikingNet, start: int, stop: int, file: str, **place: int) -> StepEntry:
+    """The step graph of layers ``start:stop``: names, shapes, states (``place``: index, follows)."""
     layers = net.layers[start:stop]
-    return {
-        "file": file,
-        "graph": "step",
-        "layers": [start, stop],
-        "layer_names": net.layer_names()[start:stop],
-        "input": "x",
-        "output": "y",
-        "input_shape": [int(v) for v in layers[0].in_shape],
-        "output_shape": [int(v) for v in layers[-1].out_shape],
-        "inputs": ["x"] + [f"state_in.{spec['name']}" for spec in specs],
-        "outputs": ["y"] + [f"state_out.{spec['name']}" for spec in specs],
-        "states": specs,
-    }
-
-
-def _step_metadata(entry: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
-    keys = ("graph", "layers", "layer_names", "input_shape", "output_shape", "states")
-    return {**metadata, **{k: entry[k] for k in keys},
-            "input_names": entry["inputs"], "output_names": entry["outputs"]}
+    return StepEntry(file, (start, stop), tuple(net.layer_names()[start:stop]), tuple(layers[0].in_shape),
+                     tuple(layers[-1].out_shape), tuple(state_specs(net, start, stop)), **place)
 
 
 def trace_step(net: SpikingNet, start: int, stop: int, example_batch: int = 2) -> Any:
     """The step graph of layers ``start:stop`` of ``net`` (BatchNorm already folded), as a ModelProto."""
     entry = _step_entry(net, start, stop, "")
-    x = torch.zeros(example_batch, *entry["input_shape"])
-    states = [torch.zeros(example_batch, *spec["shape"]) for spec in entry["states"]]
-    return _to_onnx(StepGraph(net, start, stop), (x, *states), entry["inputs"], entry["outputs"],
-                    [0] * len(entry["inputs"]))
-
-
-def export_step(net: SpikingNet, start: int, stop: int, path: Path, metadata: dict[str, Any],
-                example_batch: int = 2) -> dict[str, Any]:
-    """Write the step graph of layers ``start:stop`` of ``net`` (BatchNorm already folded).
-
-    Returns the manifest entry: file, inputs, outputs, states, shapes, layer names.
-    """
-    entry = _step_entry(net, start, stop, path.name)
-    _finish(trace_step(net, start, stop, example_batch), path, _step_metadata(entry, metadata))
-    return entry
+    x = torch.zeros(example_batch, *entry.input_shape)
+    states = [torch.zeros(example_batch, *spec.shape) for spec in entry.states]
+    return _to_onnx(StepGraph(net, start, stop), (x, *states), entry.inputs, entry.outputs,
+                    [0] * len(entry.inputs))
 
 
 def compose_chain(protos: list[Any]) -> Any:
@@ -365,20 +314,18 @@ def compose_chain(protos: list[Any]) -> Any:
     return model
 
 
-def export_sequence(net: SpikingNet, steps: int, path: Path, metadata: dict[str, Any],
-                    example_batch: int = 2) -> dict[str, Any]:
+def export_sequence(net: SpikingNet, steps: int, path: Path, stream: StreamInfo, example_batch: int = 2
+                    ) -> SequenceEntry:
     """Write the fixed-``steps`` sequence graph of the whole ``net`` (BatchNorm already folded)."""
     if steps < 1:
         raise ValueError(f"sequence steps={steps} must be >= 1")
     x = torch.zeros(steps, example_batch, *net.input_shape)
-    inputs, outputs = ["x"], ["y", "y_seq"]
+    entry = SequenceEntry(path.name, steps, tuple(net.input_shape), net.num_classes)
+    inputs, outputs = [INPUT], [OUTPUT, SEQUENCE_OUTPUT]
     proto = _to_onnx(SequenceGraph(net, steps), (x,), inputs, outputs, [1])
-    entry = {"file": path.name, "graph": "sequence", "steps": steps, "input": "x", "output": "y",
-             "inputs": inputs, "outputs": outputs,
-             "input_shape": [steps, "batch", *net.input_shape], "output_shape": [net.num_classes]}
-    meta = {**metadata, "graph": "sequence", "steps": str(steps), "input_names": inputs,
-            "output_names": outputs, "layer_names": net.layer_names()}
-    _finish(proto, path, meta)
+    _finish(proto, path, GraphMetadata(stream, "model", -1, SEQUENCE, steps=steps, layer_names=tuple(net.layer_names()),
+                                       input_names=tuple(inputs), output_names=tuple(outputs),
+                                       neuron=net.config.neuron.to_dict(), model=net.config.to_dict()))
     return entry
 
 
@@ -405,63 +352,48 @@ def export(run_folder: Path, out_dir: Path | None = None, *, sequence_steps: int
     out_dir = Path(out_dir) if out_dir is not None else RunFolder(run_folder).export_dir("onnx")
     parts = load_run_parts(run_folder)
     net = fold_batchnorm(parts.model)
-    common = _common_metadata(parts)
-    n = len(net.layers)
-    num_subnets = len(parts.boundaries)
+    stream, n, num_subnets = parts.stream, len(net.layers), len(parts.boundaries)
+    configs = {"neuron": net.config.neuron.to_dict(), "model": net.config.to_dict()}
     written: list[Path] = []
 
-    chain: list[dict[str, Any]] = []
+    chain: list[StepEntry] = []
     protos: list[Any] = []
     if subnets and num_subnets > 1:
         for k, (start, stop) in enumerate(parts.boundaries):
-            entry = _step_entry(net, start, stop, f"subnet{k}.onnx")
+            entry = _step_entry(net, start, stop, f"subnet{k}.onnx", index=k)
             proto = trace_step(net, start, stop)
             protos.append(proto)
             file_proto = type(proto)()
             file_proto.CopyFrom(proto)
-            meta = {**common, "role": "subnet", "subnet_index": str(k), "num_subnets": str(num_subnets)}
-            _finish(file_proto, out_dir / entry["file"], _step_metadata(entry, meta))
-            chain.append({"index": k, **entry})
-            written.append(out_dir / entry["file"])
+            _finish(file_proto, out_dir / entry.file,
+                    GraphMetadata.of_step(entry, stream, "subnet", k, num_subnets=num_subnets, **configs))
+            chain.append(entry)
+            written.append(out_dir / entry.file)
     whole = _step_entry(net, 0, n, "model.onnx")
     whole_proto = compose_chain(protos) if (compose and protos) else trace_step(net, 0, n)
-    _finish(whole_proto, out_dir / whole["file"],
-            _step_metadata(whole, {**common, "role": "model", "subnet_index": "-1", "num_subnets": str(num_subnets)}))
-    written.insert(0, out_dir / whole["file"])
+    _finish(whole_proto, out_dir / whole.file,
+            GraphMetadata.of_step(whole, stream, "model", -1, num_subnets=num_subnets, **configs))
+    written.insert(0, out_dir / whole.file)
     if not chain:  # K = 1 (or subnets not wanted): the chain is the whole model
-        chain.append({"index": 0, **whole})
-    heads: list[dict[str, Any]] = []
+        chain.append(replace(whole, index=0))
+    heads: list[StepEntry] = []
     if aux:
         for k, head in enumerate(parts.aux_heads):
             head_net = fold_batchnorm(head)
-            meta = {**common, "role": "aux", "subnet_index": str(k), "follows": str(k),
-                    "neuron": head_net.config.neuron.to_dict(), "model": head_net.config.to_dict()}
-            entry = export_step(head_net, 0, len(head_net.layers), out_dir / f"aux{k}.onnx", meta)
-            heads.append({"index": k, "follows": k, **entry})
-            written.append(out_dir / entry["file"])
+            entry = _step_entry(head_net, 0, len(head_net.layers), f"aux{k}.onnx", index=k, follows=k)
+            _finish(trace_step(head_net, 0, len(head_net.layers)), out_dir / entry.file,
+                    GraphMetadata.of_step(entry, stream, "aux", k, follows=k, neuron=head_net.config.neuron.to_dict(),
+                                          model=head_net.config.to_dict()))
+            heads.append(entry)
+            written.append(out_dir / entry.file)
     sequence = None
     if sequence_steps:
-        sequence = export_sequence(net, int(sequence_steps), out_dir / f"model_seq{int(sequence_steps)}.onnx",
-                                   {**common, "role": "model", "subnet_index": "-1"})
-        written.append(out_dir / sequence["file"])
-    manifest = {
-        "kind": MANIFEST_KIND,
-        "format_version": FORMAT_VERSION,
-        "stdl_edge_version": stdl_edge.__version__,
-        "opset": OPSET,
-        "exporter": "torch.onnx.export(dynamo=True)",
-        "stream": parts.stream.to_dict(),
-        "model": parts.model.config.to_dict(),
-        "layer_names": net.layer_names(),
-        "num_classes": net.num_classes,
-        "input_shape": list(net.input_shape),
-        "whole": whole,
-        "chain": chain,
-        "aux_heads": heads,
-        "sequence": sequence,
-    }
-    write_json(out_dir / MANIFEST, manifest)
-    written.append(out_dir / MANIFEST)
+        sequence = export_sequence(net, int(sequence_steps), out_dir / f"model_seq{int(sequence_steps)}.onnx", stream)
+        written.append(out_dir / sequence.file)
+    manifest = Manifest(stream, whole, tuple(chain), tuple(net.layer_names()), net.num_classes, tuple(net.input_shape),
+                        model=configs["model"], aux_heads=tuple(heads), sequence=sequence,
+                        exporter="torch.onnx.export(dynamo=True)")
+    written.append(manifest.write(out_dir))
     return written
 
 

@@ -17,6 +17,7 @@ and devices are imported inside the functions, so ``import stdl_edge`` stays lig
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -73,7 +74,10 @@ def export(run: str | Path, to: str = "onnx", out: str | Path | None = None, **o
     ``stdl-edge info``) into ``out`` (default ``RUN/export/<to>``); returns the written files.
 
     options go to the exporter: ``sequence_steps=T`` (onnx: also a fixed-T sequence graph),
-    ``subnets``, ``aux`` (both: per-subnetwork and auxiliary-head files, default True)::
+    ``subnets``, ``aux`` (both: per-subnetwork and auxiliary-head files, default True),
+    ``evaluate`` (netx: the float vs fixed-point accuracy of ``model.net`` on loihi-sim over
+    the run's test split, recorded in ``quantization.json``; default True, or a callable
+    ``evaluate(model_net) -> report``, or False)::
 
         files = export("runs/demo", to="onnx")      # model.onnx, subnet<k>.onnx, ..., manifest.json
     """
@@ -83,7 +87,15 @@ def export(run: str | Path, to: str = "onnx", out: str | Path | None = None, **o
 
     folder = RunFolder(run)
     folder.record()  # a clear error when ``run`` is not a run folder
-    return EXPORTERS.get(to)(folder.path, Path(out) if out is not None else folder.export_dir(to), **options)
+    exporter = EXPORTERS.get(to)
+    if to == "netx":
+        evaluate = options.pop("evaluate", True)
+        if evaluate is True:
+            from .devices.fixed_point import evaluate_fixed_point
+
+            evaluate = partial(evaluate_fixed_point, folder.path)
+        options["evaluate"] = evaluate or None
+    return exporter(folder.path, Path(out) if out is not None else folder.export_dir(to), **options)
 
 
 def open_device(artifact: str | Path, device: str | None = None, **options: Any) -> Device:

@@ -18,10 +18,12 @@ a device can bin a raw event stream exactly as training did.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Mapping
 
+import numpy as np
 import torch
 
 from .events import BinSpec, SensorSize
@@ -35,8 +37,10 @@ AUX_WEIGHTS = "aux.safetensors"
 CHECKPOINT_DIR = "checkpoint"
 METRICS_FILE = "metrics.jsonl"
 EXPORT_DIR = "export"
-#: the file (or folder) of each export format inside ``export/<format>/`` that a device opens
-EXPORT_ENTRY = {"onnx": "", "netx": "model.net"}
+#: the format of a run folder itself (what the torch device reads); exports are named by their exporter
+RUN_FORMAT = "run"
+#: ``export(run, fmt, out_dir)`` writes the ``fmt`` export of a run folder into ``out_dir``
+ExportFn = Callable[[Path, str, Path], Any]
 
 
 @dataclass(frozen=True)
@@ -44,14 +48,25 @@ class StreamInfo:
     """How the model sees events.
 
     sensor_size: (width, height, polarities) of the event sensor the model was trained on.
-    dt_us: time step in microseconds.
+    dt_us: time step in microseconds; None where the artifact does not record one (a netx
+        file written by lava-dl or by hand): binning events then needs it supplied.
     num_steps: steps per sample in training (a device may run any number).
     bin_mode: 'binary' or 'count' (see stdl_edge.events).
     class_names: label of each readout unit.
+
+    Two encodings, each converted here only: :meth:`to_dict` (JSON: ``model.json``, the ONNX
+    manifest) and :meth:`to_attrs` (a flat map of int / str values: netx HDF5 root attributes
+    and ONNX ``metadata_props``).
+
+    >>> s = StreamInfo((16, 16, 2), 1000, 8, class_names=("a", "b"))
+    >>> s.to_attrs()
+    {'sensor_size': '[16, 16, 2]', 'dt_us': 1000, 'num_steps': 8, 'bin_mode': 'binary', 'class_names': '["a", "b"]'}
+    >>> StreamInfo.from_attrs({k: str(v) for k, v in s.to_attrs().items()}) == s   # ONNX: all strings
+    True
     """
 
     sensor_size: tuple[int, int, int]
-    dt_us: int
+    dt_us: int | None
     num_steps: int
     bin_mode: str = "binary"
     class_names: tuple[str, ...] = ()
@@ -59,7 +74,10 @@ class StreamInfo:
     def __post_init__(self) -> None:
         object.__setattr__(self, "sensor_size", tuple(int(v) for v in self.sensor_size))
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
-        BinSpec(self.dt_us, self.bin_mode)  # validates dt and mode
+        BinSpec(1 if self.dt_us is None else self.dt_us, self.bin_mode)  # validates dt and mode
+        object.__setattr__(self, "num_steps", int(self.num_steps))
+        if self.dt_us is not None:
+            object.__setattr__(self, "dt_us", int(self.dt_us))
 
     @property
     def sensor(self) -> SensorSize:
@@ -67,7 +85,11 @@ class StreamInfo:
 
     @property
     def bin_spec(self) -> BinSpec:
-        return BinSpec(dt_us=int(self.dt_us), mode=self.bin_mode)
+        """Events -> frames at ``dt_us``; a ``ValueError`` when no time step is recorded."""
+        if self.dt_us is None:
+            raise ValueError("the artifact records no time step (dt_us), so events cannot be binned; "
+                             "supply one (dt_us=... when opening the device)")
+        return BinSpec(dt_us=self.dt_us, mode=self.bin_mode)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -78,6 +100,42 @@ class StreamInfo:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> StreamInfo:
         return cls(**d)
+
+    def to_attrs(self) -> dict[str, int | str]:
+        """A flat ``key -> int | str`` map (lists as JSON strings); ``dt_us`` left out when None."""
+        attrs: dict[str, int | str] = {"sensor_size": json.dumps(list(self.sensor_size))}
+        if self.dt_us is not None:
+            attrs["dt_us"] = self.dt_us
+        attrs.update(num_steps=self.num_steps, bin_mode=self.bin_mode, class_names=json.dumps(list(self.class_names)))
+        return attrs
+
+    @classmethod
+    def from_attrs(cls, attrs: Mapping[str, Any], sensor_size: tuple[int, int, int] | None = None) -> StreamInfo:
+        """Parse :meth:`to_attrs` output as HDF5 (numpy scalars) or ONNX (strings) gives it back.
+
+        Also reads the legacy encodings of files written before :meth:`to_attrs`: netx HDF5
+        with ``sensor_size`` an int array and ``class_names`` an array of bytes (empty: dtype
+        ``S1``); ONNX's were the same strings as now. ``sensor_size``: used when ``attrs``
+        has none (a foreign file); without either, a ``ValueError``. Missing ``dt_us`` is None.
+        """
+        sensor = attrs.get("sensor_size", sensor_size)
+        if sensor is None:
+            raise ValueError(f"no stream recorded (no 'sensor_size' among {sorted(attrs)})")
+        dt = attrs.get("dt_us")
+        return cls(sensor_size=tuple(int(v) for v in _listed(sensor)), dt_us=None if dt is None else int(dt),
+                   num_steps=int(attrs.get("num_steps", 1)), bin_mode=_text(attrs.get("bin_mode", "binary")),
+                   class_names=tuple(_text(c) for c in _listed(attrs.get("class_names", ()))))
+
+
+def _text(value: Any) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _listed(value: Any) -> list[Any]:
+    """A list attribute: a JSON string (current) or an array / sequence (legacy HDF5)."""
+    if isinstance(value, (str, bytes)):
+        return list(json.loads(value))
+    return list(np.asarray(value).reshape(-1))
 
 
 @dataclass
@@ -112,9 +170,11 @@ class TrainedRun:
 
 
 def dataset_of_record(record: dict[str, Any]) -> str | None:
-    """The data set named in a run record (``stdl.train.dataset``, older ``stdl.dataset`` or ``dataset``)."""
+    """The data set named in a run record (``stdl.train.dataset``; also ``stdl.dataset``,
+    ``train.dataset`` or ``dataset``, which other writers of a record use)."""
     stdl = record.get("stdl") or {}
-    for cand in ((stdl.get("train") or {}).get("dataset"), stdl.get("dataset"), record.get("dataset")):
+    for cand in ((stdl.get("train") or {}).get("dataset"), stdl.get("dataset"),
+                 (record.get("train") or {}).get("dataset"), record.get("dataset")):
         if isinstance(cand, str) and cand:
             return cand
     return None
@@ -152,14 +212,6 @@ class RunFolder:
     def export_dir(self, fmt: str) -> Path:
         """``export/<fmt>/``: where ``stdl-edge export RUN --to <fmt>`` writes by default."""
         return self.path / EXPORT_DIR / fmt
-
-    def export_entry(self, fmt: str) -> Path:
-        """What a device of format ``fmt`` opens: ``export/onnx/`` (the manifest's folder) or
-        ``export/netx/model.net``."""
-        if fmt not in EXPORT_ENTRY:
-            raise ValueError(f"export format {fmt!r} is unknown; known: {', '.join(EXPORT_ENTRY)}")
-        entry = self.export_dir(fmt)
-        return entry / EXPORT_ENTRY[fmt] if EXPORT_ENTRY[fmt] else entry
 
     def is_run(self) -> bool:
         """True when ``path`` is a run folder (it holds ``model.json``)."""
@@ -230,6 +282,33 @@ class RunFolder:
                 _load_weights(head, self.aux_file, f"{k}.", weights, what=f"auxiliary head {k}")
                 head.to(map_location).eval()
         return TrainedRun(model, stream, boundaries, heads, record)
+
+
+def resolve_artifact(path: str | Path, fmt: str, export: ExportFn | None = None,
+                     notify: Callable[[str], None] | None = None) -> Path:
+    """What a reader of artifact format ``fmt`` opens for ``path``.
+
+    ``path`` itself unless it is a run folder (or a folder holding ``export/<fmt>/``). For a
+    run folder: the folder for ``fmt = "run"``, else its export folder ``export/<fmt>/`` (the format's reader finds its entry inside:
+    ``manifest.json``, ``model.net``). A missing export is written first by
+    ``export(run, fmt, out_dir)`` when given (``notify(message)`` is told), else a
+    ``FileNotFoundError`` names the ``stdl-edge export`` command to run.
+    """
+    folder = RunFolder(path)
+    if not folder.path.exists():
+        raise FileNotFoundError(f"artifact {folder.path} does not exist")
+    out = folder.export_dir(fmt)
+    if fmt == RUN_FORMAT or not (folder.is_run() or out.is_dir()):
+        return folder.path
+    if not out.exists():
+        if export is None:
+            raise FileNotFoundError(f"{out} does not exist; run `stdl-edge export {folder.path} --to {fmt}`")
+        if notify is not None:
+            notify(f"{out} is missing: exporting {folder.path} to {fmt} first")
+        export(folder.path, fmt, out)
+        if not out.exists():
+            raise FileNotFoundError(f"{out} does not exist after export; the {fmt} exporter wrote elsewhere")
+    return out
 
 
 def _load_weights(net: SpikingNet, path: Path, prefix: str, tensors: dict[str, Any] | None = None,

@@ -44,15 +44,9 @@ import torch
 from torch import nn
 
 from .layers import AvgPool2d, Flatten, Readout, SpikingConv2d, SpikingDense
+from .loihi import BASE_SCALE, DECAY_UNITY, MAX_CURRENT, MAX_VTH, READOUT_VTH
 from .models import SpikingNet
 from .neuron import CubaParams
-
-DECAY_UNITY = 4096
-BASE_SCALE = 64.0  # lava-dl's w_scale: exponent 0
-MAX_VTH = (1 << 17) - 1  # PyLifModelBitAcc: vth is 17-bit unsigned
-MAX_CURRENT = (1 << 17) - 1  # |W s| << 6 must stay below 2**23 (24-bit current)
-#: lava-dl's own non-spiking readout threshold (slayer AbstractDense.export_hdf5): never reached
-READOUT_VTH = (1 << 18) - 1
 
 
 class QuantError(ValueError):

@@ -30,6 +30,7 @@ class Entry(Generic[T]):
     summary: str
     requires: tuple[str, ...] = ()  # importable module names
     extra: str = ""  # pip extra that installs them
+    format: str = ""  # the artifact format it reads (a device) or writes (an exporter): run, onnx, netx, ...
 
     def missing(self) -> list[str]:
         return [m for m in self.requires if importlib.util.find_spec(m.split(".")[0]) is None]
@@ -50,8 +51,8 @@ class Registry(Generic[T]):
         self._entries: dict[str, Entry[T]] = {}
 
     def register(self, name: str, target: T, summary: str, requires: tuple[str, ...] = (),
-                 extra: str = "") -> T:
-        self._entries[name] = Entry(name, target, summary, tuple(requires), extra)
+                 extra: str = "", format: str = "") -> T:
+        self._entries[name] = Entry(name, target, summary, tuple(requires), extra, format)
         return target
 
     def names(self) -> list[str]:
@@ -60,8 +61,8 @@ class Registry(Generic[T]):
     def entries(self) -> list[Entry[T]]:
         return list(self._entries.values())
 
-    def get(self, name: str) -> T:
-        """The target registered as ``name``; :class:`UnknownNameError` for an unknown name,
+    def entry(self, name: str) -> Entry[T]:
+        """The entry registered as ``name``; :class:`UnknownNameError` for an unknown name,
         :class:`UnavailableError` for an entry that cannot run here."""
         entry = self._entries.get(name)
         if entry is None:
@@ -69,7 +70,15 @@ class Registry(Generic[T]):
         why = entry.why_unavailable()
         if why:
             raise UnavailableError(f"{self.what} {name!r} is not available: {why}")
-        return entry.target
+        return entry
+
+    def get(self, name: str) -> T:
+        """The target registered as ``name`` (checked as :meth:`entry`)."""
+        return self.entry(name).target
+
+    def first_for(self, format: str) -> str | None:
+        """The first entry registered for artifact ``format`` (the default device for it), if any."""
+        return next((e.name for e in self._entries.values() if e.format == format), None)
 
 
 EXPORTERS: Registry[Callable] = Registry("exporter")

@@ -9,8 +9,8 @@ import torch
 from torch.nn import functional as F
 
 from stdl_edge.devices import open_device
-from stdl_edge.devices.loihi_sim import (LoihiNet, LoihiSim, NetxError, cuba_fixed_step, decay_toward_zero,
-                                         netx_dense_weights, wrap_current)
+from stdl_edge.devices.loihi_sim import LoihiNet, LoihiSim, cuba_fixed_step, decay_toward_zero, wrap_current
+from stdl_edge.formats.netx import NetxError, netx_dense_weights
 
 MAX = 1 << 23
 
@@ -208,11 +208,11 @@ def test_conv_synapse_is_pytorch_cross_correlation(tmp_path, stride, padding, di
     for method in ("event", "dense", None):  # event-driven scatter and im2col agree exactly
         assert np.array_equal(net.synapse(net.layers[0], x, method=method), ref), method
     graded = x * rng.integers(1, 4, x.shape)  # graded payloads multiply the weights
-    net.layers[0].input_message_bits = 8
+    graded_net = LoihiNet.from_netx(tmp_path / "c.net", input_message_bits=8)
     gref = F.conv2d(torch.from_numpy(graded).double(), torch.from_numpy(w).double(), stride=stride,
                     padding=padding, dilation=dilation, groups=groups).round().long().numpy()
     for method in ("event", "dense"):
-        assert np.array_equal(net.synapse(net.layers[0], graded, method=method), gref), method
+        assert np.array_equal(graded_net.synapse(graded_net.layers[0], graded, method=method), gref), method
     # synaptic-operation count: non-zero synapses leaving each input element
     fan = F.conv_transpose2d(torch.ones(1, 4, *ref.shape[2:]).double(), torch.from_numpy((w != 0) * 1.0).double(),
                              stride=stride, padding=padding, dilation=dilation, groups=groups,
@@ -256,7 +256,7 @@ def test_runs_a_lava_dl_slayer_export(tmp_path):
     assert [layer.kind for layer in sim.net.layers] == ["conv", "dense"]
     assert sim.input_shape == (2, 8, 8) and sim.num_classes == 6 and sim.latency == 2
     with h5py.File(path) as f:
-        assert sim.net.layers[0].i_decay == int(f["layer/1/neuron/iDecay"][()])
+        assert sim.net.layers[0].neuron.i_decay == int(f["layer/1/neuron/iDecay"][()])
     rng = np.random.default_rng(0)
     out = sim.run((rng.random((6, 2, 2, 8, 8)) < 0.5))
     assert out["layer0"].sum() > 0 and out["layer1/v"].shape == (6, 2, 6)

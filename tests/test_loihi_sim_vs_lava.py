@@ -101,7 +101,8 @@ def compare(path: Path, shape: tuple[int, ...], aligned: bool, steps: int = 6, b
             seed: int = 0) -> dict[str, np.ndarray]:
     """Run ``path`` on both; assert identical integer traces, readouts and counts; return the traces."""
     from stdl_edge.devices.lava_device import LavaDevice
-    from stdl_edge.devices.loihi_sim import ALIGNED_INTERVAL, LoihiSim
+    from stdl_edge.devices.loihi_sim import LoihiSim
+    from stdl_edge.formats.netx import ALIGNED_INTERVAL
 
     rng = np.random.default_rng(seed)
     frames = (rng.random((steps, batch, *shape)) < 0.4).astype(np.float32)

@@ -48,13 +48,13 @@ def run_folder(tmp_path):
 
 
 def test_export_writes_netx_files_with_metadata(run_folder):
-    paths = export(run_folder, evaluate=False)
+    paths = export(run_folder)
     out = run_folder / "export" / "netx"
     assert sorted(p.name for p in paths) == ["aux0.net", "model.net", "quantization.json", "subnet0.net",
                                              "subnet1.net"]
     with h5py.File(out / "model.net") as f:
-        assert f.attrs["dt_us"] == 2000 and f.attrs["sensor_size"].tolist() == [12, 12, 2]
-        assert [c.decode() for c in f.attrs["class_names"]] == ["a", "b", "c", "d"]
+        assert f.attrs["dt_us"] == 2000 and json.loads(f.attrs["sensor_size"]) == [12, 12, 2]
+        assert json.loads(f.attrs["class_names"]) == ["a", "b", "c", "d"]
         types = [f[f"layer/{i}/type"][0].decode() for i in range(len(f["layer"]))]
         assert types == ["input", "conv", "conv", "conv", "flatten", "dense", "dense"]
         assert f["layer/0/shape"][()].tolist() == [2, 12, 12]
@@ -90,7 +90,7 @@ def test_lava_dl_netx_loads_our_export(run_folder, tmp_path):
     if not ok:
         pytest.skip(why)
     netx = import_lava().netx
-    export(run_folder, tmp_path / "nx", evaluate=False, subnets=False, aux=False)
+    export(run_folder, tmp_path / "nx", subnets=False, aux=False)
     net = netx.hdf5.Network(net_config=str(tmp_path / "nx" / "model.net"))
     assert len(net.layers) == 5 and net.inp.shape == (12, 12, 2) and net.out.shape == (4,)
     q = [x for x in quantize_model(_model()) if isinstance(x, LayerQuant)]
@@ -109,7 +109,7 @@ def test_loihi_sim_equals_the_float_model_with_dequantized_weights(tmp_path):
     (and theta = vThMant / scale) gives identical spikes at every layer and the same readout."""
     net = _model(1)
     save_model(tmp_path / "r", net, STREAM)
-    export(tmp_path / "r", evaluate=False)
+    export(tmp_path / "r")
     q = [x for x in quantize_model(net) if isinstance(x, LayerQuant)]
     ref = build_model(net.config.replace(batchnorm=False)).eval()
     i = 0
@@ -152,7 +152,7 @@ def test_loihi_sim_equals_the_float_model_with_dequantized_weights(tmp_path):
 
 
 def test_subnetworks_chain_to_the_whole_model(run_folder):
-    export(run_folder, evaluate=False)
+    export(run_folder)
     out = run_folder / "export" / "netx"
     whole = LoihiSim.from_netx(out / "model.net")
     parts = [LoihiSim.from_netx(out / f"subnet{k}.net") for k in range(2)]
@@ -204,7 +204,7 @@ def test_trained_model_float_vs_loihi_sim_agreement(tmp_path):
     with torch.no_grad():
         float_pred = net(xte).argmax(1).numpy()
     save_model(tmp_path / "t", net, STREAM.__class__(sensor_size=(12, 12, 2), dt_us=1000, num_steps=5))
-    export(tmp_path / "t", evaluate=False)
+    export(tmp_path / "t")
     sim = LoihiSim.load(tmp_path / "t")
     fixed_pred = classify(sim, xte.numpy()).argmax(1)
     float_acc = float((float_pred == yte.numpy()).mean())
@@ -219,12 +219,12 @@ def test_what_netx_cannot_express_fails_clearly(tmp_path):
     res = build_model(ModelConfig(arch="resnet", input_shape=(2, 8, 8), num_classes=3, width=0.125), seed=0)
     save_model(tmp_path / "res", res, StreamInfo((8, 8, 2), 1000, 4))
     with pytest.raises(QuantError, match="resblock"):
-        export(tmp_path / "res", evaluate=False)
+        export(tmp_path / "res")
     net = build_model(ModelConfig(input_shape=(2, 12, 12), num_classes=4, width=0.25), seed=0)
     net.layers[4].linear.weight.data.zero_()
     save_model(tmp_path / "zero", net, STREAM)
     with pytest.raises(QuantError, match="layer 4.dense: all weights are zero"):
-        export(tmp_path / "zero", evaluate=False)
+        export(tmp_path / "zero")
 
 
 def test_dense_weights_are_made_exact_for_netx():
@@ -233,3 +233,40 @@ def test_dense_weights_are_made_exact_for_netx():
     assert nudged == 1 and fixed.tolist() == [[-126, -64, 0]]
     same, nudged = make_dense_netx_exact(np.array([[254, -254, 2]]), "x")
     assert nudged == 0 and same.tolist() == [[254, -254, 2]]
+
+
+class _Labelled:
+    """Stands in for a data set: ``labels`` and ``ds[i] -> (frames (T, C, H, W), label)``."""
+
+    def __init__(self, n: int = 10) -> None:
+        gen = torch.Generator().manual_seed(1)
+        self.labels = np.arange(n) % 4
+        self.frames = (torch.rand(n, 6, 2, 12, 12, generator=gen) < 0.3).float()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int):
+        return self.frames[i], int(self.labels[i])
+
+
+def test_export_command_records_float_vs_fixed_point_accuracy(tmp_path, monkeypatch):
+    import stdl_edge.data as data
+    from typer.testing import CliRunner
+
+    from stdl_edge.cli import app
+    from stdl_edge.devices.fixed_point import evaluate_fixed_point
+
+    run = save_run(tmp_path / "run", _model(), STREAM, [(0, 6)], [], {"train": {"dataset": "tiny"}})
+    calls = []
+    monkeypatch.setattr(data, "load_dataset", lambda name, split, **kw: calls.append((name, split, kw)) or _Labelled())
+    result = CliRunner().invoke(app, ["export", str(run), "--to", "netx"])
+    assert result.exit_code == 0, result.output
+    assert calls == [("tiny", "test", {"num_steps": 6, "dt_us": 2000, "bin_mode": "binary"})]
+    acc = json.loads((run / "export" / "netx" / "quantization.json").read_text())["accuracy"]
+    assert acc["dataset"] == "tiny" and acc["split"] == "test" and acc["samples"] == 10
+    direct = evaluate_fixed_point(run, run / "export" / "netx" / "model.net")
+    assert {k: v for k, v in acc.items() if k != "seconds"} == {k: v for k, v in direct.items() if k != "seconds"}
+    assert 0.0 <= acc["fixed_point_accuracy"] <= 1.0 and 0.0 <= acc["prediction_agreement"] <= 1.0
+    export(run)  # the exporter alone (no evaluate=) runs no device
+    assert "accuracy" not in json.loads((run / "export" / "netx" / "quantization.json").read_text())

@@ -20,7 +20,8 @@ from stdl_edge.artifact import StreamInfo, save_model  # noqa: E402
 from stdl_edge.cli import app  # noqa: E402
 from stdl_edge.devices import open_device  # noqa: E402
 from stdl_edge.devices.base import Device  # noqa: E402
-from stdl_edge.devices.compare import Comparison, expects_identity, resolve_artifact  # noqa: E402
+from stdl_edge.artifact import resolve_artifact  # noqa: E402
+from stdl_edge.devices.compare import Comparison, expects_identity  # noqa: E402
 from stdl_edge.models import ModelConfig, build_model  # noqa: E402
 
 runner = CliRunner()
@@ -50,7 +51,7 @@ def frames_of(seed: int, steps: int = 6, batch: int = 4) -> np.ndarray:
 
 
 def test_good_export_has_no_mismatch(run):
-    devices = {name: open_device(name, resolve_artifact(run, name), record=True) for name in ("torch", "onnxruntime")}
+    devices = {name: open_device(name, run, record=True) for name in ("torch", "onnxruntime")}
     cmp = Comparison(devices)
     cmp.add_batch(frames_of(1), np.array([0, 1, 2, 0]))
     cmp.add_batch(frames_of(2, batch=3), np.array([1, 1, 2]))
@@ -248,3 +249,16 @@ def test_spike_difference_with_different_voltages_is_a_mismatch():
     pair = cmp.pairs[("torch", "onnxruntime")]
     assert not cmp.ok and not pair.tied_samples
     assert {(m.key, m.step) for m in pair.mismatches} >= {("0.dense", 1), ("0.dense/v", 1)}
+
+
+def test_missing_export_names_the_command_or_is_written_by_the_callers_exporter(run, tmp_path):
+    from stdl_edge.api import export
+
+    fresh = tmp_path / "fresh"
+    shutil.copytree(run, fresh, ignore=shutil.ignore_patterns("export"))
+    with pytest.raises(FileNotFoundError, match=f"run `stdl-edge export {fresh} --to onnx`"):
+        resolve_artifact(fresh, "onnx")
+    heard = []
+    path = resolve_artifact(fresh, "onnx", export=export, notify=heard.append)
+    assert path == fresh / "export" / "onnx" and (path / "manifest.json").exists()
+    assert heard == [f"{path} is missing: exporting {fresh} to onnx first"]

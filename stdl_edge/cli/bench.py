@@ -23,6 +23,7 @@ def bench(
     """Median per-step latency (batch 1) and throughput (batch 32) of each device."""
     from rich.table import Table
 
+    from stdl_edge.api import export
     from stdl_edge.devices.bench import bench_devices
 
     names = [d.strip() for d in devices.split(",") if d.strip()]
@@ -30,7 +31,7 @@ def bench(
         raise ValueError("--devices is empty; name at least one device")
     with console.status("timing ..."):
         rows = bench_devices(target, names, steps=steps, batch=batch,
-                             notify=lambda msg: console.print(f"[yellow]{msg}[/]"))
+                             export=export, notify=lambda msg: console.print(f"[yellow]{msg}[/]"))
     table = Table(title=f"inference speed of {target}")
     for col in ("device", "latency b=1 (ms, median)", "p90 (ms)", "CPU time b=1 (ms)",
                 f"throughput b={batch} (sample-steps/s)"):

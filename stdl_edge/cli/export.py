@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -23,20 +24,15 @@ def export(
                                        help="also write a fixed-T sequence graph (onnx only)"),
 ) -> None:
     """Export a trained run: the whole model, each STDL subnetwork and each auxiliary head."""
-    import stdl_edge.exporters  # noqa: F401  (registers the exporters)
-    from stdl_edge.registry import EXPORTERS
+    from stdl_edge.api import export as export_run
 
-    if not run.is_dir():
-        raise FileNotFoundError(f"run folder {run} does not exist (train one with `stdl-edge train --out {run}`)")
-    exporter = EXPORTERS.get(to)
-    options = {}
+    options: dict[str, Any] = {}
     if sequence_steps is not None:
         if to != "onnx":
             raise ValueError(f"--sequence-steps is an ONNX option; the {to} exporter has no sequence graph")
         options["sequence_steps"] = sequence_steps
-    out_dir = out if out is not None else run / "export" / to
     with console.status(f"exporting {run} to {to} ..."):
-        files = exporter(run, out_dir, **options)
+        files = export_run(run, to, out, **options)
     table = Table(title=f"{to} export of {run}")
     table.add_column("file")
     table.add_column("size", justify="right")

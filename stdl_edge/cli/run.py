@@ -56,11 +56,14 @@ def run(
     early_exit: float | None = typer.Option(None, "--early-exit", help="onnxruntime, per sample: leave at the "
                                                                       "first auxiliary head whose softmax "
                                                                       "confidence reaches this (0-1]"),
+    dt_us: int | None = typer.Option(None, "--dt-us", min=1, help="time step (us) of a netx file that records "
+                                                                 "none (lava-dl's own exports)"),
 ) -> None:
     """Run a network on an event stream and print predictions, latency, activity and energy."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
+    from stdl_edge.api import export
     from stdl_edge.devices.choose import device_for, open_artifact
     from stdl_edge.devices.plots import write_plots
     from stdl_edge.sources import fit_geometry, open_source
@@ -72,9 +75,12 @@ def run(
         raise ValueError(f"--window-ms {window_ms} must be > 0")
     if window_ms is not None and per_sample:
         raise ValueError("pass either --window-ms or --per-sample, not both")
+    options: dict[str, Any] = {"chain": True} if early_exit is not None else {}
+    if dt_us is not None:
+        options["dt_us"] = dt_us
     device = device or device_for(artifact)
-    dev = open_artifact(artifact, device, notify=lambda msg: console.print(f"[yellow]{msg}[/]"), record=bool(plot),
-                        **({"chain": True} if early_exit is not None else {}))
+    dev = open_artifact(artifact, device, export=export, notify=lambda msg: console.print(f"[yellow]{msg}[/]"),
+                        record=bool(plot), **options)
     stream = dev.stream
     src = open_source(events, format=fmt, sensor_size=_pair(sensor, "--sensor", 2),
                       crop=_pair(crop, "--crop", 4), downsample=downsample or 1,
@@ -86,7 +92,7 @@ def run(
                       f"downsample {src.geometry.downsample}[/]")
     window_steps = None
     if window_ms is not None:
-        window_steps = max(1, int(round(window_ms * 1000 / stream.dt_us)))
+        window_steps = max(1, int(round(window_ms * 1000 / dev.bin_spec.dt_us)))
     elif not (per_sample or src.labelled):
         window_steps = stream.num_steps
     use_samples = per_sample or (src.labelled and window_ms is None)

@@ -70,13 +70,14 @@ def verify(
     """Run the test split through every device and compare spikes, states and predictions."""
     from rich.progress import Progress
 
+    from stdl_edge.api import export
     from stdl_edge.devices.verify import run_verify
 
     names = [d.strip() for d in devices.split(",") if d.strip()]
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(f"verifying {run}", total=None)
         comparison = run_verify(run, names, samples=samples, dataset=dataset, batch=batch,
-                                notify=lambda msg: console.print(f"[yellow]{msg}[/]"),
+                                export=export, notify=lambda msg: console.print(f"[yellow]{msg}[/]"),
                                 on_batch=lambda done, total: progress.update(task, completed=done, total=total))
     print_report(comparison)
     if not comparison.ok:

@@ -1,0 +1,527 @@
+"""The Lava netx HDF5 format: its constants, the parsed network, the writer and the parser.
+
+(One module over 400 lines on purpose: everything that knows a netx key name is here, the
+writer beside the parser, so the exporter and both netx devices share one definition.)
+
+The layout is what lava-dl's ``netx.hdf5.Network`` reads (and slayer's ``export_hdf5`` writes)::
+
+    layer/0  type='input', shape=[C, H, W]          (a neuron group too: lava-dl's Input block)
+    layer/i  type='conv', shape=[C, H, W], weight (O, I/g, kh, kw), stride/padding/dilation
+             [y, x] or scalar, groups, bias (optional), neuron/{type='CUBA', iDecay, vDecay,
+             vThMant, refDelay, gradedSpike[, messageBits]}
+    layer/i  type='flatten', shape=[N]              (netx flattens (x, y, c) as (c, y, x) = PyTorch)
+    layer/i  type='dense', shape=[N], weight (N, N_in), bias (optional), neuron/...
+
+stdl-edge adds what netx ignores as HDF5 attributes: at the root ``format`` (:data:`FORMAT`),
+``format_version`` (:data:`VERSION`), the stream (:meth:`StreamInfo.to_attrs
+<stdl_edge.artifact.StreamInfo.to_attrs>`), ``input_message_bits``, ``latency``, ``subnet``,
+``layers`` (the source layer range) and ``aux``; per layer group ``scale``, ``exponent``,
+``source`` and ``readout``. :func:`write_netx` writes quantized layers; :func:`read_netx`
+reads any file netx can build (ours and lava-dl's) into a :class:`NetxNetwork` of
+:class:`NetxLayer` blocks, with the integers netx itself would hand to Lava, and raises
+:class:`NetxError` naming ``layer/<i>`` for what netx (or a CUBA simulator) cannot run.
+A file without our attributes gets a stream with ``dt_us = None`` (supply ``dt_us=``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+
+from stdl_edge.artifact import StreamInfo, resolve_artifact
+from stdl_edge.io import atomic_path
+from stdl_edge.loihi import ACT_SHIFT, BASE_SCALE, DECAY_UNITY
+
+if TYPE_CHECKING:
+    from stdl_edge.quant import FoldedLayer, LayerQuant
+
+FORMAT = "stdl-edge-netx"
+#: 2: stream attributes as ``StreamInfo.to_attrs`` (lists as JSON strings); 1: lists as HDF5 arrays
+VERSION = 2
+#: the whole model's file in an export folder (``RUN/export/netx``)
+MODEL_FILE = "model.net"
+INPUT, FLATTEN, DENSE, CONV = "input", "flatten", "dense", "conv"
+LAYER_TYPES = (INPUT, FLATTEN, DENSE, CONV)
+#: neuron types netx builds as CUBA
+NEURON_TYPES = ("CUBA", "LOIHI")
+#: netx ``Network(reset_interval=ALIGNED_INTERVAL, reset_offset=1)``: each block is reset once, when
+#: the sample's first input reaches it (the aligned mode of the loihi-sim and lava devices)
+ALIGNED_INTERVAL = 1 << 40
+#: lava-dl slayer's weight of an Input block (``bias_mant = weight * x + bias``) when the file has none
+INPUT_WEIGHT = 64
+#: the 8-bit weight field of Lava's dense synapse (``clip_weights(num_bits=8)``)
+WEIGHT_BITS = 8
+
+
+class NetxError(ValueError):
+    """A netx file netx itself (or a CUBA simulator of it) cannot run; the message names the layer."""
+
+
+@dataclass(frozen=True)
+class NetxNeuron:
+    """A ``neuron`` group as netx reads it (CUBA; integers).
+
+    i_decay, v_decay: ``iDecay``, ``vDecay`` in 1/4096 per step (0..4096; 4096 forgets all).
+    vth: ``vThMant`` (the neuron fires when ``v > vth << 6``).
+    ref_delay, graded_spike: read and ignored by netx's CUBA (Lava's LIF has neither).
+    message_bits: payload bits of the spikes it sends (0: unary).
+    """
+
+    i_decay: int
+    v_decay: int
+    vth: int
+    type: str = "CUBA"
+    ref_delay: int = 1
+    graded_spike: bool = False
+    message_bits: int = 0
+
+
+#: netx's neuron for a layer group without one: a non-leaky integrator that never fires
+DEFAULT_NEURON = NetxNeuron(i_decay=0, v_decay=DECAY_UNITY, vth=1 << 17)
+
+
+@dataclass(frozen=True, eq=False)
+class NetxLayer:
+    """One block of a netx network (``netx.hdf5.Network.layers[block]``).
+
+    index: the HDF5 group ``layer/<index>``; block: position among the blocks (name ``layer<block>``).
+    kind: 'input' (an input layer with a neuron, lava-dl's Input block), 'dense' or 'conv'.
+    out_shape: ``(C, H, W)`` or ``(N,)``; in_shape: what the block receives (a dense layer after a
+        flatten receives ``(C, H, W)`` and flattens it in ``(c, y, x)`` order).
+    bias: ``bias_mant`` broadcast to ``out_shape``, int64.
+    weight: dense ``(O, I)``: the effective integers of netx's synapse (:func:`netx_dense_weights`),
+        output ``(W s) >> -weight_exp``; conv ``(O, I/g, kh, kw)`` as stored (PyTorch layout,
+        cross-correlation, no exponent); None for an input block.
+    stride, padding, dilation: ``(y, x)``; groups: conv groups.
+    input_message_bits: payload bits of what the block receives (0: unary spikes).
+    transform: an input block's ``(weight, bias)``: its neurons get ``bias_mant = weight * x + bias``.
+    scale: weight units per 1.0 (the ``scale`` attribute of our exporter; lava-dl's 64 otherwise).
+    """
+
+    index: int
+    block: int
+    kind: str
+    out_shape: tuple[int, ...]
+    in_shape: tuple[int, ...]
+    neuron: NetxNeuron
+    bias: np.ndarray
+    weight: np.ndarray | None = None
+    weight_exp: int = 0
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    input_message_bits: int = 0
+    transform: tuple[int, int] = (INPUT_WEIGHT, 0)
+    scale: float = BASE_SCALE
+
+    @property
+    def name(self) -> str:
+        return f"layer{self.block}"
+
+    @property
+    def synaptic(self) -> bool:
+        return self.kind in (DENSE, CONV)
+
+    @property
+    def voltage_scale(self) -> float:
+        """Integer voltage units per 1.0 of the float model: ``v / voltage_scale`` (``64 * scale``)."""
+        return float(1 << ACT_SHIFT) * self.scale
+
+    @cached_property
+    def fanout(self) -> np.ndarray | None:
+        """Non-zero synapses leaving each input element (synaptic operations per input spike):
+        dense ``(I,)``, conv ``in_shape`` ``(C, H, W)``; None for an input block."""
+        if self.kind == DENSE:
+            return (self.weight != 0).sum(axis=0).astype(np.int64)
+        if self.kind != CONV:
+            return None
+        c, h, w = self.in_shape
+        o, ho, wo = self.out_shape
+        _, ig, kh, kw = self.weight.shape
+        (sy, sx), (py, px), (dy, dx) = self.stride, self.padding, self.dilation
+        g = self.groups
+        # outputs reached through each (input channel, kernel tap): (C, kh, kw); channel c is in group c // ig
+        reached = (self.weight != 0).reshape(g, o // g, ig, kh, kw).sum(axis=1).reshape(c, kh, kw)
+        fan = np.zeros((c, h, w), dtype=np.int64)
+        for ky in range(kh):
+            on_y = _tap_hits(h, ho, sy, py, ky * dy)
+            for kx in range(kw):
+                fan += reached[:, ky, kx, None, None] * (on_y[:, None] & _tap_hits(w, wo, sx, px, kx * dx)[None, :])
+        return fan
+
+
+def _tap_hits(size: int, out: int, stride: int, pad: int, offset: int) -> np.ndarray:
+    """Input positions ``i`` whose kernel tap at ``offset`` lands on an output ``(i + pad - offset) / stride``."""
+    n = np.arange(size) + pad - offset
+    return (n % stride == 0) & (n >= 0) & (n // stride < out)
+
+
+@dataclass(frozen=True, eq=False)
+class NetxNetwork:
+    """A parsed netx file: its blocks in order, the input shape and the stream it expects.
+
+    stream: our root attributes, or for a foreign file the sensor implied by ``input_shape``,
+        ``num_steps = 1`` and ``dt_us = None`` (unless ``read_netx(..., dt_us=)`` supplied it).
+    input_message_bits: payload bits of the network's input (0: unary spikes, netx's default).
+    version: our ``format_version``; None for a file stdl-edge did not write.
+    """
+
+    path: Path
+    input_shape: tuple[int, ...]
+    layers: tuple[NetxLayer, ...]
+    stream: StreamInfo
+    input_message_bits: int = 0
+    version: int | None = None
+
+    @property
+    def latency(self) -> int:
+        """Steps from an input frame to the readout it causes: one per synapse (Lava's ``a_buff``)."""
+        return sum(1 for layer in self.layers if layer.synaptic)
+
+
+def resolve_netx(artifact: str | Path) -> Path:
+    """A ``.net`` file, or the ``model.net`` of an export folder (``RUN/export/netx``) or of a
+    run folder's netx export (:func:`stdl_edge.artifact.resolve_artifact`)."""
+    path = resolve_artifact(artifact, "netx")
+    if path.is_dir():
+        if not (path / MODEL_FILE).exists():
+            raise FileNotFoundError(f"{artifact} holds no {MODEL_FILE}; export one with "
+                                    "`stdl-edge export RUN --to netx`")
+        return path / MODEL_FILE
+    return path
+
+
+# ----------------------------------------------------------------------------- netx's dense weights
+def netx_dense_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
+    """The integer weights and exponent a netx Dense synapse really uses: ``(W_eff, exp)``.
+
+    Reproduces ``lava.lib.dl.netx.utils.optimize_weight_bits`` followed by Lava's
+    ``determine_sign_mode``, ``clip_weights(num_bits=8)`` and ``truncate_weights``. The
+    synapse output is ``(W_eff @ s) >> -exp`` (``<< exp`` if ``exp > 0``). For a well-formed
+    matrix ``W_eff >> -exp == W``; lava-dl issue 170 (and single-sign matrices whose
+    extreme is a power of two) are where it is not. An all-zero matrix makes netx divide by
+    zero; that raises :class:`NetxError`.
+
+    >>> eff, exp = netx_dense_weights(np.array([[16, 64, 0]]))   # shifted left by 1 bit, then back
+    >>> eff.tolist(), exp, (eff >> -exp).tolist()
+    ([[32, 128, 0]], -1, [[16, 64, 0]])
+    """
+    w = np.asarray(weight).astype(np.int64)
+    max_w, min_w = int(w.max()), int(w.min())
+    if max_w > 254 and min_w < 0:  # netx clips and warns
+        w = np.clip(w, -256, 254)
+        max_w = int(w.max())
+    if min_w < -256 and max_w > 0:
+        w = np.clip(w, -256, 254)
+        min_w = int(w.min())
+    if max_w == 0 and min_w == 0:
+        raise NetxError("an all-zero dense weight matrix: netx.utils.optimize_weight_bits divides by zero "
+                        "(255 / max weight) and Lava cannot load it")
+    if max_w < 0:
+        is_signed, scale = 0, -256 / min_w
+    elif min_w >= 0:
+        is_signed, scale = 0, 255 / max_w
+    else:
+        is_signed = 1
+        pos = 127 / max_w if max_w > 0 else math.inf
+        scale = min(pos, -128 / min_w)
+    scale_bits = int(math.floor(math.log2(scale))) + is_signed
+    n = WEIGHT_BITS
+    while n > 0 and np.any(w % (1 << n)):
+        n -= 1
+    n -= is_signed
+    num_weight_bits = WEIGHT_BITS - scale_bits - n
+    exp = -scale_bits
+    if scale_bits < 0:
+        raise NetxError(f"dense weights up to {max_w} need a negative shift in netx (undefined); "
+                        "keep |weight| <= 254")
+    shifted = w << scale_bits
+    # Lava's PyDenseModelBitAcc: sign mode of the shifted weights, clip to 8 bits, truncate
+    if shifted.min() >= 0:
+        mode = "exc"
+    elif shifted.max() <= 0:
+        mode = "inh"
+    else:
+        mode = "mixed"
+    mixed = int(mode == "mixed")
+    x = -shifted if mode == "inh" else shifted
+    x = np.clip(x, -(1 << WEIGHT_BITS) * mixed, (1 << WEIGHT_BITS) - 1)
+    t = WEIGHT_BITS - num_weight_bits + mixed
+    x = (x >> t) << t
+    return (-x if mode == "inh" else x), exp
+
+
+# ----------------------------------------------------------------------------- the writer
+def _write_str(handle: Any, key: str, value: str) -> None:
+    handle.create_dataset(key, (1,), "S10", [value.encode("ascii")])
+
+
+def _write_neuron(handle: Any, q: LayerQuant) -> None:
+    n = handle.create_group("neuron")
+    _write_str(n, "type", "CUBA")
+    n.create_dataset("iDecay", data=np.int64(q.i_decay))
+    n.create_dataset("vDecay", data=np.int64(q.v_decay))
+    n.create_dataset("vThMant", data=np.int64(q.vth))
+    n.create_dataset("refDelay", data=np.int64(1))
+    n.create_dataset("gradedSpike", data=np.bool_(False))
+
+
+def write_netx(path: str | Path, layers: Sequence[LayerQuant | FoldedLayer], input_shape: tuple[int, ...],
+               stream: StreamInfo, *, input_message_bits: int = 0, subnet: int = -1, aux: bool = False,
+               layer_range: tuple[int, int] | None = None) -> Path:
+    """Write quantized layers (:func:`stdl_edge.quant.quantize_model`) as a netx file (atomic).
+
+    Dense weights must already be netx-exact. ``subnet``: -1 for the whole model, ``k`` for
+    STDL subnetwork ``k`` (or, with ``aux``, the auxiliary head after it); ``layer_range``:
+    the ``(start, stop)`` SpikingNet layers the file holds.
+    """
+    import h5py
+
+    path = Path(path)
+    attrs: dict[str, Any] = {"format": FORMAT, "format_version": VERSION, **stream.to_attrs(),
+                             "input_message_bits": int(input_message_bits),
+                             "latency": sum(1 for q in layers if q.kind != FLATTEN)}
+    if layer_range is not None:
+        attrs["layers"] = np.array(layer_range, dtype=np.int64)
+    attrs["subnet"] = int(subnet)
+    if aux:
+        attrs["aux"] = 1
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs.update(attrs)
+            group = f.create_group("layer")
+            g = group.create_group("0")
+            _write_str(g, "type", INPUT)
+            g.create_dataset("shape", data=np.array(input_shape, dtype=np.int64))
+            for i, q in enumerate(layers, start=1):
+                g = group.create_group(str(i))
+                _write_str(g, "type", q.kind)
+                g.create_dataset("shape", data=np.array(q.out_shape, dtype=np.int64))
+                g.attrs["source"] = q.name
+                if q.kind == FLATTEN:
+                    continue
+                if q.kind == CONV:
+                    g.create_dataset("inChannels", data=np.int64(q.weight.shape[1]))
+                    g.create_dataset("outChannels", data=np.int64(q.weight.shape[0]))
+                    g.create_dataset("kernelSize", data=np.array(q.weight.shape[2:], dtype=np.int64))
+                    g.create_dataset("stride", data=np.array([q.stride, q.stride], dtype=np.int64))
+                    g.create_dataset("padding", data=np.array([q.padding, q.padding], dtype=np.int64))
+                    g.create_dataset("dilation", data=np.array([1, 1], dtype=np.int64))
+                    g.create_dataset("groups", data=np.int64(1))
+                else:
+                    g.create_dataset("inFeatures", data=np.int64(q.weight.shape[1]))
+                    g.create_dataset("outFeatures", data=np.int64(q.weight.shape[0]))
+                g.create_dataset("weight", data=q.weight.astype(np.int16))
+                if q.bias is not None and np.any(q.bias):
+                    g.create_dataset("bias", data=q.bias.astype(np.int32))
+                _write_neuron(g, q)
+                g.attrs["scale"] = float(q.scale)
+                g.attrs["exponent"] = int(q.exponent)
+                g.attrs["readout"] = bool(q.readout)
+    return path
+
+
+# ----------------------------------------------------------------------------- the parser
+def read_netx(path: str | Path, input_message_bits: int | None = None, dt_us: int | None = None) -> NetxNetwork:
+    """Parse a netx file into its blocks, as ``netx.hdf5.Network`` builds them.
+
+    input_message_bits: payload bits of the input (default: the file's attribute, else 0).
+    dt_us: the time step of a file that records none (a lava-dl export); must agree with the
+        file's own otherwise.
+    """
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"netx file {path} does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise NetxError(f"{path} is not a readable HDF5 file ({e})") from None
+    with f:
+        attrs = dict(f.attrs.items())
+        version = _version(path, attrs)
+        if input_message_bits is None:
+            input_message_bits = int(attrs.get("input_message_bits", 0))
+        if "layer" not in f:
+            raise NetxError(f"{path} has no 'layer' group: it is not a netx network")
+        layers, input_shape = _read_layers(path, f["layer"], input_message_bits)
+    if not layers:
+        raise NetxError(f"{path}: the network has no dense or conv layer")
+    c, h, w = input_shape if len(input_shape) == 3 else (1, 1, int(np.prod(input_shape)))
+    stream = StreamInfo.from_attrs(attrs, sensor_size=(w, h, c))
+    if dt_us is not None and stream.dt_us not in (None, dt_us):
+        raise NetxError(f"{path} records dt_us={stream.dt_us}; dt_us={dt_us} disagrees (leave dt_us out)")
+    if dt_us is not None:
+        stream = replace(stream, dt_us=dt_us)
+    return NetxNetwork(path, input_shape, tuple(layers), stream, input_message_bits, version)
+
+
+def _version(path: Path, attrs: dict[str, Any]) -> int | None:
+    if attrs.get("format") != FORMAT:
+        return None
+    version = int(attrs.get("format_version", 1))
+    if version > VERSION:
+        raise NetxError(f"{path} is {FORMAT} version {version}; this stdl-edge reads versions up to {VERSION} "
+                        "(upgrade stdl-edge)")
+    return version
+
+
+def _read_layers(path: Path, group: Any, input_message_bits: int) -> tuple[list[NetxLayer], tuple[int, ...]]:
+    layers: list[NetxLayer] = []
+    input_shape: tuple[int, ...] | None = None
+    cur_shape: tuple[int, ...] | None = None
+    msg_bits = input_message_bits
+    flatten_next = False
+    for key in sorted(group.keys(), key=int):
+        g, i = group[key], int(key)
+        where = f"{path.name}: layer/{i}"
+        ltype = _read_str(g, "type")
+        block = len(layers)
+        scale = float(g.attrs.get("scale", BASE_SCALE))
+        if ltype == INPUT:
+            shape = _shape(g)
+            if "neuron" in g:
+                neuron = _neuron(g["neuron"], where)
+                transform = (_int(g, "weight", INPUT_WEIGHT), _int(g, "bias", 0))
+                layers.append(NetxLayer(i, block, INPUT, shape, shape, neuron, np.zeros(shape, dtype=np.int64),
+                                        transform=transform, scale=scale))
+                msg_bits = neuron.message_bits
+            input_shape = cur_shape = shape
+        elif ltype == FLATTEN:
+            flatten_next = True
+        elif ltype in (DENSE, CONV):
+            neuron = _neuron(g["neuron"], where) if "neuron" in g else DEFAULT_NEURON
+            if "delay" in g:
+                raise NetxError(f"{where}: {ltype} layer with synaptic delays is not supported by loihi-sim")
+            if ltype == DENSE:
+                layer = _dense(g, i, block, neuron, cur_shape, flatten_next, where)
+                input_shape = input_shape or layer.in_shape
+            else:
+                if cur_shape is None:
+                    raise NetxError(f"{where}: conv layer with no input shape before it; netx needs "
+                                    "an 'input' layer with a shape (or input_shape=...)")
+                layer = _conv(g, i, block, neuron, cur_shape, where)
+            layer = replace(layer, input_message_bits=msg_bits, scale=scale)
+            layers.append(layer)
+            cur_shape, msg_bits, flatten_next = layer.out_shape, neuron.message_bits, False
+        else:
+            raise NetxError(f"{where} has type {ltype!r}, which netx cannot build (netx.hdf5.Network "
+                            f"supports {', '.join(LAYER_TYPES)}); loihi-sim runs the same subset")
+    if input_shape is None:
+        raise NetxError(f"{path}: cannot infer the input shape")
+    return layers, input_shape
+
+
+def _read(group: Any, key: str, default: Any = None) -> Any:
+    return group[key][()] if key in group else default
+
+
+def _int(group: Any, key: str, default: int) -> int:
+    """A scalar dataset; slayer writes some as 1-element arrays (``int()`` of one is deprecated)."""
+    return int(np.asarray(_read(group, key, default)).reshape(-1)[0])
+
+
+def _shape(group: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in np.asarray(_read(group, "shape")).reshape(-1))
+
+
+def _read_str(group: Any, key: str) -> str:
+    value = group[key][()]
+    if isinstance(value, np.ndarray):
+        value = value.reshape(-1)[0]
+    return value.decode("ascii") if isinstance(value, bytes) else str(value)
+
+
+def _pair(value: Any, default: int) -> tuple[int, int]:
+    """netx stores stride/padding/dilation as a scalar or in (y, x) order (it reverses to x, y)."""
+    if value is None:
+        return (default, default)
+    arr = np.asarray(value).reshape(-1)
+    return (int(arr[0]), int(arr[0])) if arr.size == 1 else (int(arr[0]), int(arr[1]))
+
+
+def _neuron(g: Any, where: str) -> NetxNeuron:
+    ntype = _read_str(g, "type")
+    if ntype not in NEURON_TYPES:
+        raise NetxError(f"{where}: neuron type {ntype!r} is not supported by loihi-sim (CUBA only; "
+                        "SDNN/RF models need Lava)")
+    if "vThMant" not in g:
+        raise NetxError(f"{where}: neuron without a 'vThMant' (threshold) dataset")
+    neuron = NetxNeuron(i_decay=_int(g, "iDecay", 0), v_decay=_int(g, "vDecay", 0), vth=_int(g, "vThMant", 0),
+                        type=ntype, ref_delay=_int(g, "refDelay", 1), graded_spike=bool(_int(g, "gradedSpike", 0)),
+                        message_bits=_int(g, "messageBits", 0))
+    for label, val in (("iDecay", neuron.i_decay), ("vDecay", neuron.v_decay)):
+        if not 0 <= val <= DECAY_UNITY:
+            raise NetxError(f"{where}: neuron {label}={val} is outside 0..{DECAY_UNITY}")
+    return neuron
+
+
+def _bias(g: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
+    if "bias" not in g:
+        return np.zeros(shape, dtype=np.int64)
+    b = np.asarray(g["bias"][()]).astype(int).astype(np.int64)  # netx: .astype(int)
+    if b.size == 1 and len(shape) == 1:
+        return np.full(shape, int(b.reshape(-1)[0]), dtype=np.int64)
+    if b.shape == shape:
+        return b
+    if len(shape) == 3 and b.shape == (shape[0],):  # channel-wise
+        return np.broadcast_to(b[:, None, None], shape).copy()
+    if len(shape) == 3 and b.shape == shape[::-1]:  # neuron-wise in Lava's (x, y, c)
+        return b.transpose(2, 1, 0).copy()
+    raise NetxError(f"{where}: bias of shape {b.shape} does not fit the layer shape {shape}")
+
+
+def _dense(g: Any, i: int, block: int, neuron: NetxNeuron, cur_shape: tuple[int, ...] | None,
+           flatten_next: bool, where: str) -> NetxLayer:
+    if "weight" not in g:
+        raise NetxError(f"{where}: dense layer without a real 'weight' dataset (has {', '.join(g.keys())}); "
+                        "complex weights are not supported")
+    shape = (int(np.prod(_read(g, "shape"))),)
+    w = np.asarray(g["weight"][()]).astype(int)
+    if w.ndim == 1:
+        w = w.reshape(shape[0], -1)
+    if w.shape[0] != shape[0]:
+        raise NetxError(f"{where}: weight has {w.shape[0]} rows for {shape[0]} neurons")
+    in_n = w.shape[1]
+    if cur_shape is not None and int(np.prod(cur_shape)) != in_n:
+        raise NetxError(f"{where}: weight expects {in_n} inputs but the layer before gives {cur_shape}")
+    if cur_shape is not None and len(cur_shape) > 1 and not flatten_next:
+        raise NetxError(f"{where}: dense layer after a {len(cur_shape)}-D layer without a 'flatten' "
+                        "layer; netx cannot connect them")
+    try:
+        w_eff, exp = netx_dense_weights(w)
+    except NetxError as e:
+        raise NetxError(f"{where}: {e}") from None
+    in_shape = tuple(cur_shape) if cur_shape is not None else (in_n,)
+    return NetxLayer(i, block, DENSE, shape, in_shape, neuron, _bias(g, shape, where), weight=w_eff, weight_exp=exp)
+
+
+def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
+
+
+def _conv(g: Any, i: int, block: int, neuron: NetxNeuron, cur_shape: tuple[int, ...], where: str) -> NetxLayer:
+    if len(cur_shape) != 3:
+        raise NetxError(f"{where}: conv layer after a layer of shape {cur_shape}; it needs (C, H, W)")
+    w = np.asarray(g["weight"][()]).astype(int)
+    w = w.reshape(w.shape[:4]).astype(np.int64)  # (O, I/g, kh, kw), PyTorch layout
+    stride, padding = _pair(_read(g, "stride"), 1), _pair(_read(g, "padding"), 0)
+    dilation = _pair(_read(g, "dilation"), 1)
+    groups = _int(g, "groups", 1)
+    c, h, wd = cur_shape
+    if c % groups or w.shape[0] % groups or w.shape[1] * groups != c:
+        raise NetxError(f"{where}: kernel {w.shape} with groups={groups} does not fit {c} input channels")
+    out = (w.shape[0], _conv_out(h, w.shape[2], stride[0], padding[0], dilation[0]),
+           _conv_out(wd, w.shape[3], stride[1], padding[1], dilation[1]))
+    shape = _shape(g)
+    if shape != out:
+        raise NetxError(f"{where}: conv output shape {out} (C, H, W) differs from the recorded {shape}")
+    return NetxLayer(i, block, CONV, out, tuple(cur_shape), neuron, _bias(g, out, where), weight=w, stride=stride,
+                     padding=padding, dilation=dilation, groups=groups)
