@@ -13,7 +13,7 @@ from . import info  # noqa: E402,F401
 def _load_commands() -> None:
     import importlib
 
-    for module in ("data", "train", "export", "verify", "run", "bench"):
+    for module in ("data", "train", "export", "verify", "run", "bench", "nir_import"):
         try:
             importlib.import_module(f"{__name__}.{module}")
         except ModuleNotFoundError as e:

@@ -1,0 +1,6 @@
+"""Artifact formats: one module per format, holding its constants, writer and parser.
+
+Exporters write through these modules and devices read through them, so nothing else knows
+a key name: :mod:`stdl_edge.formats.nir` (NIR graphs, HDF5 through the ``nir`` package).
+None of them imports an optional package (h5py, onnx, nir) at import time.
+"""
