@@ -1,5 +1,8 @@
 """NIR export and import: the neuron mapping, the round trip of every zoo model, the exporter,
-the import of nodes stdl-edge writes no NIR for, and one clear error per unsupported node."""
+the import of nodes stdl-edge writes no NIR for, and one clear error per unsupported node.
+
+(Over 400 lines: the table of unsupported graphs and the NIR Euler reference belong with
+the import tests they check; the peer-framework comparisons are in test_nir_peer.py.)"""
 
 from __future__ import annotations
 

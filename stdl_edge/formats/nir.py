@@ -1,7 +1,8 @@
 """NIR, the Neuromorphic Intermediate Representation: the format's constants, writer and reader.
 
-(Longer than 400 lines on purpose: one artifact format is one module, its writer and its
-reader side by side, and both share the neuron mapping below; see docs/nir.md.)
+(About 600 lines, over the project's 400 on purpose: one artifact format is one module, its
+writer and its reader side by side, sharing the neuron mapping below; the reader's graph
+walk, a third of it, could move to a ``formats/nir_graph.py`` if it grows. See docs/nir.md.)
 
 A NIR graph is continuous time; a stdl-edge network is discrete time at ``dt`` (seconds,
 ``dt_us * 1e-6``). The mapping is NIR's ODEs integrated by forward Euler at ``dt`` (the
