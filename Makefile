@@ -19,10 +19,13 @@ setup: $(STAMP)
 # Every install goes through constraints.txt (torch CPU wheel, numpy<2 for Lava).
 # lava-nc/lava-dl declare Python<3.11 and pin an old torch; their real runtime needs are
 # the [lava] extra, so the wheels themselves go in with --no-deps --ignore-requires-python.
+# snntorch (the NIR peer the tests compare against) goes in --no-deps too: it needs only
+# torch, numpy and the [nir] extra, and must not touch the pinned CPU torch.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[onnx,lava,datasets,dev]"
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[onnx,lava,datasets,nir,dev]"
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps snntorch==1.0.0
 	touch $(STAMP)
 
 # The demo starts from scratch each time: it replaces its own run folder, $(RUN).
@@ -32,6 +35,7 @@ demo: setup
 	$(CLI) train --dataset digits-dvs --model dvs-cnn --method stdl --subnets 4 --epochs $(EPOCHS) --out $(RUN)
 	$(CLI) export $(RUN) --to onnx
 	$(CLI) export $(RUN) --to netx
+	$(CLI) export $(RUN) --to nir
 	$(CLI) verify $(RUN) --devices torch,onnxruntime,loihi-sim --samples 359
 	$(CLI) verify $(RUN) --devices loihi-sim,lava --samples 4 --batch 2
 	$(CLI) run $(RUN)/export/netx/model.net --events digits-dvs:test --device loihi-sim --per-sample --out $(RUN)/predictions.jsonl --plot $(RUN)/plots

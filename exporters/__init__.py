@@ -5,3 +5,5 @@ from __future__ import annotations
 from . import onnx  # noqa: F401,E402  (registers "onnx")
 
 from . import netx  # noqa: F401,E402  (registers "netx")
+
+from . import nir  # noqa: F401,E402  (registers "nir")

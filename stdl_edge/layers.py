@@ -120,6 +120,8 @@ class Readout(SpikingDense):
     """Non-spiking readout: ``v[t] = W s[t] + b`` (CUBA with du = dv = 1, no threshold).
 
     Returns the voltage as the step's logits; the prediction is its mean over time.
+    ``neuron`` may give the integrator decays (a leaky or perfect integrator, as imported
+    NIR ``LI``/``CubaLI``/``I`` readouts are); its threshold must be ``inf``.
     """
 
     kind = "readout"
@@ -128,31 +130,54 @@ class Readout(SpikingDense):
     def spiking(self) -> bool:
         return False
 
-    def __init__(self, in_features: int, num_classes: int, bias: bool = True) -> None:
-        super().__init__(in_features, num_classes, bias=bias, batchnorm=False, neuron=READOUT_PARAMS)
+    def __init__(self, in_features: int, num_classes: int, bias: bool = True,
+                 neuron: CubaParams = READOUT_PARAMS) -> None:
+        if neuron.spiking:
+            raise ValueError(f"Readout neuron threshold={neuron.threshold}: a readout does not spike; "
+                             "use threshold=inf (or a SpikingDense layer)")
+        super().__init__(in_features, num_classes, bias=bias, batchnorm=False, neuron=neuron)
 
     def forward(self, x: torch.Tensor, state: CubaState) -> tuple[torch.Tensor, CubaState]:
         _, new_state = cuba_step(self.synaptic_input(x), state, self.neuron)
         return new_state.voltage, new_state
 
 
-class AvgPool2d(Layer):
-    """Average pooling of spikes (stateless). Folded into the next synapse for Loihi."""
-
-    kind = "avgpool"
+class _Pool2d(Layer):
+    """Stateless ``k x k`` pooling with stride ``k``; ``k`` must divide both sides of the map."""
 
     def __init__(self, in_shape: Shape, kernel_size: int) -> None:
         super().__init__()
         c, h, w = in_shape
         if h % kernel_size or w % kernel_size:
-            raise ValueError(f"AvgPool2d kernel {kernel_size} does not divide the input {h}x{w}; "
+            raise ValueError(f"{type(self).__name__} kernel {kernel_size} does not divide the input {h}x{w}; "
                              "pick a kernel that divides both sides")
         self.kernel_size = kernel_size
         self.in_shape = tuple(in_shape)
         self.out_shape = (c, h // kernel_size, w // kernel_size)
 
+
+class AvgPool2d(_Pool2d):
+    """Average pooling of spikes (stateless). Folded into the next synapse for Loihi."""
+
+    kind = "avgpool"
+
     def forward(self, x: torch.Tensor, state: Any = ()) -> tuple[torch.Tensor, Any]:
         return F.avg_pool2d(x, self.kernel_size), state
+
+
+class SumPool2d(_Pool2d):
+    """Sum pooling of spikes (stateless): each output is the spike count of its ``k x k``
+    window, ``k**2`` times :class:`AvgPool2d`. What integrate-and-fire chips (Speck class)
+    pool with. Computed as a reshape and a sum, so it is exact and exports to ONNX; netx
+    has no pooling and :func:`stdl_edge.quant.fold_model` rejects it by name.
+    """
+
+    kind = "sumpool"
+
+    def forward(self, x: torch.Tensor, state: Any = ()) -> tuple[torch.Tensor, Any]:
+        c, h, w = self.out_shape
+        k = self.kernel_size
+        return x.reshape(-1, c, h, k, w, k).sum(dim=(3, 5)), state
 
 
 class Flatten(Layer):
@@ -179,20 +204,24 @@ class SpikingResidualBlock(Layer):
 
     The shortcut is identity, or a 1x1 conv + BN where the shape changes. One unit in
     the sequence, so a partition never splits a block. ONNX exports it; netx cannot.
+    ``batchnorm=False`` gives the folded form (each conv with a bias, no BatchNorm), which
+    is what an imported NIR residual block is.
     """
 
     kind = "resblock"
 
     def __init__(self, in_shape: Shape, out_channels: int, stride: int = 1,
-                 neuron: CubaParams = CubaParams()) -> None:
+                 neuron: CubaParams = CubaParams(), batchnorm: bool = True) -> None:
         super().__init__()
         c = in_shape[0]
-        self.first = SpikingConv2d(in_shape, out_channels, 3, stride, batchnorm=True, neuron=neuron)
-        self.second = SpikingConv2d(self.first.out_shape, out_channels, 3, 1, batchnorm=True, neuron=neuron)
+        self.first = SpikingConv2d(in_shape, out_channels, 3, stride, bias=not batchnorm, batchnorm=batchnorm,
+                                   neuron=neuron)
+        self.second = SpikingConv2d(self.first.out_shape, out_channels, 3, 1, bias=not batchnorm,
+                                    batchnorm=batchnorm, neuron=neuron)
         self.shortcut: nn.Module | None = None
         if stride != 1 or c != out_channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(c, out_channels, 1, stride, bias=False),
-                                          nn.BatchNorm2d(out_channels))
+            conv = nn.Conv2d(c, out_channels, 1, stride, bias=not batchnorm)
+            self.shortcut = nn.Sequential(conv, nn.BatchNorm2d(out_channels)) if batchnorm else nn.Sequential(conv)
         self.in_shape = tuple(in_shape)
         self.out_shape = self.second.out_shape
         self.neuron = neuron

@@ -13,16 +13,19 @@ from __future__ import annotations
 from typing import Any
 
 from .layers import (AvgPool2d, Flatten, Layer, Readout, SpikingConv2d, SpikingDense,
-                      SpikingResidualBlock)
+                      SpikingResidualBlock, SumPool2d)
 from .models import SpikingNet
-from .neuron import CubaParams
+from .neuron import READOUT_PARAMS, CubaParams
 
 
 def layer_spec(layer: Layer) -> dict[str, Any]:
     """Constructor arguments of ``layer`` as JSON-able data (``kind`` tags the class)."""
     if isinstance(layer, Readout):
-        return {"kind": "readout", "in_features": layer.in_shape[0], "num_classes": layer.out_shape[0],
+        spec = {"kind": "readout", "in_features": layer.in_shape[0], "num_classes": layer.out_shape[0],
                 "bias": layer.linear.bias is not None}
+        if layer.neuron != READOUT_PARAMS:  # an imported leaky or perfect integrator
+            spec["neuron"] = layer.neuron.to_dict()
+        return spec
     if isinstance(layer, SpikingConv2d):
         conv = layer.conv
         return {"kind": "conv", "in_shape": list(layer.in_shape), "out_channels": conv.out_channels,
@@ -34,10 +37,13 @@ def layer_spec(layer: Layer) -> dict[str, Any]:
                 "bias": layer.linear.bias is not None, "batchnorm": layer.bn is not None,
                 "neuron": layer.neuron.to_dict()}
     if isinstance(layer, SpikingResidualBlock):
-        return {"kind": "resblock", "in_shape": list(layer.in_shape), "out_channels": layer.out_shape[0],
+        spec = {"kind": "resblock", "in_shape": list(layer.in_shape), "out_channels": layer.out_shape[0],
                 "stride": layer.first.conv.stride[0], "neuron": layer.neuron.to_dict()}
-    if isinstance(layer, AvgPool2d):
-        return {"kind": "avgpool", "in_shape": list(layer.in_shape), "kernel_size": layer.kernel_size}
+        if layer.first.bn is None:  # the folded form (an imported NIR block)
+            spec["batchnorm"] = False
+        return spec
+    if isinstance(layer, (AvgPool2d, SumPool2d)):
+        return {"kind": layer.kind, "in_shape": list(layer.in_shape), "kernel_size": layer.kernel_size}
     if isinstance(layer, Flatten):
         return {"kind": "flatten", "in_shape": list(layer.in_shape)}
     raise ValueError(f"layer kind {layer.kind!r} ({type(layer).__name__}) has no spec; "
@@ -53,7 +59,7 @@ def build_layer(spec: dict[str, Any]) -> Layer:
     if "in_shape" in s:
         s["in_shape"] = tuple(s["in_shape"])
     classes = {"readout": Readout, "conv": SpikingConv2d, "dense": SpikingDense,
-               "resblock": SpikingResidualBlock, "avgpool": AvgPool2d, "flatten": Flatten}
+               "resblock": SpikingResidualBlock, "avgpool": AvgPool2d, "sumpool": SumPool2d, "flatten": Flatten}
     if kind not in classes:
         raise ValueError(f"unknown layer kind {kind!r} in a layer spec; known: {', '.join(classes)}")
     return classes[kind](**s)
@@ -62,7 +68,7 @@ def build_layer(spec: dict[str, Any]) -> Layer:
 def copy_layer(layer: Layer, in_shape: tuple[int, ...]) -> Layer:
     """Freshly initialised layer of ``layer``'s class and hyper-parameters, reading ``in_shape``."""
     spec = layer_spec(layer)
-    if spec["kind"] in ("conv", "resblock", "avgpool", "flatten"):
+    if spec["kind"] in ("conv", "resblock", "avgpool", "sumpool", "flatten"):
         spec["in_shape"] = list(in_shape)
     else:
         spec["in_features"] = int(in_shape[0])

@@ -17,15 +17,17 @@ import torch
 from torch import nn
 
 from .layers import (AvgPool2d, Flatten, Layer, Readout, SpikingConv2d, SpikingDense,
-                     SpikingResidualBlock)
-from .neuron import CubaParams
+                     SpikingResidualBlock, SumPool2d)
+from .neuron import IF_PARAMS, CubaParams
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """What to build.
 
-    arch: 'dvs-cnn' (small, Loihi-friendly), 'vgg11' or 'resnet' (GPU-scale).
+    arch: 'dvs-cnn' (small, Loihi-friendly), 'vgg11' or 'resnet' (GPU-scale), 'if-cnn' (the
+        integrate-and-fire target preset: no leak, no bias, sum pooling), or 'custom': the
+        network is ``layers``.
     input_shape: (channels, height, width) of one event frame; 2 polarity channels.
     num_classes: size of the readout.
     width: channel multiplier (1.0 = the published widths).
@@ -35,6 +37,9 @@ class ModelConfig:
         torch's default (uniform, std ``1 / sqrt(3 fan_in)``) leaves binary event frames far
         below ``theta = 1``: dvs-cnn is silent from its second layer on. With gain 3 every
         layer fires 4-25 % of steps for input densities of 3-30 % (see docs/stdl.md).
+    layers: for ``arch='custom'`` only, the layer specs (:func:`stdl_edge.layerspec.layer_spec`)
+        in order; the first reads ``input_shape``, the last gives ``num_classes`` outputs. A
+        network imported from NIR is saved this way.
     """
 
     arch: str = "dvs-cnn"
@@ -44,8 +49,13 @@ class ModelConfig:
     batchnorm: bool | None = None
     neuron: CubaParams = field(default_factory=CubaParams)
     init_gain: float = 3.0
+    layers: tuple[dict[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "layers", tuple(dict(s) for s in self.layers))
+        if (self.arch == "custom") != bool(self.layers):
+            raise ValueError("arch='custom' needs its layer specs in ModelConfig.layers, and only it takes them "
+                             f"(got arch={self.arch!r} with {len(self.layers)} layer specs)")
         if self.arch not in ARCHS:
             raise ValueError(f"unknown model {self.arch!r}; available: {', '.join(sorted(ARCHS))}")
         if len(self.input_shape) != 3 or min(self.input_shape) < 1:
@@ -62,6 +72,10 @@ class ModelConfig:
         d = asdict(self)
         d["input_shape"] = list(self.input_shape)
         d["neuron"] = self.neuron.to_dict()
+        if not self.layers:
+            del d["layers"]  # zoo models: the record is as before
+        else:
+            d["layers"] = [dict(s) for s in self.layers]
         return d
 
     @classmethod
@@ -69,6 +83,7 @@ class ModelConfig:
         d = dict(d)
         d["input_shape"] = tuple(d["input_shape"])
         d["neuron"] = CubaParams.from_dict(d.get("neuron", {}))
+        d["layers"] = tuple(d.get("layers", ()))
         return cls(**d)
 
     def replace(self, **changes: Any) -> ModelConfig:
@@ -197,10 +212,47 @@ def _resnet(cfg: ModelConfig) -> list[Layer]:
     return layers
 
 
+def _if_cnn(cfg: ModelConfig) -> list[Layer]:
+    """The integrate-and-fire target preset (Speck-class chips): dvs-cnn's widths with IF
+    neurons (no leak: :data:`~stdl_edge.neuron.IF_PARAMS` at ``cfg.neuron``'s threshold), no
+    bias and no BatchNorm (it would fold into a bias), 2x2 sum pooling where a map halves
+    exactly and a stride-2 convolution where it does not. ``stdl_edge.targets`` checks it.
+    """
+    if cfg.batchnorm:
+        raise ValueError("if-cnn has no BatchNorm: it folds into a bias, which integrate-and-fire targets lack")
+    n = replace(IF_PARAMS, threshold=cfg.neuron.threshold, surrogate=cfg.neuron.surrogate,
+                surrogate_width=cfg.neuron.surrogate_width)
+    layers: list[Layer] = []
+    shape = cfg.input_shape
+    for ch in (16, 32, 64):
+        even = shape[1] % 2 == 0 and shape[2] % 2 == 0
+        layers.append(SpikingConv2d(shape, _c(ch, cfg.width), 3, stride=1 if even else 2, padding=1, neuron=n))
+        if even:
+            layers.append(SumPool2d(layers[-1].out_shape, 2))
+        shape = layers[-1].out_shape
+    layers.append(Flatten(shape))
+    layers.append(SpikingDense(layers[-1].out_shape[0], _c(128, cfg.width), neuron=n))
+    layers.append(Readout(layers[-1].out_shape[0], cfg.num_classes, bias=False))
+    return layers
+
+
+def _custom(cfg: ModelConfig) -> list[Layer]:
+    """The layers of ``cfg.layers`` (specs), checked against the input shape and classes."""
+    from .layerspec import build_layer  # layerspec builds networks of these layers: it imports this module
+
+    layers = [build_layer(spec) for spec in cfg.layers]
+    if tuple(layers[0].in_shape) != cfg.input_shape or layers[-1].out_shape[0] != cfg.num_classes:
+        raise ValueError(f"custom layers read {tuple(layers[0].in_shape)} and give {layers[-1].out_shape[0]} outputs; "
+                         f"the config says input_shape={cfg.input_shape}, num_classes={cfg.num_classes}")
+    return layers
+
+
 ARCHS: dict[str, Callable[[ModelConfig], list[Layer]]] = {
     "dvs-cnn": _dvs_cnn,
     "vgg11": _vgg11,
     "resnet": _resnet,
+    "if-cnn": _if_cnn,
+    "custom": _custom,
 }
 
 

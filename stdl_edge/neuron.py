@@ -77,6 +77,9 @@ class CubaParams:
 #: the non-spiking readout: u = I, v = u (so v[t] = I[t]); predictions average v over time
 READOUT_PARAMS = CubaParams(current_decay=1.0, voltage_decay=1.0, threshold=math.inf)
 
+#: integrate-and-fire (no leak): u = I, v[t] = v[t-1] * (1 - s[t-1]) + I[t]; what Speck-class chips run
+IF_PARAMS = CubaParams(current_decay=1.0, voltage_decay=0.0, threshold=1.0)
+
 
 class CubaState(NamedTuple):
     """Neuron state, each tensor of the layer's output shape ``(B, *shape)``."""

@@ -17,7 +17,7 @@ from .app import app, err_console
 
 # Each module attaches its command(s) to `app`, in this order in `--help`. They import their
 # heavy dependencies (torch, numpy, devices, exporters) inside the commands: `--help` stays fast.
-from . import info, data, train, export, verify, run, bench  # noqa: E402,F401,I001
+from . import info, data, train, export, verify, run, bench, nir_import  # noqa: E402,F401,I001
 
 #: the user's input or environment: one line on stderr, exit 2. ``ValueError`` covers the
 #: project's own errors (EventError, SourceError, QuantError, NetxError, UnknownNameError,
