@@ -43,6 +43,10 @@ set before every step, as lava-dl's own netx tests feed it.
 Every Lava runtime this module starts is stopped: after each whole-sample run (in a
 ``finally``), on :meth:`LavaDevice.reset` / :meth:`LavaDevice.close`, when the device is
 garbage collected, and at interpreter exit.
+
+Long file: about 490 lines, one device: Lava's process graph, its step-by-step and whole-sample
+runs, the monitors and the runtime's start and stop belong together, and half of it is the
+workarounds that make Lava's runtime behave (stopping every runtime, aligned resets).
 """
 
 from __future__ import annotations

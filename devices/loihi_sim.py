@@ -1,6 +1,6 @@
 """``loihi-sim``: a bit-accurate numpy simulator of Lava netx HDF5 networks (Loihi fixed point).
 
-(One file of about 440 lines: the fixed-point arithmetic, the two synapse paths and the device
+(Long file: about 440 lines: the fixed-point arithmetic, the two synapse paths and the device
 that steps them are one simulator, checked bit for bit against Lava as a whole; reading the
 file is :mod:`stdl_edge.formats.netx`'s job.)
 

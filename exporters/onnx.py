@@ -1,6 +1,6 @@
 """ONNX export of a trained run: the whole model, each STDL subnetwork and each auxiliary head.
 
-(About 440 lines: the graph building (BatchNorm folding, state flattening, tracing, chain
+(Long file: about 440 lines: the graph building (BatchNorm folding, state flattening, tracing, chain
 composition) is one pipeline; the format's names, metadata and manifest are
 :mod:`stdl_edge.formats.onnx`.)
 

@@ -31,6 +31,9 @@ average pooling into the next conv (kernel ``K*k``, stride ``S*k``, padding ``P*
 flatten kept as netx's ``flatten`` layer: netx flattens Lava's ``(x, y, c)`` through
 ``transpose([2, 1, 0])``, i.e. ``(c, y, x)`` in C order, which is PyTorch's ``(C, H, W)``
 flatten, so dense weights keep the PyTorch column order.
+
+Long file: just over 400 lines, the one quantizer: rounding, folding (BatchNorm, pooling),
+the exponent choice and ``quantize_model`` share one scale convention and are read together.
 """
 
 from __future__ import annotations

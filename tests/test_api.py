@@ -76,39 +76,3 @@ def test_open_device_and_run_events_on_an_event_array(run_folder, rng):
     assert result.events == n
     with pytest.raises(ValueError, match="sensor_size= is for events that are not opened yet"):
         api.run_events(dev, open_source(events, sensor_size=(16, 16), fit=(8, 8)), sensor_size=(16, 16))
-
-
-def test_only_the_api_and_the_cli_import_devices_and_exporters_and_the_api_lazily():
-    import ast
-    from pathlib import Path
-
-    def imported(node: ast.AST) -> list[str]:
-        if isinstance(node, ast.Import):
-            return [a.name for a in node.names]
-        if isinstance(node, ast.ImportFrom):
-            base = ("stdl_edge." if node.level else "") + (node.module or "")
-            return [base] + [f"{base}.{a.name}".replace("..", ".") for a in node.names]
-        return []
-
-    heavy = ("stdl_edge.devices", "stdl_edge.exporters", ".devices", ".exporters")
-    core = Path(stdl_edge.__file__).parent
-    for path in core.rglob("*.py"):
-        if "cli" in path.relative_to(core).parts or path.name == "api.py":
-            continue
-        names = [n for node in ast.walk(ast.parse(path.read_text())) for n in imported(node)]
-        assert not [n for n in names if n.startswith(heavy)], path
-    tree = ast.parse((core / "api.py").read_text())
-    top = [n for node in tree.body if not isinstance(node, ast.If) for n in imported(node)]  # If: TYPE_CHECKING
-    assert not [n for n in top if n.startswith(heavy)]
-
-
-def test_no_example_or_benchmark_imports_the_cli():
-    import ast
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    for path in [*(root / "examples").glob("*.py"), *(root / "benchmarks").glob("*.py")]:
-        for node in ast.walk(ast.parse(path.read_text())):
-            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
-                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
-            assert not [n for n in names if n.startswith("stdl_edge.cli")], f"{path.name} imports {names}"

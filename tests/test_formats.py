@@ -249,21 +249,3 @@ def _imports(path: Path) -> list[tuple[str, list[str], int]]:
         elif isinstance(node, ast.ImportFrom):
             out.append((node.module or "", [a.name for a in node.names], node.level))
     return out
-
-
-def test_exporters_and_devices_import_only_the_core():
-    for path in sorted((ROOT / "exporters").glob("*.py")):
-        for module, _, level in _imports(path):
-            assert not module.startswith("stdl_edge.devices"), f"{path.name} imports {module}"
-            assert not (level == 2 and module.startswith("devices")), f"{path.name} imports {module}"
-    for path in sorted((ROOT / "devices").glob("*.py")):
-        for module, names, level in _imports(path):
-            assert not module.startswith("stdl_edge.exporters"), f"{path.name} imports {module}"
-            sibling = level == 1 or module.startswith("stdl_edge.devices.")
-            private = [n for n in names if n.startswith("_") and n != "__future__"]
-            assert not (sibling and private), f"{path.name} imports {private} from {module}"
-    for path in sorted((ROOT / "stdl_edge").rglob("*.py")):
-        if "cli" in path.relative_to(ROOT / "stdl_edge").parts:
-            continue
-        for module, _, _ in _imports(path):
-            assert not module.startswith(("stdl_edge.devices", "stdl_edge.exporters")), f"{path} imports {module}"

@@ -1,6 +1,6 @@
 """The Lava netx HDF5 format: its constants, the parsed network, the writer and the parser.
 
-(One module over 400 lines on purpose: everything that knows a netx key name is here, the
+(Long file: one module over 400 lines on purpose: everything that knows a netx key name is here, the
 writer beside the parser, so the exporter and both netx devices share one definition.)
 
 The layout is what lava-dl's ``netx.hdf5.Network`` reads (and slayer's ``export_hdf5`` writes)::

@@ -1,6 +1,6 @@
 """NIR, the Neuromorphic Intermediate Representation: the format's constants, writer and reader.
 
-(About 600 lines, over the project's 400 on purpose: one artifact format is one module, its
+(Long file: about 600 lines, over the project's 400 on purpose: one artifact format is one module, its
 writer and its reader side by side, sharing the neuron mapping below; the reader's graph
 walk, a third of it, could move to a ``formats/nir_graph.py`` if it grows. See docs/nir.md.)
 
