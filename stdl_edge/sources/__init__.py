@@ -85,7 +85,7 @@ def open_source(spec: str | os.PathLike | np.ndarray, *, format: str | None = No
                                           chunk_size=chunk_size)
     else:
         fmt, target = reader_for(spec, format)
-        source = fmt.reader(target, ReadOptions(sensor_size, chunk_size, fps, duration_s, limit, options))
+        source = fmt.reader(target, ReadOptions(sensor_size, chunk_size, fps, duration_s, limit, options, time_unit))
     if fit is not None:
         if crop is not None or downsample != 1:
             raise SourceError("pass either fit= or crop=/downsample=, not both")

@@ -136,44 +136,56 @@ class EventSource(ABC):
     def chunks(self) -> Iterator[np.ndarray]:
         """Validated chunks in model coordinates; raises :class:`SourceError` on bad input."""
         last_t: int | None = None
-        count = 0
+        total = 0
         geometry = self.geometry
         self.sensor_size  # noqa: B018 - checks the geometry fits before reading
+        for chunk, count in self._converted():
+            try:
+                validate_events(chunk, self.native_size, after_t=last_t)
+            except EventError as e:
+                raise self._error(e, count, len(chunk)) from None
+            if len(chunk) == 0:
+                continue
+            last_t = int(chunk["t"][-1])
+            total += len(chunk)
+            chunk = geometry.apply(chunk, self.native_size)
+            if len(chunk):
+                yield chunk
+        if total == 0:
+            raise SourceError(f"{self.name}: no events: the input is empty")
+
+    def _converted(self) -> Iterator[tuple[np.ndarray, int]]:
+        """(chunk as EVENT_DTYPE, index of its first event) for each raw chunk; a stray exception of a
+        reader (``wrap_errors``) or a value :func:`as_events` refuses is a :class:`SourceError`."""
         raws = self._raw_chunks()
+        count = 0
         while True:
             try:
                 raw = next(raws)
             except StopIteration:
-                break
+                return
             except (SourceError, ImportError, FileNotFoundError):
                 raise
             except Exception as e:  # a third-party reader's own error: one line naming the input
                 if not self.wrap_errors:
                     raise
                 raise SourceError(f"{self.name}: could not be read after event {count} ({type(e).__name__}: "
-                                  f"{str(e).splitlines()[0] if str(e) else ''}); the file is corrupt or "
-                                  "truncated") from None
-            chunk = None
+                                  f"{_first_line(e)}); the file is corrupt or truncated") from None
             try:
                 chunk = as_events(raw, self.time_unit)
-                validate_events(chunk, self.native_size, after_t=last_t)
             except EventError as e:
-                if e.index is None:
-                    where = ("the chunk from event " if chunk is None else "events ") + (
-                        f"{count}" if chunk is None else f"{count}..{count + len(chunk) - 1}")
-                    raise SourceError(f"{self.name}: {e} (in {where})") from None
-                place = self._locate(e.index)
-                raise SourceError(f"{self.name}: event {count + e.index}{f' ({place})' if place else ''} "
-                                  f"{e.message}") from None
-            if len(chunk) == 0:
-                continue
-            last_t = int(chunk["t"][-1])
+                raise self._error(e, count, None) from None
+            yield chunk, count
             count += len(chunk)
-            chunk = geometry.apply(chunk, self.native_size)
-            if len(chunk):
-                yield chunk
-        if count == 0:
-            raise SourceError(f"{self.name}: no events: the input is empty")
+
+    def _error(self, e: EventError, count: int, n: int | None) -> SourceError:
+        """``e`` about the chunk from event ``count`` (``n`` events, None before conversion) as one
+        line naming the source and, where the reader can say (:meth:`_locate`), the byte or row."""
+        if e.index is None:
+            where = f"the chunk from event {count}" if n is None else f"events {count}..{count + n - 1}"
+            return SourceError(f"{self.name}: {e} (in {where})")
+        place = self._locate(e.index)
+        return SourceError(f"{self.name}: event {count + e.index}{f' ({place})' if place else ''} {e.message}")
 
     def _locate(self, index: int) -> str | None:
         """Where event ``index`` of the chunk ``_raw_chunks`` yielded last lies in the input (``"byte
@@ -181,12 +193,12 @@ class EventSource(ABC):
         return None
 
     def _bounds(self) -> tuple[int, int]:
-        """(width, height) covering every event: one pass over the file, for files that do not
-        record their sensor size."""
+        """(width, height) covering every event, (0, 0) for none: one pass over the file, for files
+        that do not record their sensor size."""
         w = h = 0
-        for c in self._raw_chunks():
-            if len(c["x"]):
-                w, h = max(w, int(np.max(c["x"])) + 1), max(h, int(np.max(c["y"])) + 1)
+        for c, _ in self._converted():
+            if len(c):
+                w, h = max(w, int(c["x"].max()) + 1, 1), max(h, int(c["y"].max()) + 1, 1)
         return w, h
 
     def samples(self) -> Iterator[tuple[np.ndarray, int]]:
@@ -231,16 +243,16 @@ class FileSource(EventSource):
     wrap_errors = True
 
     def __init__(self, path: str | os.PathLike, sensor_size: tuple[int, ...] | None = None,
-                 chunk_size: int = DEFAULT_CHUNK) -> None:
+                 chunk_size: int = DEFAULT_CHUNK, time_unit: str = "us") -> None:
         self.path = _check_file(Path(path))
-        self.name, self.chunk_size = str(path), chunk_size
+        self.name, self.chunk_size, self.time_unit = str(path), chunk_size, time_unit
         try:
             self.native_size = self._read_header(sensor_size)
         except (SourceError, ImportError, FileNotFoundError):
             raise
         except Exception as e:  # a third-party reader's own error on a corrupt file: one line
-            raise SourceError(f"{path}: could not be read ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0] if str(e) else ''}); the file is corrupt or not a "
+            raise SourceError(f"{path}: could not be read ({type(e).__name__}: {_first_line(e)}); the file is "
+                              "corrupt or not a "
                               f"{type(self).__name__.removesuffix('Source')} file") from None
 
     @abstractmethod
@@ -250,7 +262,7 @@ class FileSource(EventSource):
 
     @classmethod
     def open(cls, path: Path, options: ReadOptions) -> FileSource:
-        return cls(path, options.sensor_size, options.chunk_size)
+        return cls(path, options.sensor_size, options.chunk_size, options.time_unit)
 
 
 def _sensor_or_bounds(path: Path, given: tuple[int, ...] | None, found: tuple[int, int] | None,
@@ -271,11 +283,17 @@ def _sensor_or_bounds(path: Path, given: tuple[int, ...] | None, found: tuple[in
                       "(--sensor W,H)")
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e)
+    return text.splitlines()[0] if text else ""
+
+
 def check_sensor(where: object, size: object, field: str) -> tuple[int, ...]:
     """``size`` as (W, H[, P]) whole numbers with 1 <= W, H <= :data:`MAX_SENSOR_SIDE` (P: 1 or 2);
     else :class:`SourceError` naming ``where`` (the file) and ``field`` (what declared it)."""
     try:
-        values = [v.item() if isinstance(v, np.generic) else v for v in size]  # type: ignore[union-attr]
+        values = None if isinstance(size, (str, bytes)) else [v.item() if isinstance(v, np.generic) else v
+                                                               for v in size]  # type: ignore[union-attr]
     except TypeError:
         values = None
     ok = (values is not None and len(values) in (2, 3) and all(isinstance(v, (int, float)) and not
@@ -356,6 +374,7 @@ class ReadOptions:
     fps: frames per second of a frames folder or video (emulated sources).
     duration_s: seconds a live camera streams (None: until interrupted).
     limit: data sets only: the first ``limit`` samples (None: all).
+    time_unit: the unit of the input's timestamps (``"us"``, ``"ms"``, ``"s"``; see ``TIME_UNITS``).
     extra: other keyword options: ``emulator=`` (an EmulatorConfig) for frames and video, load
       options for a data set.
     """
@@ -366,6 +385,7 @@ class ReadOptions:
     duration_s: float | None = None
     limit: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    time_unit: str = "us"
 
 
 #: ``writer(fh, events, width, height)``: EVENT_DTYPE ``events`` (validated, non-empty) to a binary file
