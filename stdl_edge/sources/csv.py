@@ -68,8 +68,8 @@ class CsvSource(FileSource):
         if table is None:
             self._bad_row(lines, numbers)
         columns = {k: table[:, c] for k, c in zip("xytp", self.columns)}
-        big = np.abs(columns["t"]) >= 2.0 ** 53 if table.dtype.kind == "f" else None
-        if big is not None and big.any():  # NaN is not >= anything: as_events names it
+        big = (np.abs(columns["t"]) >= 2.0 ** 53) & np.isfinite(columns["t"]) if table.dtype.kind == "f" else None
+        if big is not None and big.any():  # NaN and inf: as_events names them
             i = int(np.flatnonzero(big)[0])
             raise SourceError(f"{self.path}: line {numbers[i]}: t={columns['t'][i]} is beyond the 2^53 that a row "
                               "with decimals can hold exactly; write every cell of such rows as an integer")
