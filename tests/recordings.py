@@ -16,7 +16,7 @@ import numpy as np
 
 from stdl_edge.events import make_events
 from stdl_edge.sources import write_events
-from stdl_edge.sources.aedat4 import event_packet, stream_description, write_packets
+from stdl_edge.sources.aedat4 import event_packet, stream_description, table_packet, write_packets
 
 DAVIS = (346, 260)
 EPOCH_US = 1_590_000_000_000_000  # 2020-05-20 in Unix microseconds, what DV stamps
@@ -52,7 +52,7 @@ def _imus(ts: list[int]) -> bytes:
             b.PrependFloat32Slot(slot, 0.5 * slot, 0.0)
         b.PrependInt64Slot(0, t, 0)
         tables.append(b.EndObject())
-    return _packet(b, tables, b"IMUS")
+    return table_packet(b, tables, b"IMUS")
 
 
 def _triggers(ts: list[int]) -> bytes:
@@ -63,18 +63,7 @@ def _triggers(ts: list[int]) -> bytes:
         b.PrependInt8Slot(1, 6, 0)  # FrameBegin
         b.PrependInt64Slot(0, t, 0)
         tables.append(b.EndObject())
-    return _packet(b, tables, b"TRIG")
-
-
-def _packet(b: flatbuffers.Builder, tables: list[int], ident: bytes) -> bytes:
-    b.StartVector(4, len(tables), 4)
-    for table in reversed(tables):
-        b.PrependUOffsetTRelative(table)
-    vec = b.EndVector()
-    b.StartObject(1)
-    b.PrependUOffsetTRelativeSlot(0, vec, 0)
-    b.FinishSizePrefixed(b.EndObject(), ident)
-    return bytes(b.Output())
+    return table_packet(b, tables, b"TRIG")
 
 
 def write_dv_aedat4(path: Path, ev: np.ndarray, size: tuple[int, int] = DAVIS, packet_us: int = 10_000,
@@ -103,9 +92,8 @@ def write_dv_aedat4(path: Path, ev: np.ndarray, size: tuple[int, int] = DAVIS, p
             packets.append((1, _frame(t1, w, h), 1, t1, t1))
     with open(path, "wb") as fh:
         write_packets(fh, description, packets)
-    offsets, position = [], None
-    data = path.read_bytes()
-    position = 18 + int.from_bytes(data[14:18], "little")
+    offsets = []
+    position = 18 + int.from_bytes(path.read_bytes()[14:18], "little")
     for stream_id, payload, *_ in packets:
         if stream_id == 0:
             offsets.append(position)

@@ -15,7 +15,7 @@ itself, and hands ``aedat`` only what it checked; errors name the byte.
 from __future__ import annotations
 
 import struct
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 import numpy as np
 
@@ -239,13 +239,19 @@ def file_data_table(entries: list[tuple[int, int, int, int, int, int]]) -> bytes
         b.PrependStructSlot(1, b.Offset(), 0)
         b.PrependInt64Slot(0, offset, 0)
         defs.append(b.EndObject())
-    b.StartVector(4, len(defs), 4)
-    for d in reversed(defs):
-        b.PrependUOffsetTRelative(d)
+    return table_packet(b, defs, b"FTAB")
+
+
+def table_packet(b: Any, tables: list[int], ident: bytes) -> bytes:
+    """Finish builder ``b`` as a size-prefixed ``ident`` flatbuffer whose root holds one field, the
+    vector of ``tables`` (the layout of FTAB, IMUS and TRIG packets)."""
+    b.StartVector(4, len(tables), 4)
+    for table in reversed(tables):
+        b.PrependUOffsetTRelative(table)
     vec = b.EndVector()
     b.StartObject(1)
     b.PrependUOffsetTRelativeSlot(0, vec, 0)
-    b.FinishSizePrefixed(b.EndObject(), b"FTAB")
+    b.FinishSizePrefixed(b.EndObject(), ident)
     return bytes(b.Output())
 
 

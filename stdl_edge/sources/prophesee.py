@@ -81,7 +81,7 @@ class _WordSource(FileSource):
     def _read_header(self, sensor_size: tuple[int, ...] | None) -> SensorSize:
         self.body, _, found = _prophesee_header(self.path)
         _check_records(self.path, self.body, self.word, self.kind, "word")
-        return _sensor_or_bounds(self.path, sensor_size, found, field="the % header's geometry")
+        return _sensor_or_bounds(self.path, sensor_size, found, self._bounds, field="the % header's geometry")
 
     def _raw_chunks(self) -> Iterator[dict[str, np.ndarray]]:
         state = {"high": 0, "high_raw": None, "wraps": 0, "low": 0, "y": 0, "bx": 0, "bp": 0}
@@ -167,7 +167,7 @@ def write_evt2(fh: IO[bytes], ev: np.ndarray, w: int, h: int, *, geometry: bool 
     cd = ((ev["p"].astype(np.uint64) << np.uint64(28)) | ((t & np.uint64(0x3F)) << np.uint64(22))
           | (ev["x"].astype(np.uint64) << np.uint64(11)) | ev["y"].astype(np.uint64))
     high = (t >> np.uint64(6)).astype(np.int64)
-    words = _time_high_words(cd, high, 1 << 27, lambda v: (0x8 << 28) | (v & 0x0FFFFFFF))
+    words = _time_high_words(cd, high, (1 << 27) - 1, lambda v: (0x8 << 28) | (v & 0x0FFFFFFF))
     fh.write(_prophesee_text("2.0", w, h, geometry))
     fh.write(words.astype("<u4").tobytes())
 
@@ -210,7 +210,7 @@ class DatSource(_WordSource):
                               "only 8-byte CD events are supported")
         self.body += 2  # event type and event size bytes after the text header
         _check_records(self.path, self.body, self.word, self.kind, "event")
-        return _sensor_or_bounds(self.path, sensor_size, found, field="the % Width / % Height header")
+        return _sensor_or_bounds(self.path, sensor_size, found, self._bounds, field="the % Width / % Height header")
 
     def _decode(self, words: np.ndarray, state: dict[str, Any], offset: int) -> tuple[dict[str, np.ndarray],
                                                                                      np.ndarray]:
@@ -313,7 +313,7 @@ def _ffill(mask: np.ndarray, values: np.ndarray, carried: int) -> np.ndarray:
 
 
 def write_evt3(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
-    """16-bit LE words per event: TIME_HIGH (when t bits 12-23 change, and every 2048 x 4096 us
+    """16-bit LE words per event: TIME_HIGH (when t bits 12-23 change, and every 2047 x 4096 us
     across a longer gap, so a reader can tell the 2^24 us wrap), TIME_LOW (when t changes),
     ADDR_Y (when y changes), then ADDR_X with the polarity; a VECT_12 word for a run of
     same-(t, y, p) events at x, x+1, ... (at most 12) after a VECT_BASE_X."""
@@ -326,7 +326,7 @@ def write_evt3(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
         hi, lo = ti >> 12, ti & 0xFFF
         if hi != hi_prev:
             if hi_prev is not None:  # across a gap of more than half the 2^24 us period: a word every 2048
-                words.extend(0x8000 | (v & 0xFFF) for v in range(hi_prev + 2048, hi, 2048))
+                words.extend(0x8000 | (v & 0xFFF) for v in range(hi_prev + 2047, hi, 2047))
             words.append(0x8000 | (hi & 0xFFF))
             hi_prev, lo_prev = hi, None
         if lo != lo_prev:
