@@ -28,12 +28,11 @@ writer side by side and ending with one :func:`~stdl_edge.sources.base.register_
 :func:`open_source` and :func:`write_events`. ``base`` holds what they share. Event formats
 live in the core, not in ``stdl_edge.devices``, because data sets read recordings too.
 
-Format choices (see docs/sources.md): Prophesee DAT and EVT2 are read with
-``expelliarmus`` (chunked C reader); EVT3 with the vectorised decoder in ``prophesee``, because
-expelliarmus 1.1.12 adds an extra 4096 us whenever ``EVT_TIME_LOW`` decreases after an
-explicit ``EVT_TIME_HIGH`` (the normal case in camera output); AEDAT4 with ``aedat``
-(Rust, packet by packet); N-MNIST ``.bin`` with ``tonic.io.read_mnist_file`` on blocks of
-records.
+Format choices (see docs/sources.md): Prophesee EVT2, EVT3 and DAT are decoded by the
+vectorised decoders in ``prophesee`` (expelliarmus prints its own errors and cannot name a byte;
+its EVT3 reader adds 4096 us after an explicit ``EVT_TIME_HIGH``); AEDAT4 packets are framed and
+checked in ``aedat4`` and decoded by ``aedat`` (Rust, packet by packet); N-MNIST ``.bin`` by
+tonic's rule on blocks of records. Timestamps come out absolute, as the file holds them.
 """
 
 from __future__ import annotations
@@ -110,7 +109,7 @@ def write_events(path: str | os.PathLike, events: np.ndarray | Mapping[str, np.n
 
     Formats (from the suffix or ``format=``, see :data:`FORMATS`): npy, npz, hdf5, csv (``t,x,y,p``
     header), evt2 (the default for ``.raw``), evt3 (Prophesee header with geometry), dat (Prophesee
-    CD, 8-byte events), aedat4 (uncompressed, one event stream, packets of 4096 events), nmnist
+    CD, 8-byte events), aedat4 (as DV lays it out, uncompressed, one event stream, packets of 4096 events, the file data table), nmnist
     (``.bin``, 34x34, at most 256x240, overflow records every 2^13 us). Used to record streams and
     by the tests, which read the files back with the maintained readers (expelliarmus, aedat, tonic).
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import re
 import warnings
 from typing import IO, Iterator
@@ -49,11 +50,12 @@ class CsvSource(FileSource):
                 return found, [cols.index(k) for k in "xytp"], lineno
         raise SourceError(f"{self.path}: no header and no rows; the file is empty")
 
-    def _parse(self, lines: list[str], numbers: list[int]) -> dict[str, np.ndarray]:
-        """Columns of the rows ``lines`` (at line ``numbers``): int64 where every cell is an integer
-        (numpy's own int parsing would truncate 1.5 and turn NaN into -2^63), else float64 (checked
-        by :func:`~stdl_edge.events.as_events`: whole, finite, or converted by ``time_unit``)."""
-        self._lines = numbers
+    def _parse(self, lines: list[str], first: int) -> dict[str, np.ndarray]:
+        """Columns of the rows in ``lines`` (line ``first`` on; blank and ``#`` lines skipped): int64
+        where every cell is an integer (numpy's own int parsing would truncate 1.5 and turn NaN into
+        -2^63), else float64 (checked by :func:`~stdl_edge.events.as_events`: whole, finite, or
+        converted by ``time_unit``)."""
+        self._block, self._first = lines, first
         table = None
         for dtype in (np.int64, np.float64):
             try:
@@ -62,22 +64,28 @@ class CsvSource(FileSource):
                     table = np.loadtxt(lines, delimiter=",", dtype=dtype, ndmin=2, comments="#")
             except (ValueError, DeprecationWarning):
                 continue
-            if table.shape[1] == self.ncols:
+            if table.shape[1] == self.ncols or len(table) == 0:
                 break
             table = None
         if table is None:
-            self._bad_row(lines, numbers)
-        columns = {k: table[:, c] for k, c in zip("xytp", self.columns)}
+            self._bad_row()
+        columns = {k: table[:, c] if len(table) else np.zeros(0, table.dtype) for k, c in zip("xytp", self.columns)}
         big = (np.abs(columns["t"]) >= 2.0 ** 53) & np.isfinite(columns["t"]) if table.dtype.kind == "f" else None
         if big is not None and big.any():  # NaN and inf: as_events names them
             i = int(np.flatnonzero(big)[0])
-            raise SourceError(f"{self.path}: line {numbers[i]}: t={columns['t'][i]} is beyond the 2^53 that a row "
+            raise SourceError(f"{self.path}: {self._locate(i)}: t={columns['t'][i]} is beyond the 2^53 that a row "
                               "with decimals can hold exactly; write every cell of such rows as an integer")
         return columns
 
-    def _bad_row(self, lines: list[str], numbers: list[int]) -> None:
+    def _rows(self) -> list[tuple[int, str]]:
+        """(line number, text) of the data rows of the block parsed last."""
+        return [(self._first + k, line) for k, line in enumerate(self._block)
+                if line.strip() and not line.lstrip().startswith("#")]
+
+    def _bad_row(self) -> None:
         """Raise for the first row that is not ``ncols`` numbers, naming its line."""
-        for line, lineno in zip(lines, numbers):
+        rows = self._rows()
+        for lineno, line in rows:
             cells = line.split("#")[0].strip().split(",")
             try:
                 [float(c) for c in cells]
@@ -87,27 +95,19 @@ class CsvSource(FileSource):
             if len(cells) != self.ncols:
                 raise SourceError(f"{self.path}: line {lineno}: {line.strip()[:60]!r} has {len(cells)} columns, the "
                                   f"header has {self.ncols}; the file is truncated or corrupt")
-        raise SourceError(f"{self.path}: lines {numbers[0]}..{numbers[-1]} cannot be parsed as numbers")
+        raise SourceError(f"{self.path}: lines {rows[0][0]}..{rows[-1][0]} cannot be parsed as numbers")
 
     def _locate(self, index: int) -> str | None:
-        return f"line {self._lines[index]}"
+        return f"line {self._rows()[index][0]}"
 
     def _raw_chunks(self) -> Iterator[dict[str, np.ndarray]]:
         with open(self.path, encoding="utf-8", errors="replace") as fh:
             for _ in range(self.header_lines):
                 next(fh)
-            block: list[str] = []
-            numbers: list[int] = []
-            for lineno, line in enumerate(fh, self.header_lines + 1):
-                if not line.strip() or line.lstrip().startswith("#"):
-                    continue
-                block.append(line)
-                numbers.append(lineno)
-                if len(block) == self.chunk_size:
-                    yield self._parse(block, numbers)
-                    block, numbers = [], []
-            if block:
-                yield self._parse(block, numbers)
+            first = self.header_lines + 1
+            while block := list(itertools.islice(fh, self.chunk_size)):
+                yield self._parse(block, first)
+                first += len(block)
 
 
 def write_csv(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:

@@ -86,26 +86,34 @@ class _WordSource(FileSource):
     def _raw_chunks(self) -> Iterator[dict[str, np.ndarray]]:
         state = {"high": 0, "high_raw": None, "wraps": 0, "low": 0, "y": 0, "bx": 0, "bp": 0}
         for offset, data in _read_blocks(self.path, self.body, self.word * max(int(self.chunk_size), 16)):
-            events, self._positions = self._decode(np.frombuffer(data, dtype=f"<u{self.word}"), state, offset)
+            events, self._positions = self._decode(np.frombuffer(data, dtype=self.dtype), state, offset)
             yield events
 
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(f"<u{self.word}")
+
     def _decode(self, words: np.ndarray, state: dict[str, Any], offset: int) -> tuple[dict[str, np.ndarray],
-                                                                                     np.ndarray]:
-        """(x, y, t, p columns, the byte offset of each event's word) of one block at byte ``offset``."""
+                                                                                     np.ndarray | int]:
+        """(x, y, t, p columns, the byte offset of each event's word, or of the first of
+        fixed-size events) of one block at byte ``offset``."""
         raise NotImplementedError
 
     def _locate(self, index: int) -> str | None:
-        return f"byte {int(self._positions[index])}"
+        at = self._positions
+        return f"byte {int(at + self.word * index) if isinstance(at, int) else int(at[index])}"
 
     def _reserved(self, words: np.ndarray, types: np.ndarray, known: frozenset[int], offset: int) -> None:
-        unknown = ~np.isin(types, list(known))
+        table = np.zeros(16, bool)
+        table[list(known)] = True
+        unknown = ~table[types]
         if unknown.any():
             i = int(np.flatnonzero(unknown)[0])
             raise SourceError(f"{self.path}: word 0x{int(words[i]):0{2 * self.word}x} at byte {offset + self.word * i} "
                               f"has reserved type 0x{int(types[i]):x}; the file is not {self.kind} or is corrupt")
 
 
-def _unwrap(values: np.ndarray, positions: np.ndarray, state: dict[str, Any], bits: int, scale_us: int,
+def _unwrap(values: np.ndarray, positions: np.ndarray | _Bytes, state: dict[str, Any], bits: int, scale_us: int,
             path: Path) -> np.ndarray:
     """A counter of ``bits`` bits (EVT time high, DAT time) made monotonic across its wrap-arounds.
 
@@ -146,15 +154,15 @@ class Evt2Source(_WordSource):
         types = words >> 28
         self._reserved(words, types, self.KNOWN, offset)
         is_hi = types == 0x8
-        where = offset + 4 * np.flatnonzero(is_hi)
-        full = np.zeros(len(words), np.int64)
-        full[is_hi] = _unwrap(words[is_hi] & 0x0FFFFFFF, where, state, 28, 64, self.path)
-        high = _ffill(is_hi, full, state["high"])
-        state["high"] = int(high[-1]) if len(high) else state["high"]
+        hi = np.flatnonzero(is_hi)  # sparse: one per 64 us at most
+        full = np.concatenate([[state["high"]], _unwrap(words[hi] & 0x0FFFFFFF, offset + 4 * hi, state, 28, 64,
+                                                        self.path)])
+        state["high"] = int(full[-1])
         cd = np.flatnonzero(types <= 0x1)
+        high = full[np.cumsum(is_hi)[cd]]  # the time high before each event (index 0: the carried one)
         w = words[cd]
         events = {"x": ((w >> 11) & 0x7FF).astype(np.int16), "y": (w & 0x7FF).astype(np.int16),
-                  "t": (high[cd] << 6) | ((w >> 22) & 0x3F).astype(np.int64), "p": (types[cd] == 0x1)}
+                  "t": (high << 6) | ((w >> 22) & 0x3F).astype(np.int64), "p": (types[cd] == 0x1)}
         return events, offset + 4 * cd
 
 
@@ -193,6 +201,16 @@ def _time_high_words(words: np.ndarray, high: np.ndarray, max_step: int,
     return out
 
 
+class _Bytes:
+    """The byte of the ``i``-th of fixed-size records from ``offset``, for :func:`_unwrap`'s message."""
+
+    def __init__(self, offset: int, size: int) -> None:
+        self.offset, self.size = offset, size
+
+    def __getitem__(self, i: int) -> int:
+        return self.offset + self.size * int(i)
+
+
 class DatSource(_WordSource):
     """Prophesee CD ``.dat``: 8-byte events (uint32 t, uint32 x | y << 14 | p << 28) after the text
     header and the event type / size bytes (see :func:`write_dat`); a decrease of t by more than
@@ -212,13 +230,14 @@ class DatSource(_WordSource):
         _check_records(self.path, self.body, self.word, self.kind, "event")
         return _sensor_or_bounds(self.path, sensor_size, found, self._bounds, field="the % Width / % Height header")
 
-    def _decode(self, words: np.ndarray, state: dict[str, Any], offset: int) -> tuple[dict[str, np.ndarray],
-                                                                                     np.ndarray]:
-        t, d = words & 0xFFFFFFFF, words >> 32
-        where = offset + 8 * np.arange(len(words), dtype=np.int64)
+    dtype = np.dtype([("t", "<u4"), ("d", "<u4")])
+
+    def _decode(self, words: np.ndarray, state: dict[str, Any], offset: int) -> tuple[dict[str, np.ndarray], int]:
+        d = words["d"]
         events = {"x": (d & 0x3FFF).astype(np.int16), "y": ((d >> 14) & 0x3FFF).astype(np.int16),
-                  "t": _unwrap(t, where, state, 32, 1, self.path), "p": ((d >> 28) & 0xF).astype(np.uint8)}
-        return events, where
+                  "t": _unwrap(words["t"], _Bytes(offset, 8), state, 32, 1, self.path),
+                  "p": (d >> 28).astype(np.uint8)}
+        return events, offset
 
 
 def write_dat(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
