@@ -3,13 +3,13 @@ hostile files. Each case must give one SourceError line naming the file and the 
 a traceback, never a silent result. A sample also runs through ``stdl-edge run`` in a subprocess.
 
 CASES holds (reader, case, build, needle): ``build(folder) -> (path, open_source options)``,
-``needle`` a regex the message must contain besides the file's name.
+``needle`` a regex the message must contain besides the file's name. (Over 400 lines because the
+corpus is one table: split by reader it would hide which case a reader lacks.)
 """
 
 from __future__ import annotations
 
 import os
-import pickle
 import subprocess
 import sys
 import zipfile
@@ -441,4 +441,3 @@ def test_corpus_covers_every_reader():
         counts[reader] = counts.get(reader, 0) + 1
     assert set(counts) == {*BINARY, "frames", "options"}
     assert min(counts.values()) >= 4
-    assert pickle.dumps(counts)  # the counts are what the closing note reports
