@@ -25,7 +25,19 @@ BIN_MODES = ("binary", "count")
 
 
 class EventError(ValueError):
-    """Events that cannot be used as given; the message names the problem and the fix."""
+    """Events that cannot be used as given; the message names the problem and the fix.
+
+    index: the position of the offending event in the array checked, when one event is to blame
+      (``str(e)`` then starts with ``"event <index>"``; ``e.message`` is the rest, so a reader can
+      name the event by its byte or line instead).
+    """
+
+    def __init__(self, message: str, index: int | None = None) -> None:
+        super().__init__(message)
+        self.message, self.index = message, index
+
+    def __str__(self) -> str:
+        return self.message if self.index is None else f"event {self.index} {self.message}"
 
 
 class SensorSize(NamedTuple):
@@ -42,34 +54,43 @@ class SensorSize(NamedTuple):
 #: field names taken as the polarity, in this order (aedat's packets call it ``on``)
 POLARITY_FIELDS = ("p", "on", "polarity")
 
+#: microseconds per unit of a ``time_unit=`` option: timestamps are converted to integer us
+TIME_UNITS = {"us": 1, "ms": 1_000, "s": 1_000_000}
 
-def as_events(events: np.ndarray | Mapping[str, ArrayLike]) -> np.ndarray:
+
+def as_events(events: np.ndarray | Mapping[str, ArrayLike], time_unit: str = "us") -> np.ndarray:
     """``events`` as :data:`EVENT_DTYPE`: the one converter every reader and data set uses.
 
     events: a 1-D structured array, or a mapping of field name to equal-length 1-D arrays,
-      with fields ``x``, ``y`` (pixels), ``t`` (microseconds) and ``p`` (or ``on`` /
-      ``polarity``), matched by name in any order; other fields are ignored. Values may be
-      of any integer or bool dtype, or floats holding whole numbers; ``x`` and ``y`` must
-      fit int16, ``t`` int64, and ``p`` must be 0/1 (or bool).
+      with fields ``x``, ``y`` (pixels), ``t`` and ``p`` (or ``on`` / ``polarity``), matched by
+      name in any order; other fields are ignored. Values may be of any integer or bool dtype,
+      or floats holding whole numbers; ``x`` and ``y`` must fit int16, ``t`` int64, and ``p``
+      must be 0/1 (or bool). NaN, inf and fractions are errors, never rounded or taken as ON.
+    time_unit: the unit of ``t``: ``"us"`` (microseconds, the default: ``t`` must be whole),
+      ``"ms"`` or ``"s"``; those are converted to ``round(t * 1000)`` / ``round(t * 1e6)`` us.
 
-    Returns ``events`` itself when it already has :data:`EVENT_DTYPE`, else a new array
-    (never a view of the caller's). Sensor bounds and time order are checked by
-    :func:`validate_events`, not here. Raises :class:`EventError` naming the field.
+    Returns ``events`` itself when it already has :data:`EVENT_DTYPE` in microseconds, else a new
+    array (never a view of the caller's). Sensor bounds and time order are checked by
+    :func:`validate_events`, not here. Raises :class:`EventError` naming the field and the event.
 
     >>> raw = np.array([(30, 4, 2, 1)], dtype=[("t", "<u8"), ("x", "<u2"), ("y", "<u2"), ("on", "u1")])
     >>> as_events(raw).tolist()
     [(4, 2, 30, True)]
+    >>> as_events({"x": [1], "y": [0], "t": [0.25], "p": [1]}, time_unit="s").tolist()
+    [(1, 0, 250000, True)]
     >>> as_events({"x": [1], "y": [0], "t": [7]})
     Traceback (most recent call last):
     ...
     stdl_edge.events.EventError: events lack field(s) p; have x, y, t (need x, y, t and one of p, on, polarity)
     """
+    if time_unit not in TIME_UNITS:
+        raise EventError(f"time_unit={time_unit!r} is unknown; use one of {', '.join(TIME_UNITS)}")
     if isinstance(events, np.ndarray):
         names = _field_names(events)
-        if events.dtype == EVENT_DTYPE:
+        if events.dtype == EVENT_DTYPE and events.ndim == 1 and time_unit == "us":
             return events  # nothing downstream writes into events it did not make
         if events.ndim != 1:
-            raise EventError(f"events must be 1-D, got shape {events.shape}")
+            raise EventError(f"events must be a 1-D array, got shape {events.shape}")
         columns = {f: events[f] for f in names}
     elif isinstance(events, Mapping):
         columns = {str(k): np.asarray(v) for k, v in events.items()}
@@ -90,8 +111,12 @@ def as_events(events: np.ndarray | Mapping[str, ArrayLike]) -> np.ndarray:
         raise EventError("x, y, t, p have different lengths (" + ", ".join(str(len(v)) for v in picked.values()) + ")")
     out = np.empty(n, dtype=EVENT_DTYPE)
     for f, v in picked.items():
-        out[f] = _whole(v, f, out.dtype[f])
+        out[f] = _to_us(v, time_unit) if f == "t" and time_unit != "us" else _whole(v, f, out.dtype[f])
     return out
+
+
+def _first(bad: np.ndarray) -> int:
+    return int(np.flatnonzero(bad)[0])
 
 
 def _whole(v: np.ndarray, field: str, target: np.dtype) -> np.ndarray:
@@ -100,17 +125,50 @@ def _whole(v: np.ndarray, field: str, target: np.dtype) -> np.ndarray:
         raise EventError(f"events field {field!r} has dtype {v.dtype}; it must hold integers or bools")
     if len(v) == 0 or np.can_cast(v.dtype, target, "safe"):
         return v  # bool, or an integer type that always fits: nothing to check
-    if v.dtype.kind == "f" and not (np.isfinite(v) & (v == np.trunc(v))).all():
-        i = int(np.flatnonzero(~(np.isfinite(v) & (v == np.trunc(v))))[0])
-        raise EventError(f"event {i} has {field}={v[i]}, not a whole number; {field} must hold integers")
+    if v.dtype.kind == "f":
+        finite = np.isfinite(v)
+        if not finite.all():
+            i = _first(~finite)
+            raise EventError(f"has {field}={v[i]}, not a finite number; the file is corrupt", i)
+        fractional = v != np.trunc(v)
+        if fractional.any():
+            i = _first(fractional)
+            if field == "t":
+                raise EventError(f"has t={v[i]}, not a whole number of microseconds; if t is in seconds or "
+                                 "milliseconds pass time_unit='s' or 'ms' (--time-unit)", i)
+            raise EventError(f"has {field}={v[i]}, not a whole number; {field} must hold integers", i)
     lo, hi = (0, 1) if target.kind == "b" else (np.iinfo(target).min, np.iinfo(target).max)
-    if int(v.min()) < lo or int(v.max()) > hi:
-        i = int(np.flatnonzero((v < lo) | (v > hi))[0])
+    if v.dtype.kind == "f" or int(v.min()) < lo or int(v.max()) > hi:
+        bad = (v < lo) | (v > hi)
+        if not bad.any():
+            return v
+        i = _first(bad)
         if target.kind == "b":
-            raise EventError(f"event {i} has polarity {v[i]}; polarity must be 0/1 (or bool); "
-                             "map -1/+1 polarities with p > 0")
-        raise EventError(f"event {i} has {field}={v[i]}, outside {target} ({lo}..{hi})")
+            raise EventError(f"has polarity {v[i]}; polarity must be 0/1 (or bool); map -1/+1 polarities "
+                             "with p > 0", i)
+        raise EventError(f"has {field}={v[i]}, outside {target} ({lo}..{hi})", i)
     return v
+
+
+def _to_us(t: np.ndarray, time_unit: str) -> np.ndarray:
+    """Timestamps in ``time_unit`` as int64 microseconds, rounded to the nearest microsecond."""
+    scale = TIME_UNITS[time_unit]
+    limit = np.iinfo(np.int64).max // scale
+    if t.dtype.kind in "iub":
+        wide = t.astype(np.int64) if t.dtype != np.uint64 else t
+        bad = (wide > limit) | (wide < -limit) if len(t) else np.zeros(0, bool)
+        if bad.any():
+            i = _first(bad)
+            raise EventError(f"has t={t[i]} {time_unit}, beyond the int64 microsecond range", i)
+        return wide.astype(np.int64) * scale
+    if t.dtype.kind != "f":
+        raise EventError(f"events field 't' has dtype {t.dtype}; it must hold numbers")
+    us = np.rint(t.astype(np.float64) * scale)
+    bad = ~(np.abs(us) < 2.0 ** 63)  # NaN compares False: caught here too
+    if bad.any():
+        i = _first(bad)
+        raise EventError(f"has t={t[i]} {time_unit}, not a finite number of microseconds within int64", i)
+    return us.astype(np.int64)
 
 
 def make_events(x: ArrayLike, y: ArrayLike, t: ArrayLike, p: ArrayLike) -> np.ndarray:
@@ -129,11 +187,12 @@ def _field_names(events: object) -> tuple[str, ...]:
 
 def validate_events(events: np.ndarray, sensor_size: SensorSize | tuple[int, int, int] | None = None,
                     *, allow_empty: bool = True, after_t: int | None = None) -> np.ndarray:
-    """Check ``events`` and return it unchanged; raise :class:`EventError` naming the problem.
+    """Check ``events`` and return it unchanged; raise :class:`EventError` naming the problem
+    (and, in ``index``, the offending event).
 
-    Checks: structured array with fields x, y, t, p of the right kinds; timestamps
-    non-negative and sorted (and ``>= after_t`` when given, for streams); coordinates
-    inside ``sensor_size`` when given; non-empty unless ``allow_empty``.
+    Checks: a 1-D structured array with fields x, y, t, p of the right kinds; timestamps
+    non-negative and sorted (and ``>= after_t`` when given, for streams); polarity 0/1;
+    coordinates inside ``sensor_size`` when given; non-empty unless ``allow_empty``.
     """
     names = _field_names(events)
     missing = [f for f in ("x", "y", "t", "p") if f not in names]
@@ -146,23 +205,25 @@ def validate_events(events: np.ndarray, sensor_size: SensorSize | tuple[int, int
     if events.dtype["p"].kind not in "biu":
         raise EventError(f"events field 'p' has dtype {events.dtype['p']}; it must be bool or 0/1 integers")
     if events.ndim != 1:
-        raise EventError(f"events must be 1-D, got shape {events.shape}")
+        raise EventError(f"events must be a 1-D array, got shape {events.shape}")
     if len(events) == 0:
         if not allow_empty:
             raise EventError("no events: the input is empty")
         return events
     t = np.ascontiguousarray(events["t"])  # one strided read; the comparisons then run contiguous
     if len(t) > 1 and (t[1:] < t[:-1]).any():  # direct comparison: no diff temporary
-        i = int(np.flatnonzero(t[1:] < t[:-1])[0])
-        raise EventError(f"timestamps are not sorted: event {i + 1} at {int(t[i + 1])} us comes after "
-                         f"{int(t[i])} us; sort by t first (np.sort(events, order='t'))")
+        i = _first(t[1:] < t[:-1])
+        raise EventError(f"at {int(t[i + 1])} us comes after {int(t[i])} us: timestamps are not sorted (sort "
+                         "by t first, np.sort(events, order='t'), or the recording's clock jumped back)", i + 1)
     if t[0] < 0:  # sorted, so the first is the smallest
-        raise EventError(f"negative timestamp {int(t[0])} us; timestamps must be >= 0 microseconds")
+        raise EventError(f"has a negative timestamp {int(t[0])} us; timestamps must be >= 0 microseconds", 0)
     if after_t is not None and t[0] < after_t:
-        raise EventError(f"timestamps go backwards across chunks: {int(t[0])} us after {int(after_t)} us")
+        raise EventError(f"at {int(t[0])} us comes after {int(after_t)} us: timestamps go backwards across "
+                         "chunks", 0)
     p = events["p"]
     if p.dtype.kind in "iu" and ((p < 0) | (p > 1)).any():
-        raise EventError(f"polarity values {sorted(set(np.unique(p).tolist()) - {0, 1})[:5]} are not 0/1")
+        i = _first((p < 0) | (p > 1))
+        raise EventError(f"has polarity {int(p[i])}; polarity values must be 0/1", i)
     if sensor_size is not None:
         w, h = int(sensor_size[0]), int(sensor_size[1])
         for f, size in (("x", w), ("y", h)):
@@ -170,10 +231,9 @@ def validate_events(events: np.ndarray, sensor_size: SensorSize | tuple[int, int
             # one pass: viewed as unsigned, a negative value is huge, so max < size <=> 0 <= v < size
             unsigned = v.view(v.dtype.str.replace("i", "u")) if v.dtype.kind == "i" else v
             if len(v) and unsigned.max() >= size:
-                bad = (v < 0) | (v >= size)
-                i = int(np.flatnonzero(bad)[0])
-                raise EventError(f"event {i} has {f}={int(v[i])} outside the sensor (0..{size - 1}, "
-                                 f"sensor {w}x{h}); crop or pass the right sensor size")
+                i = _first((v < 0) | (v >= size))
+                raise EventError(f"has {f}={int(v[i])} outside the sensor (0..{size - 1}, sensor {w}x{h}); "
+                                 "crop or pass the right sensor size", i)
     return events
 
 

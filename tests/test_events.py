@@ -133,3 +133,36 @@ def test_as_events_converts_any_integer_layout_by_field_name():
 def test_as_events_errors_name_the_field(bad, needle):
     with pytest.raises(EventError, match=needle):
         as_events(bad)
+
+
+@pytest.mark.parametrize("bad, needle, index", [
+    ({"x": [1, np.nan], "y": [1, 1], "t": [1, 2], "p": [1, 1]}, "x=nan, not a finite number", 1),
+    ({"x": [1, 1], "y": [1, 1], "t": [1, np.inf], "p": [1, 1]}, "t=inf, not a finite number", 1),
+    ({"x": [1, 1], "y": [1, 1], "t": [0.25, 0.5], "p": [1, 1]}, r"t=0.25, not a whole number of microseconds.*"
+                                                                r"time_unit='s'", 0),
+    ({"x": [1, 1], "y": [1, 1], "t": [1, 2], "p": [1.0, 0.5]}, "p=0.5, not a whole number", 1),
+    ({"x": [1, 1], "y": [1, 1], "t": [1, 2], "p": [1.0, np.nan]}, "p=nan, not a finite number", 1),
+])
+def test_as_events_refuses_non_finite_fractional_and_names_the_event(bad, needle, index):
+    with pytest.raises(EventError, match=needle) as info:
+        as_events(bad)
+    assert info.value.index == index and str(info.value).startswith(f"event {index} ")
+
+
+def test_time_unit_converts_seconds_and_milliseconds_to_whole_microseconds():
+    raw = {"x": [1, 2], "y": [0, 0], "t": [0.25, 1.0000004], "p": [1, 0]}
+    assert as_events(raw, time_unit="s")["t"].tolist() == [250_000, 1_000_000]
+    assert as_events({**raw, "t": np.array([3, 7])}, time_unit="ms")["t"].tolist() == [3000, 7000]
+    with pytest.raises(EventError, match="beyond the int64"):
+        as_events({**raw, "t": np.array([1, 2 ** 62])}, time_unit="ms")
+    with pytest.raises(EventError, match="time_unit='h' is unknown"):
+        as_events(raw, time_unit="h")
+
+
+def test_validation_errors_carry_the_offending_event():
+    with pytest.raises(EventError) as info:
+        validate_events(make_events([0, 0, 0], [0, 0, 0], [1, 5, 3], [1, 1, 1]), SENSOR)
+    assert info.value.index == 2 and "not sorted" in str(info.value)
+    with pytest.raises(EventError) as info:
+        validate_events(make_events([0, 40], [0, 0], [1, 2], [1, 1]), SENSOR)
+    assert info.value.index == 1 and str(info.value).startswith("event 1 has x=40 outside the sensor")

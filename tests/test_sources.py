@@ -99,6 +99,7 @@ def test_evt3_golden_words_follow_the_spec(tmp_path):
              0x6000 | 9, 0x3000 | 20, 0x4000 | 0b101,        # t = 8201: OFF vector base 20, bits 0, 2
              0x5000 | 0b1,                                    # VECT_8 continues at x = 32
              0x8000 | 3, 0x6000 | 1, 0x2000 | 4,              # t = 3*4096 + 1 after a LOWER time low
+             0x8000 | 2050, 0x8000 | 4095,                    # time high climbs (a camera sends it each 4096 us)
              0x8000 | 0, 0x2000 | 5]                          # 12-bit high wraps: t = 2^24, low reset
     path = tmp_path / "golden.raw"
     path.write_bytes(b"% evt 3.0\n% format EVT3;height=40;width=64\n% end\n" + np.asarray(words, "<u2").tobytes())
@@ -107,6 +108,11 @@ def test_evt3_golden_words_follow_the_spec(tmp_path):
     assert ev["x"].tolist() == [10, 20, 22, 32, 4, 5]
     assert ev["y"].tolist() == [7] * 6
     assert ev["p"].tolist() == [True, False, False, False, False, False]
+    # a time high that goes back by less than half its range is a clock jump, not a wrap
+    words[-2] = 0x8000 | 4000
+    path.write_bytes(b"% evt 3.0\n% format EVT3;height=40;width=64\n% end\n" + np.asarray(words, "<u2").tobytes())
+    with pytest.raises(SourceError, match=r"golden.raw: the clock jumps backwards at byte 75: 16384000 us after 16773120 us"):
+        read_all(open_source(path))
 
 
 @pytest.mark.parametrize("fmt", ["npy", "npz", "hdf5", "csv", "evt2", "evt3", "dat", "aedat4", "nmnist"])

@@ -28,12 +28,11 @@ writer side by side and ending with one :func:`~stdl_edge.sources.base.register_
 :func:`open_source` and :func:`write_events`. ``base`` holds what they share. Event formats
 live in the core, not in ``stdl_edge.devices``, because data sets read recordings too.
 
-Format choices (see docs/sources.md): Prophesee DAT and EVT2 are read with
-``expelliarmus`` (chunked C reader); EVT3 with the vectorised decoder in ``prophesee``, because
-expelliarmus 1.1.12 adds an extra 4096 us whenever ``EVT_TIME_LOW`` decreases after an
-explicit ``EVT_TIME_HIGH`` (the normal case in camera output); AEDAT4 with ``aedat``
-(Rust, packet by packet); N-MNIST ``.bin`` with ``tonic.io.read_mnist_file`` on blocks of
-records.
+Format choices (see docs/sources.md): Prophesee EVT2, EVT3 and DAT are decoded by the
+vectorised decoders in ``prophesee`` (expelliarmus prints its own errors and cannot name a byte;
+its EVT3 reader adds 4096 us after an explicit ``EVT_TIME_HIGH``); AEDAT4 packets are framed and
+checked in ``aedat4`` and decoded by ``aedat`` (Rust, packet by packet); N-MNIST ``.bin`` by
+tonic's rule on blocks of records. Timestamps come out absolute, as the file holds them.
 """
 
 from __future__ import annotations
@@ -44,21 +43,21 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from stdl_edge.events import EVENT_DTYPE, EventError, SensorSize, as_events, validate_events
+from stdl_edge.events import EVENT_DTYPE, TIME_UNITS, EventError, SensorSize, as_events, validate_events
 from stdl_edge.io import atomic_path
 
 # the format modules register themselves on import, in this order: FORMATS lists them so, and
 # formats that claim specs are tried so ("camera:" before the NAME:SPLIT of a data set)
 from . import numpy_files, hdf5, csv, aedat4, prophesee, nmnist, emulated, live, dataset  # noqa: F401,E401
-from .base import (DEFAULT_CHUNK, FORMATS, ArraySource, EventSource, Format, GeneratorSource, Geometry, ReadOptions,
-                   SourceError, fit_geometry, reader_for, register_format, writer_for)
+from .base import (DEFAULT_CHUNK, FORMATS, MAX_SENSOR_SIDE, ArraySource, EventSource, Format, GeneratorSource, Geometry,
+                   ReadOptions, SourceError, check_sensor, fit_geometry, reader_for, register_format, writer_for)
 
 
 def open_source(spec: str | os.PathLike | np.ndarray, *, format: str | None = None,
                 sensor_size: tuple[int, ...] | None = None, crop: tuple[int, int, int, int] | None = None,
                 downsample: int = 1, fit: tuple[int, ...] | SensorSize | None = None,
                 chunk_size: int = DEFAULT_CHUNK, fps: float = 30.0, limit: int | None = None,
-                duration_s: float | None = None, **options: Any) -> EventSource:
+                duration_s: float | None = None, time_unit: str = "us", **options: Any) -> EventSource:
     """Open ``spec`` as an :class:`EventSource`.
 
     spec: a file (format from the suffix, for ``.raw`` from the header, or ``format=``), a folder
@@ -70,23 +69,29 @@ def open_source(spec: str | os.PathLike | np.ndarray, *, format: str | None = No
     chunk_size: events (rows, words) per chunk.
     fps: frames per second of a frames folder or video; duration_s: seconds of a live camera.
     limit: data sets only, the first ``limit`` samples.
+    time_unit: the unit of the input's timestamps, ``"us"`` (the default: whole microseconds), ``"ms"``
+      or ``"s"`` (a float ``t`` column in seconds); converted to integer microseconds, rounded.
     options: ``emulator=`` (EmulatorConfig) for frames and video; load options for a data set.
     """
-    if chunk_size < 1:
-        raise SourceError(f"chunk_size={chunk_size} must be >= 1")
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 1:
+        raise SourceError(f"chunk_size={chunk_size!r} must be a whole number >= 1")
+    if time_unit not in TIME_UNITS:
+        raise SourceError(f"time_unit={time_unit!r} is unknown; use one of {', '.join(TIME_UNITS)} (--time-unit)")
     if isinstance(spec, np.ndarray):
         if sensor_size is None:
             raise SourceError("an event array needs sensor_size=(W, H)")
-        source: EventSource = ArraySource(spec, sensor_size, chunk_size=chunk_size)
+        source: EventSource = ArraySource(spec, check_sensor("the event array", sensor_size, "sensor_size="),
+                                          chunk_size=chunk_size)
     else:
         fmt, target = reader_for(spec, format)
-        source = fmt.reader(target, ReadOptions(sensor_size, chunk_size, fps, duration_s, limit, options))
+        source = fmt.reader(target, ReadOptions(sensor_size, chunk_size, fps, duration_s, limit, options, time_unit))
     if fit is not None:
         if crop is not None or downsample != 1:
             raise SourceError("pass either fit= or crop=/downsample=, not both")
         source.geometry = fit_geometry(source.native_size, fit)
     else:
         source.geometry = Geometry(crop, downsample)
+    source.time_unit = time_unit
     source.sensor_size  # noqa: B018 - validates the geometry against the sensor now
     return source
 
@@ -104,7 +109,7 @@ def write_events(path: str | os.PathLike, events: np.ndarray | Mapping[str, np.n
 
     Formats (from the suffix or ``format=``, see :data:`FORMATS`): npy, npz, hdf5, csv (``t,x,y,p``
     header), evt2 (the default for ``.raw``), evt3 (Prophesee header with geometry), dat (Prophesee
-    CD, 8-byte events), aedat4 (uncompressed, one event stream, packets of 4096 events), nmnist
+    CD, 8-byte events), aedat4 (as DV lays it out, uncompressed, one event stream, packets of 4096 events, the file data table), nmnist
     (``.bin``, 34x34, at most 256x240, overflow records every 2^13 us). Used to record streams and
     by the tests, which read the files back with the maintained readers (expelliarmus, aedat, tonic).
     """
@@ -120,5 +125,5 @@ def write_events(path: str | os.PathLike, events: np.ndarray | Mapping[str, np.n
     return path
 
 
-__all__ = ["DEFAULT_CHUNK", "ArraySource", "EventSource", "FORMATS", "Format", "GeneratorSource", "Geometry",
+__all__ = ["DEFAULT_CHUNK", "MAX_SENSOR_SIDE", "ArraySource", "EventSource", "FORMATS", "Format", "GeneratorSource", "Geometry",
            "ReadOptions", "SourceError", "fit_geometry", "open_source", "read_all", "register_format", "write_events"]

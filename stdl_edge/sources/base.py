@@ -4,6 +4,9 @@ and a path to a writer.
 
 A format module defines its reader (an :class:`EventSource`) and its writer side by side and
 ends with one :func:`register_format` call; nothing else names the format.
+
+(About 480 lines: every format module imports these pieces from here; the registry section at
+the end is the natural cut into a ``registry.py`` if it grows further.)
 """
 
 from __future__ import annotations
@@ -18,9 +21,11 @@ from typing import IO, Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from stdl_edge.events import EventError, SensorSize, as_events, validate_events
+from stdl_edge.events import EVENT_DTYPE, EventError, SensorSize, as_events, validate_events
 
 DEFAULT_CHUNK = 1 << 18  # events per chunk: 4 MiB of EVENT_DTYPE
+#: the largest sensor side a file or ``sensor_size=`` may declare: EVENT_DTYPE's int16 x, y hold 0..32767
+MAX_SENSOR_SIDE = int(np.iinfo(EVENT_DTYPE["x"]).max) + 1
 
 
 class SourceError(EventError):
@@ -117,6 +122,8 @@ class EventSource(ABC):
     native_size: SensorSize
     geometry: Geometry = Geometry()
     chunk_size: int = DEFAULT_CHUNK
+    time_unit: str = "us"  # the unit of the input's t (see stdl_edge.events.TIME_UNITS)
+    wrap_errors: bool = False  # turn a reader's stray exception into a SourceError (files: yes)
     labelled: bool = False
     class_names: tuple[str, ...] = ()
 
@@ -132,35 +139,69 @@ class EventSource(ABC):
     def chunks(self) -> Iterator[np.ndarray]:
         """Validated chunks in model coordinates; raises :class:`SourceError` on bad input."""
         last_t: int | None = None
-        count = 0
+        total = 0
         geometry = self.geometry
         self.sensor_size  # noqa: B018 - checks the geometry fits before reading
-        for raw in self._raw_chunks():
-            chunk = None
+        for chunk, count in self._converted():
             try:
-                chunk = as_events(raw)
                 validate_events(chunk, self.native_size, after_t=last_t)
             except EventError as e:
-                where = (f"the chunk from event {count}" if chunk is None
-                         else f"events {count}..{count + len(chunk) - 1}")
-                raise SourceError(f"{self.name}: {e} (in {where})") from None
+                raise self._error(e, count, len(chunk)) from None
             if len(chunk) == 0:
                 continue
             last_t = int(chunk["t"][-1])
-            count += len(chunk)
+            total += len(chunk)
             chunk = geometry.apply(chunk, self.native_size)
             if len(chunk):
                 yield chunk
-        if count == 0:
+        if total == 0:
             raise SourceError(f"{self.name}: no events: the input is empty")
 
+    def _converted(self) -> Iterator[tuple[np.ndarray, int]]:
+        """(chunk as EVENT_DTYPE, index of its first event) for each raw chunk; a stray exception of a
+        reader (``wrap_errors``) or a value :func:`as_events` refuses is a :class:`SourceError`."""
+        raws = self._raw_chunks()
+        count = 0
+        while True:
+            try:
+                raw = next(raws)
+            except StopIteration:
+                return
+            except (SourceError, ImportError, FileNotFoundError):
+                raise
+            except Exception as e:  # a third-party reader's own error: one line naming the input
+                if not self.wrap_errors:
+                    raise
+                raise SourceError(f"{self.name}: could not be read after event {count} ({type(e).__name__}: "
+                                  f"{_first_line(e)}); the file is corrupt or truncated") from None
+            try:
+                chunk = as_events(raw, self.time_unit)
+            except EventError as e:
+                raise self._error(e, count, None) from None
+            yield chunk, count
+            count += len(chunk)
+
+    def _error(self, e: EventError, count: int, n: int | None) -> SourceError:
+        """``e`` about the chunk from event ``count`` (``n`` events, None before conversion) as one
+        line naming the source and, where the reader can say (:meth:`_locate`), the byte or row."""
+        if e.index is None:
+            where = f"the chunk from event {count}" if n is None else f"events {count}..{count + n - 1}"
+            return SourceError(f"{self.name}: {e} (in {where})")
+        place = self._locate(e.index)
+        return SourceError(f"{self.name}: event {count + e.index}{f' ({place})' if place else ''} {e.message}")
+
+    def _locate(self, index: int) -> str | None:
+        """Where event ``index`` of the chunk ``_raw_chunks`` yielded last lies in the input (``"byte
+        1234"``, ``"line 7"``), for error messages; None where the format cannot say."""
+        return None
+
     def _bounds(self) -> tuple[int, int]:
-        """(width, height) covering every event: one pass over the file, for files that do not
-        record their sensor size."""
+        """(width, height) covering every event, (0, 0) for none: one pass over the file, for files
+        that do not record their sensor size."""
         w = h = 0
-        for c in self._raw_chunks():
-            if len(c["x"]):
-                w, h = max(w, int(np.max(c["x"])) + 1), max(h, int(np.max(c["y"])) + 1)
+        for c, _ in self._converted():
+            if len(c):
+                w, h = max(w, int(c["x"].max()) + 1, 1), max(h, int(c["y"].max()) + 1, 1)
         return w, h
 
     def samples(self) -> Iterator[tuple[np.ndarray, int]]:
@@ -202,11 +243,20 @@ class FileSource(EventSource):
     """A recording on disk. Subclasses implement :meth:`_read_header` (checks, sensor size) and
     ``_raw_chunks``; :meth:`open` is their registry reader."""
 
+    wrap_errors = True
+
     def __init__(self, path: str | os.PathLike, sensor_size: tuple[int, ...] | None = None,
-                 chunk_size: int = DEFAULT_CHUNK) -> None:
+                 chunk_size: int = DEFAULT_CHUNK, time_unit: str = "us") -> None:
         self.path = _check_file(Path(path))
-        self.name, self.chunk_size = str(path), chunk_size
-        self.native_size = self._read_header(sensor_size)
+        self.name, self.chunk_size, self.time_unit = str(path), chunk_size, time_unit
+        try:
+            self.native_size = self._read_header(sensor_size)
+        except (SourceError, ImportError, FileNotFoundError):
+            raise
+        except Exception as e:  # a third-party reader's own error on a corrupt file: one line
+            raise SourceError(f"{path}: could not be read ({type(e).__name__}: {_first_line(e)}); the file is "
+                              "corrupt or not a "
+                              f"{type(self).__name__.removesuffix('Source')} file") from None
 
     @abstractmethod
     def _read_header(self, sensor_size: tuple[int, ...] | None) -> SensorSize:
@@ -215,27 +265,65 @@ class FileSource(EventSource):
 
     @classmethod
     def open(cls, path: Path, options: ReadOptions) -> FileSource:
-        return cls(path, options.sensor_size, options.chunk_size)
+        return cls(path, options.sensor_size, options.chunk_size, options.time_unit)
 
 
 def _sensor_or_bounds(path: Path, given: tuple[int, ...] | None, found: tuple[int, int] | None,
-                      scan: Callable[[], tuple[int, int]] | None = None) -> SensorSize:
-    """The sensor from the flag, else the file, else (for formats without one) the coordinate bounds."""
+                      scan: Callable[[], tuple[int, int]] | None = None, field: str = "the header") -> SensorSize:
+    """The sensor from the flag, else the file (``field`` names where it says so), else (for
+    formats without one) the coordinate bounds; each checked with :func:`check_sensor`."""
     if given is not None:
-        return SensorSize(*given) if len(given) == 3 else SensorSize(int(given[0]), int(given[1]))
+        w, h, *pol = check_sensor(path, given, "sensor_size= (--sensor)")
+        return SensorSize(w, h, *pol)
     if found is not None:
-        return SensorSize(int(found[0]), int(found[1]))
+        return SensorSize(*check_sensor(path, found, field)[:2])
     if scan is not None:
         w, h = scan()
+        if w == 0 or h == 0:
+            raise SourceError(f"{path}: no events: the file holds no events to read")
         return SensorSize(w, h)
     raise SourceError(f"{path}: the file does not say its sensor size; pass sensor_size=(W, H) "
                       "(--sensor W,H)")
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e)
+    return text.splitlines()[0] if text else ""
+
+
+def check_sensor(where: object, size: object, field: str) -> tuple[int, ...]:
+    """``size`` as (W, H[, P]) whole numbers with 1 <= W, H <= :data:`MAX_SENSOR_SIDE` (P: 1 or 2);
+    else :class:`SourceError` naming ``where`` (the file) and ``field`` (what declared it)."""
+    try:
+        values = None if isinstance(size, (str, bytes)) else [v.item() if isinstance(v, np.generic) else v
+                                                               for v in size]  # type: ignore[union-attr]
+    except TypeError:
+        values = None
+    ok = (values is not None and len(values) in (2, 3) and all(isinstance(v, (int, float)) and not
+                                                                  isinstance(v, bool) and float(v).is_integer()
+                                                                  for v in values))
+    if ok:
+        w, h, *pol = (int(v) for v in values)
+        ok = 1 <= w <= MAX_SENSOR_SIDE and 1 <= h <= MAX_SENSOR_SIDE and pol in ([], [1], [2])
+    if not ok:
+        raise SourceError(f"{where}: {field} gives the sensor size {size!r}; it must be (width, height) whole "
+                          f"numbers from 1 to {MAX_SENSOR_SIDE} (EVENT_DTYPE's int16 coordinates); pass the "
+                          "right size with sensor_size=(W, H) (--sensor W,H)")
+    return (w, h, *pol)
+
+
 def _check_file(path: Path) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"event file {path} does not exist")
-    if path.is_file() and path.stat().st_size == 0:
+    if not path.is_file():
+        raise SourceError(f"{path}: is {'a folder' if path.is_dir() else 'not a regular file'}; pass an event "
+                          "file (a folder is read as frames only when it holds images)")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise SourceError(f"{path}: cannot be opened ({e.strerror}); check its permissions") from None
+    if path.stat().st_size == 0:
         raise SourceError(f"{path}: the file is empty (0 bytes)")
     return path
 
@@ -289,6 +377,7 @@ class ReadOptions:
     fps: frames per second of a frames folder or video (emulated sources).
     duration_s: seconds a live camera streams (None: until interrupted).
     limit: data sets only: the first ``limit`` samples (None: all).
+    time_unit: the unit of the input's timestamps (``"us"``, ``"ms"``, ``"s"``; see ``TIME_UNITS``).
     extra: other keyword options: ``emulator=`` (an EmulatorConfig) for frames and video, load
       options for a data set.
     """
@@ -299,6 +388,7 @@ class ReadOptions:
     duration_s: float | None = None
     limit: int | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    time_unit: str = "us"
 
 
 #: ``writer(fh, events, width, height)``: EVENT_DTYPE ``events`` (validated, non-empty) to a binary file
@@ -356,6 +446,8 @@ def reader_for(spec: str | os.PathLike, format: str | None = None) -> tuple[Form
     it, a format that ``claims`` the spec wins, else the file's suffix decides.
     """
     text = str(spec)
+    if Path(text).is_dir() and any(f.claims is None for f in _named(Path(text).suffix) if Path(text).suffix):
+        raise SourceError(f"{text}: is a folder, not a {Path(text).suffix} file; pass the event file itself")
     if format is not None:
         found = _named(format)
         if found and found[0].claims is not None:  # a folder, camera, data set: the reader takes the text

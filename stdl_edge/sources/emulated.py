@@ -20,6 +20,8 @@ class EmulatedSource(EventSource):
     """Frames from a folder of images or a video, turned into events by the DVS emulator,
     one frame at a time (memory: one frame plus the emulator's state)."""
 
+    wrap_errors = True  # an image or video library's own error becomes one SourceError line
+
     def __init__(self, path: Path, fps: float = 30.0, sensor_size: tuple[int, ...] | None = None,
                  emulator_config: EmulatorConfig | None = None) -> None:
         if not path.exists():

@@ -1,36 +1,40 @@
-"""N-MNIST / N-Caltech101 ``.bin``: 5-byte big-endian records, read with tonic."""
+"""N-MNIST / N-Caltech101 ``.bin``: 5-byte big-endian records, decoded like tonic's reader."""
 
 from __future__ import annotations
 
-import io
 from typing import IO, Iterator
 
 import numpy as np
 
 from stdl_edge.events import SensorSize
 
-from .base import (FileSource, Format, SourceError, _check_records, _read_blocks, _sensor_or_bounds,
-                   optional_import, register_format)
+from .base import FileSource, Format, SourceError, _check_records, _read_blocks, _sensor_or_bounds, register_format
 
 
 class NmnistBinSource(FileSource):
-    """N-MNIST / N-Caltech101 ``.bin`` (5-byte big-endian records) via ``tonic.io.read_mnist_file``,
-    on blocks of records; a timestamp-overflow record (y = 240) adds 2^13 us to all later events.
-    The sensor is N-MNIST's 34 x 34 unless ``sensor_size`` says otherwise."""
+    """N-MNIST / N-Caltech101 ``.bin``: 5-byte big-endian records (x, y, p << 7 | t bits 16-22,
+    t bits 8-15, t bits 0-7), decoded as ``tonic.io.read_mnist_file`` does, on blocks of records;
+    a timestamp-overflow record (y = 240) adds 2^13 us to itself and all later events. The sensor
+    is N-MNIST's 34 x 34 unless ``sensor_size`` says otherwise."""
 
     def _read_header(self, sensor_size: tuple[int, ...] | None) -> SensorSize:
-        self._tonic_io = optional_import("tonic.io", "reading N-MNIST .bin", "pip install 'stdl-edge[datasets]'")
         _check_records(self.path, 0, 5, "N-MNIST", "record")
         return _sensor_or_bounds(self.path, sensor_size, (34, 34))
 
-    def _raw_chunks(self) -> Iterator[np.ndarray]:
-        dtype = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", np.int8)])
+    def _raw_chunks(self) -> Iterator[dict[str, np.ndarray]]:
         overflows = 0
-        for _, block in _read_blocks(self.path, 0, 5 * self.chunk_size):
-            ev = self._tonic_io.read_mnist_file(io.BytesIO(block), dtype=dtype, is_stream=True)
-            ev["t"] += overflows * 2 ** 13  # tonic applies this block's overflow records
-            overflows += int((np.frombuffer(block, dtype=np.uint8)[1::5] == 240).sum())
-            yield ev
+        for offset, block in _read_blocks(self.path, 0, 5 * self.chunk_size):
+            rec = np.frombuffer(block, dtype=np.uint8).reshape(-1, 5).astype(np.int64)
+            overflow = rec[:, 1] == 240
+            t = ((rec[:, 2] & 127) << 16) | (rec[:, 3] << 8) | rec[:, 4]
+            t += (overflows + np.cumsum(overflow)) * 2 ** 13
+            overflows += int(overflow.sum())
+            keep = np.flatnonzero(~overflow)
+            self._positions = offset + 5 * keep
+            yield {"x": rec[keep, 0], "y": rec[keep, 1], "t": t[keep], "p": rec[keep, 2] >> 7}
+
+    def _locate(self, index: int) -> str | None:
+        return f"byte {int(self._positions[index])}"
 
 
 def write_nmnist(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
@@ -51,4 +55,4 @@ def write_nmnist(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
 
 
 register_format(Format("nmnist", (".bin",), NmnistBinSource.open, write_nmnist,
-                       "N-MNIST / N-Caltech101 .bin, 5-byte records (tonic.io.read_mnist_file)"))
+                       "N-MNIST / N-Caltech101 .bin, 5-byte records (decoded as tonic.io.read_mnist_file)"))

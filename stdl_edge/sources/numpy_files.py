@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 from typing import IO, Iterator
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from stdl_edge.events import SensorSize
 
-from .base import FileSource, Format, SourceError, _sensor_or_bounds, register_format
+from .base import FileSource, Format, SourceError, _sensor_or_bounds, check_sensor, register_format
 
 
 class NpySource(FileSource):
@@ -24,15 +25,18 @@ class NpySource(FileSource):
                               "or holds Python objects") from None
         except OSError as e:
             raise SourceError(f"{self.path}: not a .npy file ({e})") from None
-        if arr.dtype.names is None:
-            raise SourceError(f"{self.path}: the array has dtype {arr.dtype}; save a structured array with "
-                              "fields x, y, t, p (stdl_edge.events.EVENT_DTYPE)")
+        if arr.dtype.names is None or arr.ndim != 1:
+            raise SourceError(f"{self.path}: the array has shape {arr.shape} and dtype {arr.dtype}; save a 1-D "
+                              "structured array with fields x, y, t, p (stdl_edge.events.EVENT_DTYPE)")
         self._arr = arr
         return _sensor_or_bounds(self.path, sensor_size, None, self._bounds)
 
     def _raw_chunks(self) -> Iterator[np.ndarray]:
-        for i in range(0, len(self._arr), self.chunk_size):
-            yield np.asarray(self._arr[i:i + self.chunk_size])
+        for self._start in range(0, len(self._arr), self.chunk_size):
+            yield np.asarray(self._arr[self._start:self._start + self.chunk_size])
+
+    def _locate(self, index: int) -> str | None:
+        return f"row {self._start + index}"
 
 
 class _NpyMember:
@@ -47,7 +51,7 @@ class _NpyMember:
         except ValueError as e:
             raise SourceError(f"{self.where}: not a .npy member ({e}); the file is corrupt") from None
         if dtype.hasobject:
-            raise SourceError(f"{self.where}: holds Python objects; refusing to unpickle")
+            raise SourceError(f"{self.where}: holds Python objects; refusing to unpickle (save numeric arrays)")
         if len(shape) != 1:
             raise SourceError(f"{self.where}: shape {shape}, expected a 1-D array")
         self.dtype, self.length, self.offset = dtype, int(shape[0]), 0
@@ -73,9 +77,8 @@ class NpzSource(FileSource):
                 names = {n[:-4] for n in zf.namelist() if n.endswith(".npy")}
                 found = None
                 if "sensor_size" in names:
-                    with zf.open("sensor_size.npy") as fh:
-                        found = tuple(int(v) for v in np.load(fh, allow_pickle=False)[:2])
-        except zipfile.BadZipFile as e:
+                    found = self._sensor_member(zf)
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
             raise SourceError(f"{path}: not a readable .npz ({e}); it is corrupt or truncated") from None
         if "events" in names:
             self.members = ("events",)
@@ -83,7 +86,20 @@ class NpzSource(FileSource):
             self.members = ("x", "y", "t", "p")
         else:
             raise SourceError(f"{path}: has arrays {sorted(names)}; expected 'events' or 'x', 'y', 't', 'p'")
-        return _sensor_or_bounds(path, sensor_size, found, self._bounds)
+        return _sensor_or_bounds(path, sensor_size, found, self._bounds, field="the 'sensor_size' array")
+
+    def _sensor_member(self, zf: zipfile.ZipFile) -> tuple[int, int]:
+        """The (W, H) of the ``sensor_size`` member: 2 or 3 whole numbers, never unpickled."""
+        with zf.open("sensor_size.npy") as fh:
+            try:
+                size = np.load(fh, allow_pickle=False)
+            except ValueError as e:
+                raise SourceError(f"{self.path}: the 'sensor_size' array cannot be read ({e}); save it as "
+                                  "np.array([W, H, 2])") from None
+        if size.ndim != 1 or size.dtype.kind not in "iuf":
+            raise SourceError(f"{self.path}: the 'sensor_size' array has shape {size.shape} and dtype {size.dtype}; "
+                              "save it as np.array([W, H, 2])")
+        return tuple(check_sensor(self.path, size.tolist(), "the 'sensor_size' array")[:2])
 
     def _raw_chunks(self) -> Iterator[np.ndarray | dict[str, np.ndarray]]:
         try:
@@ -94,10 +110,15 @@ class NpzSource(FileSource):
                     raise SourceError(f"{self.path}: x, y, t, p have different lengths "
                                       f"{[m.length for m in members]}")
                 while members[0].offset < n:
+                    self._start = members[0].offset
                     parts = [m.read(self.chunk_size) for m in members]
                     yield parts[0] if len(parts) == 1 else dict(zip(self.members, parts))
-        except (zipfile.BadZipFile, EOFError, OSError) as e:
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
             raise SourceError(f"{self.path}: the archive is corrupt or truncated ({e})") from None
+
+
+    def _locate(self, index: int) -> str | None:
+        return f"element {self._start + index}"
 
 
 def write_npy(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:

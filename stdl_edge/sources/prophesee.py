@@ -1,25 +1,25 @@
 """Prophesee recordings: EVT2 and EVT3 ``.raw``, CD ``.dat``, and their ``%`` text header.
 
-EVT2 and DAT are read with expelliarmus' chunked C reader; EVT3 with the vectorised decoder
-here, because expelliarmus 1.1.12 adds 4096 us whenever ``EVT_TIME_LOW`` decreases after an
-explicit ``EVT_TIME_HIGH`` (see docs/sources.md). The writers follow the same specs byte for
-byte; the tests read their files back with expelliarmus.
+All three are decoded here, vectorised block by block, so every error names its byte: EVT3
+because expelliarmus 1.1.12 adds 4096 us whenever ``EVT_TIME_LOW`` decreases after an explicit
+``EVT_TIME_HIGH``, EVT2 and DAT because on a corrupt body it prints to stdout and returns what it
+has (see docs/sources.md). A time-high (EVT2, EVT3) or 32-bit time (DAT) counter that decreases
+by more than half its range is a wrap-around; a smaller decrease is a clock jump, an error. The
+writers follow the same specs byte for byte; the tests read their files back with expelliarmus.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator
+from typing import IO, Any, Callable, Iterator
 
 import numpy as np
 
 from stdl_edge.events import SensorSize
 
 from .base import (FileSource, Format, SourceError, _check_records, _read_blocks, _sensor_or_bounds,
-                   optional_import, register_format)
+                   register_format)
 
 
 def _prophesee_header(path: Path) -> tuple[int, dict[str, str], tuple[int, int] | None]:
@@ -50,10 +50,11 @@ def _prophesee_header(path: Path) -> tuple[int, dict[str, str], tuple[int, int] 
     return offset, fields, size
 
 
-def _prophesee_text(kind: str, w: int, h: int) -> bytes:
-    """The header the writers put first: ``kind`` is the ``% evt`` version (``"2.0"``, ``"3.0"``)."""
-    return (f"% date 2026-01-01 00:00:00\n% evt {kind}\n% format EVT{kind[0]};height={h};width={w}\n"
-            f"% geometry {w}x{h}\n% end\n").encode()
+def _prophesee_text(kind: str, w: int, h: int, geometry: bool = True) -> bytes:
+    """The header the writers put first: ``kind`` is the ``% evt`` version (``"2.0"``, ``"3.0"``);
+    ``geometry=False`` leaves out the sensor size (``;height=..;width=..`` and ``% geometry``)."""
+    size = f";height={h};width={w}\n% geometry {w}x{h}\n" if geometry else "\n"
+    return f"% date 2026-01-01 00:00:00\n% evt {kind}\n% format EVT{kind[0]}{size}% end\n".encode()
 
 
 def prophesee_encoding(path: Path) -> str:
@@ -70,110 +71,256 @@ def prophesee_encoding(path: Path) -> str:
                       "'% format EVT...' line); pass format='evt2' or 'evt3'")
 
 
-class ExpelliarmusSource(FileSource):
-    """Prophesee DAT / EVT2 through expelliarmus' chunked reader; see :class:`Evt2Source`, :class:`DatSource`."""
+class _WordSource(FileSource):
+    """A Prophesee body of fixed-size little-endian words after the ``%`` header (EVT2, EVT3, DAT),
+    decoded block by block by :meth:`_decode`; errors name the byte of the word or event."""
 
-    encoding = ""  # expelliarmus' name of the encoding
-    suffix = ""  # the suffix expelliarmus insists on
-    word = 0  # bytes per word (EVT2) or event (DAT)
+    word = 0  # bytes per word (EVT2, EVT3) or event (DAT)
+    kind = ""  # the format's name in messages
 
     def _read_header(self, sensor_size: tuple[int, ...] | None) -> SensorSize:
-        self._expelliarmus = optional_import("expelliarmus", f"reading Prophesee {self.encoding.upper()}",
-                                             "pip install 'stdl-edge[datasets]'")
         self.body, _, found = _prophesee_header(self.path)
-        if self.encoding == "dat":
-            self.body += 2  # event type and event size bytes after the text header
-            with open(self.path, "rb") as fh:
-                fh.seek(self.body - 2)
-                ev_type = fh.read(2)
-            if len(ev_type) == 2 and ev_type[1] != 8:
-                raise SourceError(f"{self.path}: DAT event size is {ev_type[1]} bytes at offset {self.body - 1}; "
-                                  "only 8-byte CD events are supported")
-        _check_records(self.path, self.body, self.word, self.encoding.upper(), "word")
-        return _sensor_or_bounds(self.path, sensor_size, found)
+        _check_records(self.path, self.body, self.word, self.kind, "word")
+        return _sensor_or_bounds(self.path, sensor_size, found, self._bounds, field="the % header's geometry")
 
-    def _raw_chunks(self) -> Iterator[np.ndarray]:
-        path = self.path
-        link = None
-        if path.suffix.lower() != self.suffix:  # expelliarmus checks the suffix
-            link = Path(tempfile.mkdtemp()) / ("events" + self.suffix)
-            os.symlink(path.resolve(), link)
-            path = link
-        try:
-            wizard = self._expelliarmus.Wizard(encoding=self.encoding, fpath=path, chunk_size=int(self.chunk_size))
-            yield from wizard.read_chunk()
-        except RuntimeError as e:
-            raise SourceError(f"{self.path}: expelliarmus could not decode the file ({e}); it is corrupt") from None
-        finally:
-            if link is not None:
-                link.unlink(missing_ok=True)
-                link.parent.rmdir()
+    def _raw_chunks(self) -> Iterator[dict[str, np.ndarray]]:
+        state = {"high": 0, "high_raw": None, "wraps": 0, "low": 0, "y": 0, "bx": 0, "bp": 0}
+        for offset, data in _read_blocks(self.path, self.body, self.word * max(int(self.chunk_size), 16)):
+            events, self._positions = self._decode(np.frombuffer(data, dtype=self.dtype), state, offset)
+            yield events
 
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(f"<u{self.word}")
 
-class Evt2Source(ExpelliarmusSource):
-    """Prophesee EVT 2.0 ``.raw``: 32-bit words (see :func:`write_evt2`)."""
+    def _decode(self, words: np.ndarray, state: dict[str, Any], offset: int) -> tuple[dict[str, np.ndarray],
+                                                                                     np.ndarray | int]:
+        """(x, y, t, p columns, the byte offset of each event's word, or of the first of
+        fixed-size events) of one block at byte ``offset``."""
+        raise NotImplementedError
 
-    encoding, suffix, word = "evt2", ".raw", 4
+    def _locate(self, index: int) -> str | None:
+        at = self._positions
+        return f"byte {int(at + self.word * index) if isinstance(at, int) else int(at[index])}"
+
+    def _reserved(self, words: np.ndarray, types: np.ndarray, known: frozenset[int], offset: int) -> None:
+        table = np.zeros(16, bool)
+        table[list(known)] = True
+        unknown = ~table[types]
+        if unknown.any():
+            i = int(np.flatnonzero(unknown)[0])
+            raise SourceError(f"{self.path}: word 0x{int(words[i]):0{2 * self.word}x} at byte {offset + self.word * i} "
+                              f"has reserved type 0x{int(types[i]):x}; the file is not {self.kind} or is corrupt")
 
 
-def write_evt2(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
+def _unwrap(values: np.ndarray, positions: np.ndarray | _Bytes, state: dict[str, Any], bits: int, scale_us: int,
+            path: Path) -> np.ndarray:
+    """A counter of ``bits`` bits (EVT time high, DAT time) made monotonic across its wrap-arounds.
+
+    A decrease by more than half the period is a wrap (the counter ran past its top); a smaller
+    decrease is the clock jumping backwards, a :class:`SourceError` naming the byte (``positions``)
+    and both times (``scale_us`` microseconds per count). ``state`` carries the last raw value and
+    the wraps so far from block to block.
+    """
+    if len(values) == 0:
+        return values.astype(np.int64)
+    period = 1 << bits
+    values = values.astype(np.int64)
+    prev = int(values[0]) if state["high_raw"] is None else state["high_raw"]
+    step = np.diff(values, prepend=prev)
+    wrap = step < -(period // 2)
+    back = (step < 0) & ~wrap
+    wraps = state["wraps"] + np.cumsum(wrap)
+    if back.any():
+        i = int(np.flatnonzero(back)[0])
+        before = (int(values[i - 1]) if i else prev) + period * int(wraps[i])
+        now = int(values[i]) + period * int(wraps[i])
+        raise SourceError(f"{path}: the clock jumps backwards at byte {int(positions[i])}: {now * scale_us} us after "
+                          f"{before * scale_us} us; the recording is corrupt or spliced (cut it before that byte)")
+    state["high_raw"], state["wraps"] = int(values[-1]), int(wraps[-1])
+    return values + period * wraps
+
+
+class Evt2Source(_WordSource):
+    """Prophesee EVT 2.0 ``.raw``: 32-bit words (see :func:`write_evt2`), decoded here: CD_OFF 0x0 /
+    CD_ON 0x1 (t bits 0-5 at 22-27, x at 11-21, y at 0-10), EV_TIME_HIGH 0x8 (t bits 6-33; a
+    decrease is a 2^34 us wrap), EXT_TRIGGER 0xA, OTHERS 0xE, CONTINUED 0xF skipped."""
+
+    word, kind = 4, "EVT2"
+    KNOWN = frozenset((0x0, 0x1, 0x8, 0xA, 0xE, 0xF))
+
+    def _decode(self, words: np.ndarray, state: dict[str, Any], offset: int) -> tuple[dict[str, np.ndarray],
+                                                                                     np.ndarray]:
+        types = words >> 28
+        self._reserved(words, types, self.KNOWN, offset)
+        is_hi = types == 0x8
+        hi = np.flatnonzero(is_hi)  # sparse: one per 64 us at most
+        full = np.concatenate([[state["high"]], _unwrap(words[hi] & 0x0FFFFFFF, offset + 4 * hi, state, 28, 64,
+                                                        self.path)])
+        state["high"] = int(full[-1])
+        cd = np.flatnonzero(types <= 0x1)
+        high = full[np.cumsum(is_hi)[cd]]  # the time high before each event (index 0: the carried one)
+        w = words[cd]
+        events = {"x": ((w >> 11) & 0x7FF).astype(np.int16), "y": (w & 0x7FF).astype(np.int16),
+                  "t": (high << 6) | ((w >> 22) & 0x3F).astype(np.int64), "p": (types[cd] == 0x1)}
+        return events, offset + 4 * cd
+
+
+def write_evt2(fh: IO[bytes], ev: np.ndarray, w: int, h: int, *, geometry: bool = True) -> None:
     """32-bit LE words: CD_OFF/CD_ON (type 0x0/0x1, t bits 0-5 at 22-27, x at 11-21, y at 0-10)
-    after an EVT_TIME_HIGH (0x8, t bits 6-33 in bits 0-27) whenever t >> 6 changes."""
+    after an EVT_TIME_HIGH (0x8, t bits 6-33 in bits 0-27) whenever t >> 6 changes (see
+    :func:`_time_high_words` for long gaps). ``geometry=False`` leaves the sensor size out of the
+    header, as some Prophesee recorders do."""
     t = ev["t"].astype(np.uint64)
-    hi = t >> np.uint64(6)
-    new_hi = np.ones(len(ev), bool)
-    new_hi[1:] = hi[1:] != hi[:-1]
     cd = ((ev["p"].astype(np.uint64) << np.uint64(28)) | ((t & np.uint64(0x3F)) << np.uint64(22))
           | (ev["x"].astype(np.uint64) << np.uint64(11)) | ev["y"].astype(np.uint64))
-    th = (np.uint64(0x8) << np.uint64(28)) | (hi & np.uint64(0x0FFFFFFF))
-    words = np.empty(len(ev) + int(new_hi.sum()), np.uint64)
-    pos = np.arange(len(ev)) + np.cumsum(new_hi)
-    words[pos] = cd
-    words[pos[new_hi] - 1] = th[new_hi]
-    fh.write(_prophesee_text("2.0", w, h))
+    high = (t >> np.uint64(6)).astype(np.int64)
+    words = _time_high_words(cd, high, (1 << 27) - 1, lambda v: (0x8 << 28) | (v & 0x0FFFFFFF))
+    fh.write(_prophesee_text("2.0", w, h, geometry))
     fh.write(words.astype("<u4").tobytes())
 
 
-class DatSource(ExpelliarmusSource):
-    """Prophesee CD ``.dat``: 8-byte events after the text header (see :func:`write_dat`)."""
+def _time_high_words(words: np.ndarray, high: np.ndarray, max_step: int,
+                     encode: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+    """Event ``words`` with a time-high word (``encode(count)``) before each event whose ``high``
+    count differs from the one before, and, across a gap longer than ``max_step`` counts (half the
+    counter's period), one every ``max_step`` counts, as a camera sends one every period: a reader
+    then tells a wrap-around from a clock jump."""
+    n = len(words)
+    gap = np.diff(high, prepend=high[:1])
+    new = np.ones(n, bool)
+    new[1:] = gap[1:] != 0
+    fill = np.where(new, np.maximum(gap - 1, 0) // max_step, 0)
+    pos = np.arange(n) + np.cumsum(new + fill)
+    out = np.empty(n + int(new.sum() + fill.sum()), np.int64)
+    out[pos] = words.astype(np.int64)
+    out[pos[new] - 1] = encode(high[new])
+    owner = np.repeat(np.arange(n), fill)  # the event each extra word comes before
+    k = np.arange(len(owner)) - np.repeat(np.cumsum(fill) - fill, fill)
+    out[pos[owner] - 1 - fill[owner] + k] = encode(high[owner] - gap[owner] + max_step * (k + 1))
+    return out
 
-    encoding, suffix, word = "dat", ".dat", 8
+
+class _Bytes:
+    """The byte of the ``i``-th of fixed-size records from ``offset``, for :func:`_unwrap`'s message."""
+
+    def __init__(self, offset: int, size: int) -> None:
+        self.offset, self.size = offset, size
+
+    def __getitem__(self, i: int) -> int:
+        return self.offset + self.size * int(i)
+
+
+class DatSource(_WordSource):
+    """Prophesee CD ``.dat``: 8-byte events (uint32 t, uint32 x | y << 14 | p << 28) after the text
+    header and the event type / size bytes (see :func:`write_dat`); a decrease of t by more than
+    2^31 us is the 32-bit wrap."""
+
+    word, kind = 8, "DAT"
+
+    def _read_header(self, sensor_size: tuple[int, ...] | None) -> SensorSize:
+        self.body, _, found = _prophesee_header(self.path)
+        with open(self.path, "rb") as fh:
+            fh.seek(self.body)
+            ev_type = fh.read(2)
+        if len(ev_type) == 2 and ev_type[1] != 8:
+            raise SourceError(f"{self.path}: DAT event size is {ev_type[1]} bytes at offset {self.body + 1}; "
+                              "only 8-byte CD events are supported")
+        self.body += 2  # event type and event size bytes after the text header
+        _check_records(self.path, self.body, self.word, self.kind, "event")
+        return _sensor_or_bounds(self.path, sensor_size, found, self._bounds, field="the % Width / % Height header")
+
+    dtype = np.dtype([("t", "<u4"), ("d", "<u4")])
+
+    def _decode(self, words: np.ndarray, state: dict[str, Any], offset: int) -> tuple[dict[str, np.ndarray], int]:
+        d = words["d"]
+        events = {"x": (d & 0x3FFF).astype(np.int16), "y": ((d >> 14) & 0x3FFF).astype(np.int16),
+                  "t": _unwrap(words["t"], _Bytes(offset, 8), state, 32, 1, self.path),
+                  "p": (d >> 28).astype(np.uint8)}
+        return events, offset
 
 
 def write_dat(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
-    """Text header, event type 0x0C (CD) and size 8, then (uint32 t, uint32 x | y << 14 | p << 28)."""
-    if int(ev["t"].max()) >= 2 ** 32:
-        raise SourceError("DAT stores 32-bit timestamps; the stream is longer than 71 minutes")
+    """Text header, event type 0x0C (CD) and size 8, then (uint32 t, uint32 x | y << 14 | p << 28).
+    Times past 2^32 us wrap, as a camera's do; a reader follows the wrap if events are less than
+    2^31 us apart."""
     fh.write(f"% Data file containing CD events.\n% Version 2\n% Height {h}\n% Width {w}\n".encode())
     fh.write(bytes([0x0C, 8]))
     rec = np.empty(len(ev), dtype=[("t", "<u4"), ("d", "<u4")])
-    rec["t"] = ev["t"]
+    rec["t"] = ev["t"].astype(np.uint64) & np.uint64(0xFFFFFFFF)
     rec["d"] = (ev["x"].astype(np.uint32) | (ev["y"].astype(np.uint32) << 14)
                 | (ev["p"].astype(np.uint32) << 28))
     fh.write(rec.tobytes())
 
 
-class Evt3Source(FileSource):
+class Evt3Source(_WordSource):
     """Prophesee EVT3 ``.raw``, decoded per the format spec (16-bit little-endian words).
 
     Word types (top 4 bits): ADDR_Y 0x0 (y in bits 0-10), ADDR_X 0x2 (x 0-10, polarity
     bit 11: one event), VECT_BASE_X 0x3 (x base, polarity), VECT_12 0x4 / VECT_8 0x5
     (a bit mask of events at base_x + i, then base_x += 12 / 8), TIME_LOW 0x6 (t bits
-    0-11), TIME_HIGH 0x8 (t bits 12-23; a decrease is a 2^24 us wrap), and 0x7, 0xA, 0xE,
-    0xF (continued, trigger, other) skipped. ``t = time_high * 4096 + time_low`` us.
+    0-11), TIME_HIGH 0x8 (t bits 12-23; a decrease by more than half its range is a 2^24 us
+    wrap, a smaller one a clock jump: an error naming the byte), and 0x7, 0xA, 0xE, 0xF
+    (continued, trigger, other) skipped. ``t = time_high * 4096 + time_low`` us, counted from the
+    file's first TIME_HIGH: EVT3 keeps 24 bits of time, so a late start reads modulo 2^24 us.
     """
 
+    word, kind = 2, "EVT3"
     KNOWN = frozenset((0x0, 0x2, 0x3, 0x4, 0x5, 0x6, 0x7, 0x8, 0xA, 0xE, 0xF))
 
-    def _read_header(self, sensor_size: tuple[int, ...] | None) -> SensorSize:
-        self.body, _, found = _prophesee_header(self.path)
-        _check_records(self.path, self.body, 2, "EVT3", "word")
-        return _sensor_or_bounds(self.path, sensor_size, found)
-
-    def _raw_chunks(self) -> Iterator[dict[str, np.ndarray]]:
-        state = {"high": 0, "high_raw": None, "low": 0, "y": 0, "bx": 0, "bp": 0, "wraps": 0}
-        for offset, data in _read_blocks(self.path, self.body, 2 * max(int(self.chunk_size), 16)):
-            yield _decode_evt3(np.frombuffer(data, dtype="<u2"), state, offset, self.path)
+    def _decode(self, words: np.ndarray, state: dict[str, Any], offset: int) -> tuple[dict[str, np.ndarray],
+                                                                                     np.ndarray]:
+        """Events of one block of EVT3 words at byte ``offset``; ``state`` carries the time, row and
+        vector base across blocks."""
+        typ = (words >> 12).astype(np.int64)
+        val = (words & 0x0FFF).astype(np.int64)
+        self._reserved(words, typ, self.KNOWN, offset)
+        index = np.arange(len(words))
+        is_hi = typ == 0x8
+        hi_full_at = np.zeros(len(words), np.int64)
+        hi_full_at[is_hi] = _unwrap(val[is_hi], offset + 2 * index[is_hi], state, 12, 4096, self.path)
+        high = _ffill(is_hi, hi_full_at, state["high"])
+        # time low: since the last TIME_HIGH (which zeroes it) or carried
+        is_lo = typ == 0x6
+        lo_idx = np.where(is_lo, index, -1)
+        np.maximum.accumulate(lo_idx, out=lo_idx)
+        hi_idx = np.where(is_hi, index, -1)
+        np.maximum.accumulate(hi_idx, out=hi_idx)
+        low = np.where(lo_idx > hi_idx, val[np.maximum(lo_idx, 0)], np.where(hi_idx >= 0, 0, state["low"]))
+        t = high * 4096 + low
+        y = _ffill(typ == 0x0, val & 0x7FF, state["y"])
+        # vectors: base_x from the last VECT_BASE_X, advanced by 12/8 per vector word since then
+        is_base = typ == 0x3
+        inc = np.where(typ == 0x4, 12, np.where(typ == 0x5, 8, 0))
+        cum_excl = np.cumsum(inc) - inc
+        base_val = _ffill(is_base, val & 0x7FF, -1)
+        base_cum = _ffill(is_base, cum_excl, 0)
+        base_idx = np.where(is_base, index, -1)
+        np.maximum.accumulate(base_idx, out=base_idx)
+        bx = np.where(base_idx >= 0, base_val + cum_excl - base_cum, state["bx"] + cum_excl)
+        bp = _ffill(is_base, (val >> 11) & 1, state["bp"])
+        # single events
+        single = np.flatnonzero(typ == 0x2)
+        parts_pos = [single * 16]
+        parts = [(val[single] & 0x7FF, y[single], t[single], (val[single] >> 11) & 1)]
+        for code, nbits in ((0x4, 12), (0x5, 8)):
+            vi = np.flatnonzero(typ == code)
+            if len(vi):
+                bits = (val[vi, None] >> np.arange(nbits)) & 1
+                w_i, b_i = np.nonzero(bits)
+                wi = vi[w_i]
+                parts_pos.append(wi * 16 + b_i)
+                parts.append((bx[wi] + b_i, y[wi], t[wi], bp[wi]))
+        pos = np.concatenate(parts_pos)
+        order = np.argsort(pos, kind="stable")
+        ev = {k: np.concatenate([p[j] for p in parts])[order] for j, k in enumerate("xytp")}
+        # carry state
+        state["high"] = int(high[-1])
+        state["low"] = int(low[-1])
+        state["y"] = int(y[-1])
+        state["bx"] = int(bx[-1] + inc[-1])
+        state["bp"] = int(bp[-1])
+        return ev, offset + 2 * (pos[order] // 16)
 
 
 def _ffill(mask: np.ndarray, values: np.ndarray, carried: int) -> np.ndarray:
@@ -184,72 +331,9 @@ def _ffill(mask: np.ndarray, values: np.ndarray, carried: int) -> np.ndarray:
     return out.astype(np.int64)
 
 
-def _decode_evt3(words: np.ndarray, state: dict[str, Any], offset: int, path: Path) -> dict[str, np.ndarray]:
-    """Events (x, y, t, p columns) of one block of EVT3 words at byte ``offset``; ``state`` carries
-    the time, row and vector base across blocks."""
-    typ = (words >> 12).astype(np.int64)
-    val = (words & 0x0FFF).astype(np.int64)
-    unknown = ~np.isin(typ, list(Evt3Source.KNOWN))
-    if unknown.any():
-        i = int(np.flatnonzero(unknown)[0])
-        raise SourceError(f"{path}: word 0x{int(words[i]):04x} at byte {offset + 2 * i} has reserved type "
-                          f"0x{int(typ[i]):x}; the file is not EVT3 or is corrupt")
-    # time high with 24-bit wrap: a decrease of the 12-bit value is one wrap
-    is_hi = typ == 0x8
-    hi_vals = val[is_hi]
-    full_hi = hi_vals
-    if len(hi_vals):
-        prev = hi_vals[0] if state["high_raw"] is None else state["high_raw"]
-        wraps = state["wraps"] + np.cumsum(np.diff(np.concatenate([[prev], hi_vals])) < 0)
-        full_hi = hi_vals + 4096 * wraps  # a wrap of the 12-bit high part = 2^24 us
-        state["wraps"], state["high_raw"] = int(wraps[-1]), int(hi_vals[-1])
-    hi_full_at = np.zeros(len(words), np.int64)
-    hi_full_at[is_hi] = full_hi
-    high = _ffill(is_hi, hi_full_at, state["high"])
-    # time low: since the last TIME_HIGH (which zeroes it) or carried
-    is_lo = typ == 0x6
-    lo_idx = np.where(is_lo, np.arange(len(words)), -1)
-    np.maximum.accumulate(lo_idx, out=lo_idx)
-    hi_idx = np.where(is_hi, np.arange(len(words)), -1)
-    np.maximum.accumulate(hi_idx, out=hi_idx)
-    low = np.where(lo_idx > hi_idx, val[np.maximum(lo_idx, 0)], np.where(hi_idx >= 0, 0, state["low"]))
-    t = high * 4096 + low
-    y = _ffill(typ == 0x0, val & 0x7FF, state["y"])
-    # vectors: base_x from the last VECT_BASE_X, advanced by 12/8 per vector word since then
-    is_base = typ == 0x3
-    inc = np.where(typ == 0x4, 12, np.where(typ == 0x5, 8, 0))
-    cum_excl = np.cumsum(inc) - inc
-    base_val = _ffill(is_base, val & 0x7FF, -1)
-    base_cum = _ffill(is_base, cum_excl, 0)
-    base_idx = np.where(is_base, np.arange(len(words)), -1)
-    np.maximum.accumulate(base_idx, out=base_idx)
-    bx = np.where(base_idx >= 0, base_val + cum_excl - base_cum, state["bx"] + cum_excl)
-    bp = _ffill(is_base, (val >> 11) & 1, state["bp"])
-    # single events
-    single = np.flatnonzero(typ == 0x2)
-    parts_pos = [single * 16]
-    parts = [(val[single] & 0x7FF, y[single], t[single], (val[single] >> 11) & 1)]
-    for code, nbits in ((0x4, 12), (0x5, 8)):
-        vi = np.flatnonzero(typ == code)
-        if len(vi):
-            bits = (val[vi, None] >> np.arange(nbits)) & 1
-            w_i, b_i = np.nonzero(bits)
-            wi = vi[w_i]
-            parts_pos.append(wi * 16 + b_i)
-            parts.append((bx[wi] + b_i, y[wi], t[wi], bp[wi]))
-    order = np.argsort(np.concatenate(parts_pos), kind="stable")
-    ev = {k: np.concatenate([p[j] for p in parts])[order] for j, k in enumerate("xytp")}
-    # carry state
-    state["high"] = int(high[-1])
-    state["low"] = int(low[-1])
-    state["y"] = int(y[-1])
-    state["bx"] = int(bx[-1] + inc[-1])
-    state["bp"] = int(bp[-1])
-    return ev
-
-
 def write_evt3(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
-    """16-bit LE words per event: TIME_HIGH (when t bits 12-23 change), TIME_LOW (when t changes),
+    """16-bit LE words per event: TIME_HIGH (when t bits 12-23 change, and every 2047 x 4096 us
+    across a longer gap, so a reader can tell the 2^24 us wrap), TIME_LOW (when t changes),
     ADDR_Y (when y changes), then ADDR_X with the polarity; a VECT_12 word for a run of
     same-(t, y, p) events at x, x+1, ... (at most 12) after a VECT_BASE_X."""
     words: list[int] = []
@@ -258,9 +342,11 @@ def write_evt3(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
     i, n = 0, len(ev)
     while i < n:
         ti = int(t[i])
-        hi, lo = (ti >> 12) & 0xFFF, ti & 0xFFF
+        hi, lo = ti >> 12, ti & 0xFFF
         if hi != hi_prev:
-            words.append(0x8000 | hi)
+            if hi_prev is not None:  # across a gap of more than half the 2^24 us period: a word every 2048
+                words.extend(0x8000 | (v & 0xFFF) for v in range(hi_prev + 2047, hi, 2047))
+            words.append(0x8000 | (hi & 0xFFF))
             hi_prev, lo_prev = hi, None
         if lo != lo_prev:
             words.append(0x6000 | lo)
@@ -281,8 +367,8 @@ def write_evt3(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
     fh.write(np.asarray(words, dtype="<u2").tobytes())
 
 
-register_format(Format("evt2", (".raw",), Evt2Source.open, write_evt2, "Prophesee EVT 2.0 .raw (expelliarmus)",
+register_format(Format("evt2", (".raw",), Evt2Source.open, write_evt2, "Prophesee EVT 2.0 .raw (own decoder)",
                        detect=prophesee_encoding))
 register_format(Format("evt3", (".raw",), Evt3Source.open, write_evt3, "Prophesee EVT 3.0 .raw (own decoder)",
                        detect=prophesee_encoding))
-register_format(Format("dat", (".dat",), DatSource.open, write_dat, "Prophesee CD .dat, 8-byte events (expelliarmus)"))
+register_format(Format("dat", (".dat",), DatSource.open, write_dat, "Prophesee CD .dat, 8-byte events (own decoder)"))
