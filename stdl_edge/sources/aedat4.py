@@ -21,7 +21,8 @@ import numpy as np
 
 from stdl_edge.events import SensorSize
 
-from .base import FileSource, Format, SourceError, _sensor_or_bounds, optional_import, register_format
+from .base import FileSource, SourceError, _sensor_or_bounds, optional_import
+from .registry import Format, register_format
 
 _INSTALL = "pip install 'stdl-edge[datasets]'"
 MAGIC = b"#!AER-DAT4.0\r\n"

@@ -11,7 +11,8 @@ import numpy as np
 
 from stdl_edge.events import SensorSize
 
-from .base import FileSource, Format, SourceError, _sensor_or_bounds, register_format
+from .base import FileSource, SourceError, _sensor_or_bounds
+from .registry import Format, register_format
 
 _CSV_ALIASES = {"t": "t", "ts": "t", "timestamp": "t", "time": "t", "x": "x", "y": "y",
                 "p": "p", "pol": "p", "polarity": "p", "on": "p"}

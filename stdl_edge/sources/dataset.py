@@ -9,7 +9,8 @@ import numpy as np
 
 from stdl_edge.events import SensorSize, as_events, validate_events
 
-from .base import EventSource, Format, ReadOptions, SourceError, register_format
+from .base import EventSource, ReadOptions, SourceError
+from .registry import Format, register_format
 
 
 class DatasetSource(EventSource):

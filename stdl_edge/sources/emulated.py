@@ -10,7 +10,8 @@ import numpy as np
 from stdl_edge.emulator import Emulator, EmulatorConfig
 from stdl_edge.events import SensorSize
 
-from .base import EventSource, Format, ReadOptions, SourceError, optional_import, register_format
+from .base import EventSource, ReadOptions, SourceError, optional_import
+from .registry import Format, register_format
 
 _IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 _VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".gif", ".webm")

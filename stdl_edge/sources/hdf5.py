@@ -9,7 +9,8 @@ import numpy as np
 
 from stdl_edge.events import SensorSize
 
-from .base import FileSource, Format, SourceError, _sensor_or_bounds, check_sensor, register_format
+from .base import FileSource, SourceError, _sensor_or_bounds, check_sensor
+from .registry import Format, register_format
 
 
 class Hdf5Source(FileSource):

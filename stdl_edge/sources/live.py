@@ -10,7 +10,8 @@ import numpy as np
 
 from stdl_edge.events import SensorSize
 
-from .base import EventSource, Format, ReadOptions, SourceError, optional_import, register_format
+from .base import EventSource, ReadOptions, SourceError, optional_import
+from .registry import Format, register_format
 
 _SPEC = re.compile(r"(camera|aestream|dv):(.*)")
 #: backend -> (module, pip package)

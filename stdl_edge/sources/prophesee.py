@@ -18,8 +18,8 @@ import numpy as np
 
 from stdl_edge.events import SensorSize
 
-from .base import (FileSource, Format, SourceError, _check_records, _read_blocks, _sensor_or_bounds,
-                   register_format)
+from .base import FileSource, SourceError, _check_records, _read_blocks, _sensor_or_bounds
+from .registry import Format, register_format
 
 
 def _prophesee_header(path: Path) -> tuple[int, dict[str, str], tuple[int, int] | None]:
