@@ -20,7 +20,8 @@ one optimizer step per batch (or per time step with ``online=True``).
 Every epoch writes ``checkpoint/`` (:mod:`.checkpoint`: safetensors + JSON with weights,
 Adam moments, scheduler, RNG, history), ``metrics.jsonl``, plots and the run artifact
 (``model.json``, ``model.safetensors``, ``aux.safetensors``); ``resume=True`` continues
-from the checkpoint and ends with the same weights as an uninterrupted run.
+from the checkpoint and ends with the same weights as an uninterrupted run, wherever a kill
+fell among those writes (:func:`_write_epoch`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ import torch
 
 from ..artifact import RunFolder, StreamInfo, save_run
 from ..data import TensorData, load_dataset, materialize
-from ..io import atomic_path
+from ..io import atomic_path, remove_temp_files
 from ..models import ModelConfig, SpikingNet, build_model
 from .auxiliary import METHODS, Plan, make_plan
 from .checkpoint import TrainState, resume_from, save_checkpoint
@@ -323,12 +324,14 @@ def _train(config: TrainConfig, out: Path, device: torch.device, resume: bool, o
     num_classes = len(stream.class_names) if stream.class_names else int(train_data.labels.max()) + 1
     batches = math.ceil(len(train_data) / config.batch_size)
     ckpt = resume_from(out, config, resume)
+    for folder in (out, RunFolder(out).checkpoint_dir):
+        remove_temp_files(folder)  # left by a kill mid-write
     if ckpt is None:
         state = build_state(config, input_shape, num_classes, batches, device)
     else:
         state = ckpt.restore(_finish_state(config, ckpt.model, ckpt.plan, batches, device))
-    plan_record = state.plan_record
-    memory: dict[str, int] = state.history[-1]["memory"] if state.history else {}
+        if state.epoch:
+            _write_epoch(out, state, stream, config)  # a kill during them may have left some stale
     while state.epoch < config.epochs:
         epoch = state.epoch
         t0 = time.perf_counter()
@@ -341,25 +344,35 @@ def _train(config: TrainConfig, out: Path, device: torch.device, resume: bool, o
                                time.perf_counter() - t0)
         state.epoch += 1
         state.history.append(metrics.to_dict())
-        memory = mem.to_dict()
-        save_checkpoint(out, state, config)
-        _write_metrics(out, state.history)
-        _save(out, state, stream, config, plan_record)
-        _plot(out, state.history)
+        _write_epoch(out, state, stream, config)
         if on_epoch is not None:
             on_epoch(metrics)
     last = state.history[-1] if state.history else {}
-    return TrainResult(out, last.get("test_acc", float("nan")), last.get("exit_acc", []), memory,
-                       state.history, plan_record)
+    return TrainResult(out, last.get("test_acc", float("nan")), last.get("exit_acc", []), last.get("memory", {}),
+                       state.history, state.plan_record)
 
 
-def _save(out: Path, state: TrainState, stream: StreamInfo, config: TrainConfig, plan: dict[str, Any]) -> None:
+def _write_epoch(out: Path, state: TrainState, stream: StreamInfo, config: TrainConfig) -> None:
+    """The files of the epoch just completed, the checkpoint first.
+
+    Each file is written atomically, and the checkpoint is one commit (:mod:`.checkpoint`), so
+    a kill leaves the checkpoint of this epoch or of the previous one. The run artifact,
+    metrics and plots derive from it: ``resume`` calls this again and rewrites them all, so a
+    kill between two of these writes leaves nothing stale after the resume.
+    """
+    save_checkpoint(out, state, config)
+    _write_metrics(out, state.history)
+    _save(out, state, stream, config)
+    _plot(out, state.history)
+
+
+def _save(out: Path, state: TrainState, stream: StreamInfo, config: TrainConfig) -> None:
     last = state.history[-1]
     # save_tensors copies to the host; the modules stay where they train
     save_run(out, state.model, stream, state.plan.boundaries, state.heads, {
         "method": config.method,
         "temporal_decoupling": state.plan.temporal,
-        "plan": plan,
+        "plan": state.plan_record,
         "train": config.to_dict(),
         "results": {"epochs": state.epoch, "test_acc": last["test_acc"], "exit_acc": last["exit_acc"],
                     "memory": last["memory"]},
