@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -36,9 +36,7 @@ from ..io import FORMAT_VERSION, load_tensors, read_json, save_tensors, tensor_m
 from ..layerspec import net_from_spec, net_spec
 from ..models import ModelConfig, SpikingNet, build_model
 from .auxiliary import Plan
-
-if TYPE_CHECKING:
-    from .trainer import TrainConfig
+from .config import TrainConfig
 
 CHECKPOINT_TENSORS = "state.safetensors"
 CHECKPOINT_RECORD = "state.json"
