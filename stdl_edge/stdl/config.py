@@ -1,14 +1,19 @@
 """``TrainConfig``: every option of a training run, checked where it is made.
 
 The CLI (flags and ``--config`` files) and the Python API build the same frozen object, so
-both get the same one-line errors.
+both get the same one-line errors (:mod:`stdl_edge.checks`).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from functools import partial
+from typing import Any, Callable
 
+import torch
+
+from ..checks import boolean, number, table, text, whole, wholes
+from ..models import ARCHS
 from .auxiliary import METHODS
 
 
@@ -21,8 +26,9 @@ class TrainConfig:
     subnets: K; None = 4 for stdl/local, 1 for bptt/sltt. splits: explicit split points
         (first layer index of subnetworks 1..K-1); empty = balanced automatically.
     epochs, batch_size: passes over the training set, samples per optimizer step.
-    lr: Adam learning rate (peak of the cosine schedule). weight_decay: Adam L2 term.
-    seed: initial weights, heads and data order.
+    lr: Adam learning rate (peak of the cosine schedule), in (0, 1000]: a larger step (in weight
+        units per batch) only diverges, and above about 1e37 float32 overflows. weight_decay: Adam L2 term.
+    seed: initial weights, heads and data order, in [0, 2**32).
     steps: time steps T per sample (None = the data set's default); dt_us likewise (microseconds).
     budget_mb: memory budget of subnetwork + aux head in MiB (None = largest subnetwork alone).
     mse_weight: weight of the MSE(logits, one-hot) term in each step's loss (0 = CE only).
@@ -35,6 +41,10 @@ class TrainConfig:
     threads: torch CPU threads while training (None = 1 on CPU: the per-step, per-subnetwork
         ops are small, and on a shared 2-core machine 2 threads measured 10-36x slower than 1
         from oversubscription; see docs/stdl.md). Restored afterwards. Ignored on CUDA.
+
+    Every option is checked on construction (the Python API and ``--config`` alike): a count is
+    a whole number (``2.0`` is taken as 2, ``1.5`` and ``true`` are refused), a rate a finite
+    number, a name text; a bad one raises one ``ValueError`` naming it and the allowed range.
     """
 
     dataset: str = "digits-dvs"
@@ -59,25 +69,19 @@ class TrainConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"--method {self.method!r} is unknown; use one of {', '.join(METHODS)}")
-        object.__setattr__(self, "splits", tuple(int(s) for s in self.splits))
+        """Check every option (type and range, one line naming it) and normalise it (``2.0`` -> 2)."""
+        for name, check in _CHECKS.items():
+            value = getattr(self, name)
+            if value is not None or name not in _OPTIONAL:
+                object.__setattr__(self, name, check(value, "--" + name.replace("_", "-")))
         if self.subnets is None:
             k = len(self.splits) + 1 if self.splits else (4 if self.method in ("stdl", "local") else 1)
             object.__setattr__(self, "subnets", k)
-        for name in ("epochs", "batch_size", "subnets"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)} must be >= 1")
-        if not self.lr > 0:
-            raise ValueError(f"--lr {self.lr} must be > 0")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"--steps {self.steps} must be >= 1")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"--limit {self.limit} must be >= 1")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"--threads {self.threads} must be >= 1")
-        if self.mse_weight < 0:
-            raise ValueError(f"--mse-weight {self.mse_weight} must be >= 0")
+        if self.device != "auto":
+            try:
+                torch.device(self.device)
+            except RuntimeError:
+                raise ValueError(f"--device {self.device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -86,14 +90,27 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        d = table(d, "the training options")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        d = dict(d)
-        if "splits" in d and d["splits"] is not None:
-            d["splits"] = tuple(d["splits"])
         return cls(**d)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)
+
+
+#: TrainConfig's checks by option (see stdl_edge.checks); the seed range is numpy's
+_CHECKS: dict[str, Callable[[Any, str], Any]] = {
+    "dataset": text, "model": partial(text, choices=tuple(ARCHS)), "method": partial(text, choices=METHODS),
+    "subnets": partial(whole, minimum=1), "splits": partial(wholes, minimum=1),
+    "epochs": partial(whole, minimum=1), "batch_size": partial(whole, minimum=1),
+    "lr": partial(number, above=0, maximum=1e3), "weight_decay": partial(number, minimum=0),
+    "seed": partial(whole, minimum=0, maximum=2 ** 32 - 1), "steps": partial(whole, minimum=1),
+    "dt_us": partial(whole, minimum=1), "budget_mb": partial(number, above=0),
+    "mse_weight": partial(number, minimum=0), "online": boolean, "device": text, "bf16": boolean,
+    "limit": partial(whole, minimum=1), "width": partial(number, above=0), "threads": partial(whole, minimum=1),
+}
+#: options where None means "the default"
+_OPTIONAL = ("subnets", "steps", "dt_us", "budget_mb", "limit", "threads")

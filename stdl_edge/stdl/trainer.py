@@ -22,6 +22,10 @@ Adam moments, scheduler, RNG, history), ``metrics.jsonl``, plots and the run art
 (``model.json``, ``model.safetensors``, ``aux.safetensors``); ``resume=True`` continues
 from the checkpoint and ends with the same weights as an uninterrupted run, wherever a kill
 fell among those writes (:func:`_write_epoch`). The options are :class:`.config.TrainConfig`.
+
+Before the first epoch, ``out`` must be a writable folder; a loss or weight that stops being
+finite ends the run with :class:`TrainingDiverged`; a full disk with
+:class:`~stdl_edge.io.DiskFullError` naming the file (the last checkpoint stays intact).
 """
 
 from __future__ import annotations
@@ -31,19 +35,23 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 from ..artifact import RunFolder, StreamInfo, save_run
 from ..data import TensorData, load_dataset, materialize
-from ..io import atomic_path, remove_temp_files
+from ..io import DiskFullError, atomic_path, check_writable, remove_temp_files
 from ..models import ModelConfig, SpikingNet, build_model
 from .auxiliary import Plan, make_plan
-from .checkpoint import TrainState, resume_from, save_checkpoint
+from .checkpoint import TrainState, has_checkpoint, resume_from, save_checkpoint
 from .config import TrainConfig
 from .engine import evaluate_batch, train_batch
 from .memory import MemoryReport, SavedTensorMeter, mb, optimizer_bytes, param_bytes
+
+
+class TrainingDiverged(ValueError):
+    """The training loss or a weight became NaN or infinite (the learning rate is too high)."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -154,18 +162,33 @@ def run_epoch(state: TrainState, data: TensorData, config: TrainConfig, device: 
         if not config.online:
             opt.step()
         state.scheduler.step()
+        if not math.isfinite(result.loss):
+            raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, batch {b + 1}/{n_batches}: the loss is "
+                                   f"{result.loss}; train again with a lower --lr (now {config.lr:g}) into a new --out")
         loss_sum += result.loss
         subnet_sum = [s + v for s, v in zip(subnet_sum, result.subnet_loss)]
         correct += int((result.logits.argmax(1) == labels).sum())
         seen += len(labels)
         if progress is not None:
             progress(b + 1, n_batches)
+    bad = next((name for name, p in _named_parameters(state) if not bool(torch.isfinite(p).all())), None)
+    if bad is not None:
+        raise TrainingDiverged(f"training diverged at epoch {epoch + 1}: parameter {bad} is no longer finite after "
+                               f"batch {n_batches}/{n_batches}; train again with a lower --lr (now {config.lr:g}) "
+                               "into a new --out")
     memory = MemoryReport(
         # every parameter gets a gradient of its own size during the step
         activation_bytes=peak_act, param_bytes=param_bytes(params), grad_bytes=param_bytes(params),
         optimizer_bytes=optimizer_bytes(opt),
         cuda_max_allocated=torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0)
     return loss_sum / n_batches, correct / max(seen, 1), [s / n_batches for s in subnet_sum], memory
+
+
+def _named_parameters(state: TrainState) -> Iterator[tuple[str, torch.nn.Parameter]]:
+    """The model's parameters, then each head's (``aux<k>.<name>``)."""
+    yield from state.model.named_parameters()
+    for k, head in enumerate(state.heads):
+        yield from ((f"aux{k}.{name}", p) for name, p in head.named_parameters())
 
 
 def evaluate(model: SpikingNet, heads: list[SpikingNet], boundaries: list[tuple[int, int]], data: TensorData,
@@ -229,6 +252,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
 def _train(config: TrainConfig, out: Path, device: torch.device, resume: bool, on_epoch: EpochCallback | None,
            progress: Callable[[int, int, int], None] | None,
            data: tuple[TensorData, TensorData, StreamInfo] | None) -> TrainResult:
+    check_writable(out)  # before the data and the first epoch: --out may be a file or read-only
     if data is None:
         train_data, stream = load_split(config, "train")
         test_data, _ = load_split(config, "test")
@@ -274,10 +298,16 @@ def _write_epoch(out: Path, state: TrainState, stream: StreamInfo, config: Train
     metrics and plots derive from it: ``resume`` calls this again and rewrites them all, so a
     kill between two of these writes leaves nothing stale after the resume.
     """
-    save_checkpoint(out, state, config)
-    _write_metrics(out, state.history)
-    _save(out, state, stream, config)
-    _plot(out, state.history)
+    try:
+        save_checkpoint(out, state, config)
+        _write_metrics(out, state.history)
+        _save(out, state, stream, config)
+        _plot(out, state.history)
+    except DiskFullError as e:
+        if not has_checkpoint(out):
+            raise
+        raise DiskFullError(e.path, e.errno, fix="free space on that disk and continue with "
+                            f"`stdl-edge train --resume --out {out}` (the last checkpoint is intact)") from None
 
 
 def _save(out: Path, state: TrainState, stream: StreamInfo, config: TrainConfig) -> None:
