@@ -3,15 +3,19 @@
 :class:`RunFolder` is the one place that knows the layout of a run folder (written by
 ``stdl-edge train``, read by the exporters, the devices, ``verify`` and ``run``)::
 
-    runs/NAME/model.json          record: format_version, model config, stream; an STDL run adds
-                                  a "stdl" key (method, K, boundaries, aux head specs, training)
+    runs/NAME/model.json          record: format_version, model config, stream, sha256 (of each
+                                  weights file); an STDL run adds a "stdl" key (method, K,
+                                  boundaries, aux head specs, training)
     runs/NAME/model.safetensors   primary model weights
     runs/NAME/aux.safetensors     auxiliary heads: key "<k>.<param name>" for the head after subnet k
     runs/NAME/checkpoint/         last epoch's full training state (--resume)
     runs/NAME/metrics.jsonl       per-epoch metrics
     runs/NAME/export/<format>/    exports: export/onnx (manifest.json + *.onnx), export/netx (model.net, ...)
 
-:meth:`RunFolder.load` is the only loader (nothing is unpickled). Exporters copy
+:meth:`RunFolder.load` is the only loader (nothing is unpickled). ``model.json`` is written last
+and lists the sha256 of the weights files written with it, so a folder torn by a kill (or
+mixed from two runs) is refused instead of loaded; a field of the wrong type gives one line
+naming the file and the field. Exporters copy
 :class:`StreamInfo` into their artifacts (ONNX ``metadata_props``, netx HDF5 attributes) so
 a device can bin a raw event stream exactly as training did.
 """
@@ -27,7 +31,8 @@ import numpy as np
 import torch
 
 from .events import BinSpec, SensorSize
-from .io import FORMAT_VERSION, load_tensors, read_json, save_tensors, write_json
+from .checks import fields_of, table, text, whole, wholes
+from .io import FORMAT_VERSION, DigestMismatch, load_tensors, read_json, save_tensors, write_json
 from .layerspec import net_from_spec, net_spec
 from .models import ModelConfig, SpikingNet, build_model
 
@@ -98,7 +103,17 @@ class StreamInfo:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> StreamInfo:
+    def from_dict(cls, d: dict[str, Any], where: str = "stream") -> StreamInfo:
+        """:meth:`to_dict` read back; one ``ValueError`` naming ``where.<field>`` for a missing,
+        unknown or mistyped field."""
+        d = fields_of(cls, d, where, required=("sensor_size", "dt_us", "num_steps"))
+        d["sensor_size"] = wholes(d["sensor_size"], f"{where}.sensor_size", length=3, minimum=1)
+        d["dt_us"] = None if d["dt_us"] is None else whole(d["dt_us"], f"{where}.dt_us", minimum=1)
+        d["num_steps"] = whole(d["num_steps"], f"{where}.num_steps", minimum=1)
+        d["bin_mode"] = text(d.get("bin_mode", "binary"), f"{where}.bin_mode")
+        names = d.get("class_names", [])
+        if not isinstance(names, list) or not all(isinstance(c, str) for c in names):
+            raise ValueError(f"{where}.class_names {names!r} must be a list of text")
         return cls(**d)
 
     def to_attrs(self) -> dict[str, int | str]:
@@ -172,9 +187,10 @@ class TrainedRun:
 def dataset_of_record(record: dict[str, Any]) -> str | None:
     """The data set named in a run record (``stdl.train.dataset``; also ``stdl.dataset``,
     ``train.dataset`` or ``dataset``, which other writers of a record use)."""
-    stdl = record.get("stdl") or {}
-    for cand in ((stdl.get("train") or {}).get("dataset"), stdl.get("dataset"),
-                 (record.get("train") or {}).get("dataset"), record.get("dataset")):
+    stdl = record.get("stdl") if isinstance(record.get("stdl"), dict) else {}
+    train = stdl.get("train") if isinstance(stdl.get("train"), dict) else {}
+    top_train = record.get("train") if isinstance(record.get("train"), dict) else {}
+    for cand in (train.get("dataset"), stdl.get("dataset"), top_train.get("dataset"), record.get("dataset")):
         if isinstance(cand, str) and cand:
             return cand
     return None
@@ -218,7 +234,7 @@ class RunFolder:
         return self.record_file.is_file()
 
     def record(self) -> dict[str, Any]:
-        """``model.json``, checked: the folder must be a run folder of this format version."""
+        """``model.json``, checked: a run folder of this format version, with its model and stream."""
         if not self.path.exists():
             raise FileNotFoundError(f"run folder {self.path} does not exist "
                                     f"(train one with `stdl-edge train --out {self.path}`)")
@@ -226,11 +242,24 @@ class RunFolder:
             raise FileNotFoundError(f"{self.path} has no {MODEL_RECORD}: it is not a stdl-edge run folder "
                                     "(train one with `stdl-edge train`)")
         record = read_json(self.record_file)
-        version = record.get("format_version") if isinstance(record, dict) else None
+        if not isinstance(record, dict):
+            raise self._corrupt(f"it holds {type(record).__name__}, not a table of fields")
+        version = record.get("format_version")
         if version != FORMAT_VERSION:
             raise ValueError(f"{self.record_file} has format_version {version}; this stdl-edge reads "
                              f"{FORMAT_VERSION}")
+        for key in ("model", "stream"):
+            if key not in record:
+                raise self._corrupt(f"it has no {key!r} entry")
         return record
+
+    def _corrupt(self, why: str) -> ValueError:
+        """The error for a ``model.json`` that cannot be used, with the fix."""
+        return ValueError(f"{self.record_file}: {why}; {self._fix()}")
+
+    def _fix(self) -> str:
+        return (f"`stdl-edge train --resume --out {self.path}` rewrites the run from its checkpoint"
+                if self.checkpoint_dir.is_dir() else "train the run again or restore its files")
 
     def dataset(self) -> str | None:
         """The data set the run was trained on, if its record names one."""
@@ -244,6 +273,7 @@ class RunFolder:
         method-independent entries (subnets, boundaries, aux head specs, class names) filled in.
         """
         extra = dict(extra or {})
+        digests: dict[str, str] = {}
         if stdl is not None:
             boundaries = list(boundaries) if boundaries is not None else [(0, len(model.layers))]
             heads = list(heads)
@@ -251,12 +281,12 @@ class RunFolder:
                 raise ValueError(f"{len(boundaries)} subnetworks need {len(boundaries) - 1} auxiliary heads, "
                                  f"got {len(heads)}")
             tensors = {f"{k}.{name}": t for k, head in enumerate(heads) for name, t in head.state_dict().items()}
-            save_tensors(self.aux_file, tensors, metadata={"heads": str(len(heads))})
+            digests[AUX_WEIGHTS] = save_tensors(self.aux_file, tensors, metadata={"heads": str(len(heads))})
             extra["stdl"] = {**stdl, "subnets": len(boundaries), "boundaries": [list(b) for b in boundaries],
                              "aux_heads": [net_spec(h) for h in heads], "class_names": list(stream.class_names)}
-        save_tensors(self.weights_file, model.state_dict())
+        digests[MODEL_WEIGHTS] = save_tensors(self.weights_file, model.state_dict())
         write_json(self.record_file, {"format_version": FORMAT_VERSION, "model": model.config.to_dict(),
-                                      "stream": stream.to_dict(), **extra})
+                                      "stream": stream.to_dict(), **extra, "sha256": digests})
         return self.path
 
     def load(self, map_location: str | torch.device = "cpu") -> TrainedRun:
@@ -265,22 +295,35 @@ class RunFolder:
         A bare artifact (saved without training details) is one subnetwork with no heads.
         """
         record = self.record()
-        model = _load_weights(build_model(ModelConfig.from_dict(record["model"])), self.weights_file, "")
-        model.to(map_location).eval()
-        stream = StreamInfo.from_dict(record["stream"])
-        stdl = record.get("stdl")
-        if stdl is None:
-            return TrainedRun(model, stream, [(0, len(model.layers))], [], record)
-        boundaries = [(int(a), int(b)) for a, b in stdl["boundaries"]]
-        heads = [net_from_spec(spec, model) for spec in stdl.get("aux_heads", [])]
+        try:
+            model = build_model(ModelConfig.from_dict(record["model"]))
+            stream = StreamInfo.from_dict(record["stream"])
+            digests = {k: text(v, f"sha256.{k}") for k, v in table(record.get("sha256", {}), "sha256").items()}
+            stdl = record.get("stdl")
+            boundaries, heads = [(0, len(model.layers))], []
+            if stdl is not None:
+                stdl = table(stdl, "stdl")
+                boundaries = [wholes(b, f"stdl.boundaries[{i}]", length=2, minimum=0)
+                              for i, b in enumerate(stdl["boundaries"])]
+                heads = [net_from_spec(spec, model) for spec in stdl.get("aux_heads", [])]
+        except KeyError as e:
+            raise self._corrupt(f"it has no {e.args[0]!r} entry") from None
+        except (TypeError, ValueError) as e:  # TypeError: a head spec of the wrong shape
+            raise self._corrupt(str(e)) from None
         if len(heads) != len(boundaries) - 1:
-            raise ValueError(f"{self.record_file} lists {len(boundaries)} subnetworks but {len(heads)} "
-                             "auxiliary heads; the record is corrupt")
-        if heads:
-            weights = load_tensors(self.aux_file)
-            for k, head in enumerate(heads):
-                _load_weights(head, self.aux_file, f"{k}.", weights, what=f"auxiliary head {k}")
-                head.to(map_location).eval()
+            raise self._corrupt(f"it lists {len(boundaries)} subnetworks but {len(heads)} auxiliary heads")
+        try:
+            _load_weights(model, self.weights_file, "", load_tensors(self.weights_file, digests.get(MODEL_WEIGHTS)))
+            if heads:
+                weights = load_tensors(self.aux_file, digests.get(AUX_WEIGHTS))
+                for k, head in enumerate(heads):
+                    _load_weights(head, self.aux_file, f"{k}.", weights, what=f"auxiliary head {k}")
+        except DigestMismatch as e:
+            raise ValueError(f"{e} ({MODEL_RECORD}): the folder was torn by a kill while training wrote it, or "
+                             f"files were copied in from another run; {self._fix()}") from None
+        model.to(map_location).eval()
+        for head in heads:
+            head.to(map_location).eval()
         return TrainedRun(model, stream, boundaries, heads, record)
 
 
@@ -311,10 +354,9 @@ def resolve_artifact(path: str | Path, fmt: str, export: ExportFn | None = None,
     return out
 
 
-def _load_weights(net: SpikingNet, path: Path, prefix: str, tensors: dict[str, Any] | None = None,
+def _load_weights(net: SpikingNet, path: Path, prefix: str, tensors: dict[str, Any],
                   what: str = "the model") -> SpikingNet:
-    """Load the tensors of ``path`` whose names start with ``prefix`` into ``net``, strictly."""
-    tensors = load_tensors(path) if tensors is None else tensors
+    """Load ``tensors`` (read from ``path``) whose names start with ``prefix`` into ``net``, strictly."""
     state = {name[len(prefix):]: t for name, t in tensors.items() if name.startswith(prefix)}
     try:
         missing, unexpected = net.load_state_dict(state, strict=False)

@@ -1,33 +1,70 @@
-"""Atomic file writes and safe checkpoints (safetensors + JSON; never pickle)."""
+"""Atomic file writes and safe tensor files (safetensors + JSON; never pickle).
+
+Every file stdl-edge writes goes through :func:`atomic_path`: the content goes to a temporary
+file ``.NAME.XXXXXXXX.tmp`` beside the target, which is flushed to disk (``fsync``) and renamed
+over the target, so a kill at any moment leaves the old file or the new one, never half a file.
+
+- **Permissions**: the temporary file is created with mode ``0o666`` and the kernel applies
+  the process umask, exactly as ``open(path, "w")`` does (``tempfile.mkstemp`` would give
+  ``0o600`` whatever the umask). No umask is read, so nothing races with other threads.
+- **A full disk** (``ENOSPC``, ``EDQUOT``) raises :class:`DiskFullError`, one line naming the
+  file, and the temporary file is removed (as on any other error or interrupt).
+- A process killed with ``SIGKILL`` cannot remove its temporary file: :func:`remove_temp_files`
+  clears such leftovers from a folder that one writer owns (the trainer does before it writes).
+"""
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
 FORMAT_VERSION = 1
+#: the temporary files of :func:`atomic_path` (and of ``tempfile.mkstemp``, used before)
+TEMP_FILE = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+_DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+class DiskFullError(OSError):
+    """No space left (or the disk quota reached) while writing the file ``path``; ``errno`` is kept."""
+
+    def __init__(self, path: Path, code: int = errno.ENOSPC,
+                 fix: str = "free space on that disk (or write to another folder) and run again") -> None:
+        super().__init__(f"no space left on device while writing {path}: {fix}")
+        self.errno = code
+        self.path = Path(path)  # not ``filename``: OSError's str() would become "[Errno 28] ..."
+
+
+class DigestMismatch(ValueError):
+    """A file is not the one its record lists (another sha256): rewritten after the record, or
+    copied in from another write."""
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it over ``path``.
+    """Yield a temporary path beside ``path``; on success flush it and rename it over ``path``.
 
-    A crash or an exception leaves the old file (or nothing) in place, never half a file.
+    A crash or an exception leaves the old file (or nothing) in place, never half a file; the
+    new file gets the permissions the umask gives (see the module docstring).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    folder = ensure_folder(path.parent)
+    tmp = _create_temp(folder, path.name)
     try:
-        yield Path(tmp)
+        yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as e:
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno in _DISK_FULL and not isinstance(e, DiskFullError):
+            raise DiskFullError(path, e.errno) from None
         raise
 
 
@@ -41,7 +78,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = _create_temp(path.parent, path.name, folder_kind=True)
     try:
         yield tmp
         old = path.parent / f"{tmp.name[:-4]}.old"
@@ -52,6 +89,78 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def ensure_folder(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` (and its parents); one line when a file is in the way."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), folder)
+        raise NotADirectoryError(f"{folder} cannot be a folder: {blocker} is a file; choose another path") from None
+    except OSError as e:
+        raise _folder_error(e, folder, f"cannot create the folder {folder} ({e.strerror}); choose another path") from None
+    return folder
+
+
+def check_writable(folder: str | os.PathLike) -> Path:
+    """Create ``folder`` if needed and check that files can be written into it (a file is
+    created and removed); one line naming the folder otherwise. Returns the folder."""
+    folder = ensure_folder(folder)
+    try:
+        _create_temp(folder, "write-check").unlink()
+    except OSError as e:
+        raise _folder_error(e, folder, f"cannot write into {folder} ({e.strerror}); choose another folder "
+                                       "or make it writable") from None
+    return folder
+
+
+def remove_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files that killed writes left in ``folder`` (not recursive).
+
+    Only for a folder that no other process is writing into. Returns what was removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if TEMP_FILE.match(p.name) and p.is_file()]
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def _folder_error(error: OSError, folder: Path, message: str) -> OSError:
+    """:class:`DiskFullError` for a full disk, else ``PermissionError(message)`` with the errno of
+    ``error`` (one line: no ``[Errno N]`` prefix)."""
+    if error.errno in _DISK_FULL:
+        return DiskFullError(folder, error.errno)
+    refused = PermissionError(message)
+    refused.errno = error.errno
+    return refused
+
+
+def _create_temp(folder: Path, name: str, folder_kind: bool = False) -> Path:
+    """A new empty file ``.NAME.XXXXXXXX.tmp`` in ``folder``, mode ``0o666`` less the umask (or,
+    with ``folder_kind``, a new empty folder of that name, mode ``0o777`` less the umask)."""
+    while True:
+        tmp = folder / f".{name}.{secrets.token_hex(4)}.tmp"
+        try:
+            if folder_kind:
+                os.mkdir(tmp, 0o777)
+            else:
+                os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
@@ -65,28 +174,59 @@ def read_json(path: str | os.PathLike) -> Any:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise FileNotFoundError(f"{path} does not exist") from None
+    except IsADirectoryError:
+        raise IsADirectoryError(f"{path} is a folder, not a JSON file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not valid JSON (not UTF-8 text); the file is corrupt") from None
     except json.JSONDecodeError as e:
         raise ValueError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); the file is corrupt") from None
 
 
-def save_tensors(path: str | os.PathLike, tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> None:
-    """Write a dict of torch tensors as safetensors, atomically."""
-    from safetensors.torch import save_file
+def save_tensors(path: str | os.PathLike, tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> str:
+    """Write a dict of torch tensors as safetensors, atomically; returns the file's sha256 (hex)."""
+    from safetensors.torch import save
 
-    tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
+    data = save({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, metadata=metadata)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=metadata)
+        tmp.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
 
 
-def load_tensors(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a safetensors file; a clear error if it is missing or corrupt."""
+def load_tensors(path: str | os.PathLike, sha256: str | None = None) -> dict[str, Any]:
+    """Read a safetensors file; a clear error if it is missing or corrupt.
+
+    ``sha256``: the digest :func:`save_tensors` returned; another one raises :class:`DigestMismatch`.
+    """
     from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors.torch import load
 
+    path = _existing_file(path)
+    data = path.read_bytes()
+    try:
+        tensors = load(data)
+    except (SafetensorError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable safetensors file ({e}); it is corrupt or truncated") from None
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise DigestMismatch(f"{path} is not the file its record lists (another sha256)")
+    return tensors
+
+
+def tensor_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The string metadata of a safetensors file (its header only); errors as :func:`load_tensors`."""
+    from safetensors import SafetensorError, safe_open
+
+    path = _existing_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ValueError(f"{path} is not a readable safetensors file ({e}); it is corrupt or truncated") from None
+
+
+def _existing_file(path: str | os.PathLike) -> Path:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} does not exist")
-    try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{path} is not a readable safetensors file ({e}); it is corrupt or truncated") from None
+    if not path.is_file():
+        raise IsADirectoryError(f"{path} is a folder, not a safetensors file")
+    return path

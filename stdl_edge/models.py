@@ -16,6 +16,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
+from .checks import boolean, fields_of, number, text, whole, wholes
 from .layers import (AvgPool2d, Flatten, Layer, Readout, SpikingConv2d, SpikingDense,
                      SpikingResidualBlock, SumPool2d)
 from .neuron import IF_PARAMS, CubaParams
@@ -79,10 +80,17 @@ class ModelConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        d = dict(d)
-        d["input_shape"] = tuple(d["input_shape"])
-        d["neuron"] = CubaParams.from_dict(d.get("neuron", {}))
+    def from_dict(cls, d: dict[str, Any], where: str = "model") -> ModelConfig:
+        """:meth:`to_dict` read back; one ``ValueError`` naming ``where.<field>`` for a missing,
+        unknown or mistyped field (the ranges are checked on construction)."""
+        d = fields_of(cls, d, where, required=("input_shape",))
+        for name, check in (("arch", text), ("num_classes", whole), ("width", number), ("init_gain", number)):
+            if name in d:
+                d[name] = check(d[name], f"{where}.{name}")
+        if d.get("batchnorm") is not None:
+            d["batchnorm"] = boolean(d["batchnorm"], f"{where}.batchnorm")
+        d["input_shape"] = wholes(d["input_shape"], f"{where}.input_shape", length=3)
+        d["neuron"] = CubaParams.from_dict(d.get("neuron", {}), f"{where}.neuron")
         d["layers"] = tuple(d.get("layers", ()))
         return cls(**d)
 

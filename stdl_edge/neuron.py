@@ -22,6 +22,8 @@ from typing import Any, NamedTuple
 
 import torch
 
+from .checks import boolean, fields_of, number, text
+
 SURROGATES = ("triangle", "atan")
 
 
@@ -67,10 +69,18 @@ class CubaParams:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> CubaParams:
-        d = dict(d)
-        if d.get("threshold") is None:
-            d["threshold"] = math.inf
+    def from_dict(cls, d: dict[str, Any], where: str = "neuron") -> CubaParams:
+        """:meth:`to_dict` read back (threshold None is ``inf``); one ``ValueError`` naming
+        ``where.<field>`` for an unknown or mistyped field (the ranges are checked on construction)."""
+        d = fields_of(cls, d, where)
+        for name in ("current_decay", "voltage_decay", "surrogate_width"):
+            if name in d:
+                d[name] = number(d[name], f"{where}.{name}")
+        d["threshold"] = math.inf if d.get("threshold") is None else number(d["threshold"], f"{where}.threshold")
+        if "surrogate" in d:
+            d["surrogate"] = text(d["surrogate"], f"{where}.surrogate")
+        if "detach_reset" in d:
+            d["detach_reset"] = boolean(d["detach_reset"], f"{where}.detach_reset")
         return cls(**d)
 
 

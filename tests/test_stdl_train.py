@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
+import os
+from dataclasses import replace
 
 import pytest
 import torch
@@ -211,3 +214,166 @@ def test_default_init_gives_every_spiking_layer_activity():
     evaluate_batch(model, [], [(0, len(model.layers))], frames, spikes=rates)
     assert set(rates) == {"0.conv", "1.conv", "2.conv", "4.dense"}
     assert all(0.02 < r < 0.5 for r in rates.values()), rates
+
+
+BAD_OPTIONS = [  # (options, the one line it gives)
+    ({"lr": float("inf")}, "--lr inf must be a finite number > 0 and <= 1000"),
+    ({"lr": float("nan")}, "--lr nan must be a finite number > 0 and <= 1000"),
+    ({"lr": 0}, "--lr 0 must be a finite number > 0 and <= 1000"),
+    ({"lr": -1e-3}, "--lr -0.001 must be a finite number > 0 and <= 1000"),
+    ({"lr": 1e36}, "--lr 1e+36 must be a finite number > 0 and <= 1000"),
+    ({"lr": "0.01"}, "--lr '0.01' must be a finite number > 0 and <= 1000 (it is text)"),
+    ({"epochs": 1.5}, "--epochs 1.5 must be a whole number >= 1"),
+    ({"epochs": "3"}, "--epochs '3' must be a whole number >= 1 (it is text)"),
+    ({"epochs": True}, "--epochs True must be a whole number >= 1"),
+    ({"batch_size": 0}, "--batch-size 0 must be a whole number >= 1"),
+    ({"batch_size": [16]}, "--batch-size [16] must be a whole number >= 1"),
+    ({"steps": 0}, "--steps 0 must be a whole number >= 1"),
+    ({"steps": 2.5}, "--steps 2.5 must be a whole number >= 1"),
+    ({"dt_us": -1000}, "--dt-us -1000 must be a whole number >= 1"),
+    ({"dt_us": 0.5}, "--dt-us 0.5 must be a whole number >= 1"),
+    ({"subnets": 0}, "--subnets 0 must be a whole number >= 1"),
+    ({"splits": "1,2"}, "--splits '1,2' must be a list of whole numbers >= 1"),
+    ({"splits": [1, 2.5]}, "--splits[1] 2.5 must be a whole number >= 1"),
+    ({"method": ["stdl"]}, "--method ['stdl'] must be text: one of stdl, bptt, sltt, local"),
+    ({"model": "vgg"}, "--model 'vgg' is unknown; use one of dvs-cnn, vgg11, resnet, if-cnn, custom"),
+    ({"dataset": 3}, "--dataset 3 must be text"),
+    ({"device": "gpu"}, "--device 'gpu' is not a torch device; use auto, cpu, cuda or cuda:N"),
+    ({"weight_decay": float("inf")}, "--weight-decay inf must be a finite number >= 0"),
+    ({"mse_weight": -1}, "--mse-weight -1 must be a finite number >= 0"),
+    ({"budget_mb": 0}, "--budget-mb 0 must be a finite number > 0"),
+    ({"width": float("nan")}, "--width nan must be a finite number > 0"),
+    ({"online": "yes"}, "--online 'yes' must be true or false"),
+    ({"bf16": 1}, "--bf16 1 must be true or false"),
+    ({"seed": -1}, "--seed -1 must be a whole number >= 0 and <= 4294967295"),
+    ({"limit": 0}, "--limit 0 must be a whole number >= 1"),
+    ({"threads": 1.5}, "--threads 1.5 must be a whole number >= 1"),
+]
+
+
+@pytest.mark.parametrize("options, message", BAD_OPTIONS, ids=[str(o) for o, _ in BAD_OPTIONS])
+def test_each_bad_option_is_refused_in_one_line(options, message):
+    with pytest.raises(ValueError) as info:
+        TrainConfig.from_dict(options)
+    assert str(info.value) == message
+    with pytest.raises(ValueError):  # the Python API checks the same
+        TrainConfig(**options)
+
+
+def test_whole_numbers_are_taken_and_normalised():
+    cfg = TrainConfig.from_dict({"epochs": 2.0, "lr": 1, "splits": [1, 3], "seed": 7})
+    assert (cfg.epochs, cfg.lr, cfg.splits, cfg.subnets) == (2, 1.0, (1, 3), 3)
+    assert type(cfg.epochs) is int and type(cfg.lr) is float
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("a.json", '{"epochs": "3"}', "--epochs '3' must be a whole number"),
+    ("b.json", '{"lr": NaN}', "--lr nan must be a finite number"),
+    ("c.toml", "epochs = 1.5\n", "--epochs 1.5 must be a whole number"),
+    ("d.toml", "lr = inf\n", "--lr inf must be a finite number"),
+    ("e.toml", 'method = ["stdl"]\n', "--method ['stdl'] must be text"),
+    ("f.json", '{"dataset": {"name": "x"}}', "--dataset {'name': 'x'} must be text"),
+])
+def test_config_files_with_values_of_the_wrong_type(tmp_path, name, content, message):
+    (tmp_path / name).write_text(content)
+    result = CliRunner().invoke(app, ["train", "--config", str(tmp_path / name), "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0 and isinstance(result.exception, ValueError)
+    assert str(result.exception).startswith(message)
+    assert not (tmp_path / "r").exists()
+
+
+def _batch_spoiler(monkeypatch, at: int, spoil):
+    """Wrap the trainer's train_batch: call ``spoil(result, model)`` on the ``at``-th batch (from 1)."""
+    from stdl_edge.stdl import trainer
+
+    calls = []
+
+    def batch(model, *args, **kwargs):
+        result = train_batch(model, *args, **kwargs)
+        calls.append(1)
+        return spoil(result, model) if len(calls) == at else result
+
+    train_batch = trainer.train_batch
+    monkeypatch.setattr(trainer, "train_batch", batch)
+
+
+def test_a_diverging_loss_stops_the_run_in_one_line(tmp_path, monkeypatch):
+    from stdl_edge.stdl.trainer import TrainingDiverged
+
+    _batch_spoiler(monkeypatch, 8, lambda result, model: replace(result, loss=float("nan")))
+    with pytest.raises(TrainingDiverged) as info:
+        train(CFG, tmp_path / "run", data=_data())
+    assert str(info.value) == ("training diverged at epoch 2, batch 2/6: the loss is nan; train again with a "
+                               "lower --lr (now 0.005) into a new --out")
+    record = json.loads((tmp_path / "run" / "model.json").read_text())
+    assert record["stdl"]["results"]["epochs"] == 1  # epoch 1 is kept, nothing of epoch 2 is written
+
+
+def test_weights_that_stop_being_finite_stop_the_run(tmp_path, monkeypatch):
+    from stdl_edge.stdl.trainer import TrainingDiverged
+
+    def spoil(result, model):
+        with torch.no_grad():
+            next(model.parameters()).fill_(float("inf"))
+        return result
+
+    _batch_spoiler(monkeypatch, 6, spoil)
+    with pytest.raises(TrainingDiverged, match=r"^training diverged at epoch 1: parameter layers\.0\.\S+ is no longer "
+                                               r"finite after batch 6/6; train again with a lower --lr"):
+        train(CFG, tmp_path / "run", data=_data())
+    assert not (tmp_path / "run" / "model.json").exists()
+
+
+def test_out_that_is_a_file_fails_before_the_first_epoch(tmp_path):
+    (tmp_path / "f").write_text("not a folder")
+    batches = []
+    with pytest.raises(NotADirectoryError) as info:
+        train(CFG, tmp_path / "f", data=_data(), progress=lambda *a: batches.append(a))
+    assert str(info.value) == f"{tmp_path / 'f'} cannot be a folder: {tmp_path / 'f'} is a file; choose another path"
+    assert batches == [] and (tmp_path / "f").read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only folders anyway (test_io covers the "
+                                               "message with a refused file creation)")
+def test_out_in_a_read_only_folder_fails_before_the_first_epoch(tmp_path):
+    ro = tmp_path / "ro"
+    ro.mkdir(mode=0o555)
+    batches = []
+    try:
+        for out, start in ((ro, f"cannot write into {ro}"), (ro / "run", f"cannot create the folder {ro / 'run'}")):
+            with pytest.raises(PermissionError, match=f"^{start} \\(Permission denied\\)"):
+                train(CFG, out, data=_data(), progress=lambda *a: batches.append(a))
+    finally:
+        ro.chmod(0o755)
+    assert batches == []
+
+
+def test_a_full_disk_during_training_names_the_file_and_resumes_after(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from stdl_edge.io import TEMP_FILE, DiskFullError
+    from stdl_edge.stdl import trainer
+
+    write_bytes, calls = Path.write_bytes, []
+
+    def full_from_epoch_2(self, data):  # each epoch writes 3 tensor files; the 4th finds the disk full
+        calls.append(self)
+        if len(calls) == 4:
+            write_bytes(self, data[:100])
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return write_bytes(self, data)
+
+    monkeypatch.setattr(trainer, "_plot", lambda out, history: None)  # quicker; they are no tensor files
+    out = tmp_path / "run"
+    with monkeypatch.context() as patch, pytest.raises(DiskFullError) as info:
+        patch.setattr(Path, "write_bytes", full_from_epoch_2)
+        train(CFG, out, data=_data())
+    assert str(info.value) == (f"no space left on device while writing {out / 'checkpoint' / 'state.safetensors'}: "
+                               f"free space on that disk and continue with `stdl-edge train --resume --out {out}` "
+                               "(the last checkpoint is intact)")
+    assert not [p for p in out.rglob("*") if TEMP_FILE.match(p.name)]
+    train(CFG, out, data=_data(), resume=True)
+    train(CFG, tmp_path / "full", data=_data())
+    (m1, a1), (m2, a2) = _weights(out), _weights(tmp_path / "full")
+    assert all(torch.equal(m1[k], m2[k]) for k in m1) and all(torch.equal(a1[k], a2[k]) for k in a1)

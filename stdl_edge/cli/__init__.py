@@ -13,6 +13,8 @@ import traceback
 
 from rich.markup import escape
 
+from stdl_edge.io import DiskFullError
+
 from .app import app, err_console
 
 # Each module attaches its command(s) to `app`, in this order in `--help`. They import their
@@ -23,7 +25,8 @@ from . import info, data, train, export, verify, run, bench, nir_import  # noqa:
 #: project's own errors (EventError, SourceError, QuantError, NetxError, UnknownNameError,
 #: UnavailableError, ...); an ``ImportError`` counts only when stdl-edge raised it with an
 #: install hint (Python's own "No module named x" means a broken install: internal).
-USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ImportError)
+USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError, ImportError,
+               DiskFullError)
 
 
 def is_user_error(error: BaseException) -> bool:

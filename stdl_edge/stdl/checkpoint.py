@@ -2,7 +2,7 @@
 
 Two files, each written atomically (temp file + rename), and never unpickled on reading::
 
-    checkpoint/state.safetensors   tensors, metadata {"epoch": "<epochs completed>"}
+    checkpoint/state.safetensors   tensors, metadata {"epoch": "<epochs completed>", "record": <state.json>}
         model.<name>               primary model state_dict
         aux.<k>.<name>             auxiliary head k
         opt.<i>.<key>              Adam state of parameter i (step, exp_avg, exp_avg_sq)
@@ -11,9 +11,14 @@ Two files, each written atomically (temp file + rename), and never unpickled on 
                                    plan, aux_heads (head specs), optimizer_param_groups,
                                    scheduler (state_dict), history (metrics per epoch)
 
-The JSON is written last and names the epoch of the tensors, so a crash between the two
-writes is detected on resume instead of mixing epochs. Resuming restores weights, optimizer,
-schedule and RNG exactly: a resumed run ends with the same weights as an uninterrupted one.
+The tensors file carries the record in its metadata, so its one rename commits a whole epoch;
+``state.json`` is the same record written after it, for people and tools. A kill between the
+two leaves ``state.json`` one epoch behind (or absent after the first epoch), which resume
+accepts; any other disagreement (files of different runs, edited by hand) is refused, as is
+a truncated or corrupt file, with one line that says what to do. Checkpoints of earlier
+versions (no record in the tensors) resume when the epochs of their two files agree.
+Resuming restores weights, optimizer, schedule and RNG exactly: a resumed run ends with the
+same weights as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -21,18 +26,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
 from ..artifact import CHECKPOINT_DIR
-from ..io import FORMAT_VERSION, load_tensors, read_json, save_tensors, write_json
+from ..checks import table
+from ..io import FORMAT_VERSION, load_tensors, read_json, save_tensors, tensor_metadata, write_json
 from ..layerspec import net_from_spec, net_spec
 from ..models import ModelConfig, SpikingNet, build_model
 from .auxiliary import Plan
-
-if TYPE_CHECKING:
-    from .trainer import TrainConfig
+from .config import TrainConfig
 
 CHECKPOINT_TENSORS = "state.safetensors"
 CHECKPOINT_RECORD = "state.json"
@@ -68,7 +72,8 @@ class TrainState:
 
 
 def save_checkpoint(folder: Path, state: TrainState, config: TrainConfig) -> None:
-    """Write ``folder/checkpoint/``: ``state.safetensors`` (weights, Adam moments, RNG), then ``state.json``."""
+    """Write ``folder/checkpoint/``: ``state.safetensors`` (weights, Adam moments, RNG and the
+    record: the commit), then ``state.json`` (the record)."""
     folder = folder / CHECKPOINT_DIR
     tensors: dict[str, torch.Tensor] = {f"model.{k}": v for k, v in state.model.state_dict().items()}
     for i, head in enumerate(state.heads):
@@ -81,19 +86,20 @@ def save_checkpoint(folder: Path, state: TrainState, config: TrainConfig) -> Non
     if torch.cuda.is_available():
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = s
-    save_tensors(folder / CHECKPOINT_TENSORS, tensors, metadata={"epoch": str(state.epoch)})
     groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items()} for g in opt["param_groups"]]
-    write_json(folder / CHECKPOINT_RECORD, {
+    record = {
         "format_version": FORMAT_VERSION,
         "epoch": state.epoch,
         "config": config.to_dict(),
         "model": state.model.config.to_dict(),
-        "plan": state.plan.to_dict(),
+        "plan": state.plan_record,  # as measured at the start (a restored Plan has no subnet table)
         "aux_heads": [net_spec(h) for h in state.heads],
         "optimizer_param_groups": groups,
         "scheduler": _jsonable(state.scheduler.state_dict()),
         "history": state.history,
-    })
+    }
+    save_tensors(folder / CHECKPOINT_TENSORS, tensors, metadata={"epoch": str(state.epoch), "record": json.dumps(record)})
+    write_json(folder / CHECKPOINT_RECORD, record)
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
@@ -132,8 +138,9 @@ class Checkpoint:
 
 
 def has_checkpoint(folder: Path) -> bool:
-    """Whether ``folder`` holds a checkpoint (its ``state.json``: written last, so complete)."""
-    return (folder / CHECKPOINT_DIR / CHECKPOINT_RECORD).exists()
+    """Whether ``folder`` holds a checkpoint (either of its files; :func:`load_checkpoint` checks them)."""
+    ckpt = folder / CHECKPOINT_DIR
+    return (ckpt / CHECKPOINT_TENSORS).exists() or (ckpt / CHECKPOINT_RECORD).exists()
 
 
 def resume_from(folder: Path, config: TrainConfig, resume: bool) -> Checkpoint | None:
@@ -154,26 +161,75 @@ def resume_from(folder: Path, config: TrainConfig, resume: bool) -> Checkpoint |
 def load_checkpoint(folder: Path, config: TrainConfig) -> Checkpoint:
     """Read the checkpoint :func:`save_checkpoint` wrote into ``folder`` (no unpickling).
 
-    Raises ``ValueError`` when it was started with other options than ``config`` (except
-    :data:`RESUMABLE_CHANGES`) or when its two files belong to different epochs.
+    Raises ``ValueError`` (one line, naming the file and what to do) when it was started with
+    other options than ``config`` (except :data:`RESUMABLE_CHANGES`), when a file is
+    truncated or corrupt, or when its two files do not belong together (module docstring).
     """
     ckpt = folder / CHECKPOINT_DIR
-    record = read_json(ckpt / CHECKPOINT_RECORD)
-    saved = type(config).from_dict(record["config"]).to_dict()
+    cannot = f"this checkpoint cannot be resumed: train into a new --out, or delete {folder} first"
+    record, where = _checkpoint_record(ckpt, cannot)
+    try:
+        saved = type(config).from_dict(table(record["config"], "config")).to_dict()
+    except (KeyError, ValueError) as e:
+        raise ValueError(f"{where} is corrupt ({_reason(e)}); {cannot}") from None
     diff = [k for k, v in config.to_dict().items() if saved.get(k) != v and k not in RESUMABLE_CHANGES]
     if diff:
         raise ValueError(f"--resume: the run in {folder} was started with different "
                          f"{', '.join(f'{k}={saved[k]!r}' for k in diff)}; give the same options "
                          "or a new --out")
-    from safetensors import safe_open
+    try:
+        tensors = load_tensors(ckpt / CHECKPOINT_TENSORS)
+    except (FileNotFoundError, ValueError) as e:
+        raise ValueError(f"{e}; {cannot}") from None
+    try:
+        return _checkpoint(record, tensors)
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:  # RuntimeError: torch's state-dict mismatch
+        raise ValueError(f"{where} does not fit {ckpt / CHECKPOINT_TENSORS} or is corrupt ({_reason(e)}); "
+                         f"{cannot}") from None
 
-    with safe_open(str(ckpt / CHECKPOINT_TENSORS), framework="pt") as f:
-        tensor_epoch = (f.metadata() or {}).get("epoch")
-    if tensor_epoch != str(record["epoch"]):
-        raise ValueError(f"{ckpt} is inconsistent (tensors of epoch {tensor_epoch}, record of epoch "
-                         f"{record['epoch']}); the last write was interrupted — start again without --resume")
-    tensors = load_tensors(ckpt / CHECKPOINT_TENSORS)
-    model = build_model(ModelConfig.from_dict(record["model"]))
+
+def _checkpoint_record(ckpt: Path, cannot: str) -> tuple[dict[str, Any], Path]:
+    """The checkpoint's record and the file it was read from (see the module docstring)."""
+    tensors_file, json_file = ckpt / CHECKPOINT_TENSORS, ckpt / CHECKPOINT_RECORD
+    try:
+        meta = tensor_metadata(tensors_file)
+    except (FileNotFoundError, ValueError) as e:
+        raise ValueError(f"{e}; {cannot}") from None
+    # with the record in the tensors, state.json is only a copy: without it, resume still can
+    fix = (f"delete {json_file} to resume from {tensors_file}, or train into a new --out" if "record" in meta
+           else cannot)
+    try:
+        listed = read_json(json_file) if json_file.exists() else None
+    except ValueError as e:
+        raise ValueError(f"{e}; {fix}") from None
+    if listed is not None and not isinstance(listed, dict):
+        raise ValueError(f"{json_file} is corrupt (not a table of fields); {fix}")
+    if "record" in meta:
+        try:
+            record = table(json.loads(meta["record"]), "its record")
+        except ValueError as e:
+            raise ValueError(f"{tensors_file} is corrupt ({_reason(e)}); {cannot}") from None
+        where, epoch = tensors_file, record.get("epoch")
+        behind = listed is None or (isinstance(epoch, int) and listed.get("epoch") == epoch - 1)  # a kill between
+        if not behind and listed != record:
+            raise ValueError(f"{ckpt} is inconsistent ({json_file} of epoch {listed.get('epoch')} does not match "
+                             f"{tensors_file} of epoch {epoch}): its files come from different writes; {fix}")
+    else:  # written before the record moved into the tensors' metadata
+        if listed is None:
+            raise ValueError(f"{json_file} is missing; {cannot}")
+        record, where = listed, json_file
+        if meta.get("epoch") != str(listed.get("epoch")):
+            raise ValueError(f"{ckpt} is inconsistent (tensors of epoch {meta.get('epoch')}, record of epoch "
+                             f"{listed.get('epoch')}): the last write was interrupted; {cannot}")
+    if record.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{where} has format_version {record.get('format_version')!r}; this stdl-edge reads "
+                         f"{FORMAT_VERSION}; {cannot}")
+    return record, where
+
+
+def _checkpoint(record: dict[str, Any], tensors: dict[str, torch.Tensor]) -> Checkpoint:
+    """The :class:`Checkpoint` of a checked record and its tensors."""
+    model = build_model(ModelConfig.from_dict(record["model"], where="model"))
     model.load_state_dict(_prefixed(tensors, "model."))
     heads = [net_from_spec(spec, model) for spec in record["aux_heads"]]
     for i, head in enumerate(heads):
@@ -185,12 +241,19 @@ def load_checkpoint(folder: Path, config: TrainConfig) -> Checkpoint:
     for name, value in _prefixed(tensors, "opt.").items():
         idx, key = name.split(".", 1)
         opt_state.setdefault(int(idx), {})[key] = value
-    groups = record["optimizer_param_groups"]
+    groups = [dict(g) for g in record["optimizer_param_groups"]]
     for g in groups:
         if "betas" in g:
             g["betas"] = tuple(g["betas"])
     return Checkpoint(int(record["epoch"]), model, plan, plan_d, {"state": opt_state, "param_groups": groups},
-                      record["scheduler"], _prefixed(tensors, "rng.", keep=True), list(record["history"]))
+                      dict(record["scheduler"]), _prefixed(tensors, "rng.", keep=True), list(record["history"]))
+
+
+def _reason(error: BaseException) -> str:
+    """An exception as a short reason: the missing key, or the message's last line."""
+    if isinstance(error, KeyError):
+        return f"no {error.args[0]!r} entry"
+    return str(error).strip().splitlines()[-1].strip() if str(error).strip() else type(error).__name__
 
 
 def _prefixed(tensors: dict[str, torch.Tensor], prefix: str, keep: bool = False) -> dict[str, torch.Tensor]:

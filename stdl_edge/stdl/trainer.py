@@ -20,10 +20,12 @@ one optimizer step per batch (or per time step with ``online=True``).
 Every epoch writes ``checkpoint/`` (:mod:`.checkpoint`: safetensors + JSON with weights,
 Adam moments, scheduler, RNG, history), ``metrics.jsonl``, plots and the run artifact
 (``model.json``, ``model.safetensors``, ``aux.safetensors``); ``resume=True`` continues
-from the checkpoint and ends with the same weights as an uninterrupted run.
+from the checkpoint and ends with the same weights as an uninterrupted run, wherever a kill
+fell among those writes (:func:`_write_epoch`). The options are :class:`.config.TrainConfig`.
 
-Long file: just over 400 lines, the one engine loop for all four methods (config, data,
-epochs, evaluation, the run artifact); its checkpoint I/O already lives in ``checkpoint.py``.
+Before the first epoch, ``out`` must be a writable folder; a loss or weight that stops being
+finite ends the run with :class:`TrainingDiverged`; a full disk with
+:class:`~stdl_edge.io.DiskFullError` naming the file (the last checkpoint stays intact).
 """
 
 from __future__ import annotations
@@ -31,117 +33,33 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
 from ..artifact import RunFolder, StreamInfo, save_run
 from ..data import TensorData, load_dataset, materialize
-from ..io import atomic_path
+from ..io import DiskFullError, atomic_path, check_writable, remove_temp_files
 from ..models import ModelConfig, SpikingNet, build_model
-from .auxiliary import METHODS, Plan, make_plan
-from .checkpoint import TrainState, resume_from, save_checkpoint
+from .auxiliary import Plan, make_plan
+from .checkpoint import TrainState, has_checkpoint, resume_from, save_checkpoint
+from .config import TrainConfig
 from .engine import evaluate_batch, train_batch
 from .memory import MemoryReport, SavedTensorMeter, mb, optimizer_bytes, param_bytes
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that determines a training run (CLI flags and ``--config`` keys).
-
-    dataset, model: names for ``stdl_edge.data.load_dataset`` and the model zoo.
-    method: 'stdl', 'bptt', 'sltt' or 'local' (see the module docstring).
-    subnets: K; None = 4 for stdl/local, 1 for bptt/sltt. splits: explicit split points
-        (first layer index of subnetworks 1..K-1); empty = balanced automatically.
-    epochs, batch_size: passes over the training set, samples per optimizer step.
-    lr: Adam learning rate (peak of the cosine schedule). weight_decay: Adam L2 term.
-    seed: initial weights, heads and data order.
-    steps: time steps T per sample (None = the data set's default); dt_us likewise (microseconds).
-    budget_mb: memory budget of subnetwork + aux head in MiB (None = largest subnetwork alone).
-    mse_weight: weight of the MSE(logits, one-hot) term in each step's loss (0 = CE only).
-    online: optimizer step after every time step instead of once per batch.
-    device: 'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...
-    bf16: bfloat16 autocast for the forward pass (GPU; works on CPU too but slowly).
-    limit: use a class-balanced subset of about ``limit`` samples of the data set (quick runs;
-        split 80/20 into train and test like the full set; generated and cached on its own).
-    width: channel multiplier of the model.
-    threads: torch CPU threads while training (None = 1 on CPU: the per-step, per-subnetwork
-        ops are small, and on a shared 2-core machine 2 threads measured 10-36x slower than 1
-        from oversubscription; see docs/stdl.md). Restored afterwards. Ignored on CUDA.
-    """
-
-    dataset: str = "digits-dvs"
-    model: str = "dvs-cnn"
-    method: str = "stdl"
-    subnets: int | None = None
-    splits: tuple[int, ...] = ()
-    epochs: int = 6
-    batch_size: int = 32
-    lr: float = 3e-3
-    weight_decay: float = 0.0
-    seed: int = 0
-    steps: int | None = None
-    dt_us: int | None = None
-    budget_mb: float | None = None
-    mse_weight: float = 0.0
-    online: bool = False
-    device: str = "auto"
-    bf16: bool = False
-    limit: int | None = None
-    width: float = 1.0
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"--method {self.method!r} is unknown; use one of {', '.join(METHODS)}")
-        object.__setattr__(self, "splits", tuple(int(s) for s in self.splits))
-        if self.subnets is None:
-            k = len(self.splits) + 1 if self.splits else (4 if self.method in ("stdl", "local") else 1)
-            object.__setattr__(self, "subnets", k)
-        for name in ("epochs", "batch_size", "subnets"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} {getattr(self, name)} must be >= 1")
-        if not self.lr > 0:
-            raise ValueError(f"--lr {self.lr} must be > 0")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"--steps {self.steps} must be >= 1")
-        if self.limit is not None and self.limit < 1:
-            raise ValueError(f"--limit {self.limit} must be >= 1")
-        if self.threads is not None and self.threads < 1:
-            raise ValueError(f"--threads {self.threads} must be >= 1")
-        if self.mse_weight < 0:
-            raise ValueError(f"--mse-weight {self.mse_weight} must be >= 0")
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["splits"] = list(self.splits)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        d = dict(d)
-        if "splits" in d and d["splits"] is not None:
-            d["splits"] = tuple(d["splits"])
-        return cls(**d)
-
-    def replace(self, **changes: Any) -> TrainConfig:
-        return replace(self, **changes)
+class TrainingDiverged(ValueError):
+    """The training loss or a weight became NaN or infinite (the learning rate is too high)."""
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' -> CUDA when available, else CPU; a clear error for an unavailable CUDA."""
+    """'auto' -> CUDA when available, else CPU; a clear error for an unavailable CUDA (``name``
+    itself is checked by :class:`TrainConfig`)."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ValueError(f"--device {name!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+    device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
     return device
@@ -245,18 +163,33 @@ def run_epoch(state: TrainState, data: TensorData, config: TrainConfig, device: 
         if not config.online:
             opt.step()
         state.scheduler.step()
+        if not math.isfinite(result.loss):
+            raise TrainingDiverged(f"training diverged at epoch {epoch + 1}, batch {b + 1}/{n_batches}: the loss is "
+                                   f"{result.loss}; train again with a lower --lr (now {config.lr:g}) into a new --out")
         loss_sum += result.loss
         subnet_sum = [s + v for s, v in zip(subnet_sum, result.subnet_loss)]
         correct += int((result.logits.argmax(1) == labels).sum())
         seen += len(labels)
         if progress is not None:
             progress(b + 1, n_batches)
+    bad = next((name for name, p in _named_parameters(state) if not bool(torch.isfinite(p).all())), None)
+    if bad is not None:
+        raise TrainingDiverged(f"training diverged at epoch {epoch + 1}: parameter {bad} is no longer finite after "
+                               f"batch {n_batches}/{n_batches}; train again with a lower --lr (now {config.lr:g}) "
+                               "into a new --out")
     memory = MemoryReport(
         # every parameter gets a gradient of its own size during the step
         activation_bytes=peak_act, param_bytes=param_bytes(params), grad_bytes=param_bytes(params),
         optimizer_bytes=optimizer_bytes(opt),
         cuda_max_allocated=torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0)
     return loss_sum / n_batches, correct / max(seen, 1), [s / n_batches for s in subnet_sum], memory
+
+
+def _named_parameters(state: TrainState) -> Iterator[tuple[str, torch.nn.Parameter]]:
+    """The model's parameters, then each head's (``aux<k>.<name>``)."""
+    yield from state.model.named_parameters()
+    for k, head in enumerate(state.heads):
+        yield from ((f"aux{k}.{name}", p) for name, p in head.named_parameters())
 
 
 def evaluate(model: SpikingNet, heads: list[SpikingNet], boundaries: list[tuple[int, int]], data: TensorData,
@@ -320,6 +253,7 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
 def _train(config: TrainConfig, out: Path, device: torch.device, resume: bool, on_epoch: EpochCallback | None,
            progress: Callable[[int, int, int], None] | None,
            data: tuple[TensorData, TensorData, StreamInfo] | None) -> TrainResult:
+    check_writable(out)  # before the data and the first epoch: --out may be a file or read-only
     if data is None:
         train_data, stream = load_split(config, "train")
         test_data, _ = load_split(config, "test")
@@ -329,12 +263,14 @@ def _train(config: TrainConfig, out: Path, device: torch.device, resume: bool, o
     num_classes = len(stream.class_names) if stream.class_names else int(train_data.labels.max()) + 1
     batches = math.ceil(len(train_data) / config.batch_size)
     ckpt = resume_from(out, config, resume)
+    for folder in (out, RunFolder(out).checkpoint_dir):
+        remove_temp_files(folder)  # left by a kill mid-write
     if ckpt is None:
         state = build_state(config, input_shape, num_classes, batches, device)
     else:
         state = ckpt.restore(_finish_state(config, ckpt.model, ckpt.plan, batches, device))
-    plan_record = state.plan_record
-    memory: dict[str, int] = state.history[-1]["memory"] if state.history else {}
+        if state.epoch:
+            _write_epoch(out, state, stream, config)  # a kill during them may have left some stale
     while state.epoch < config.epochs:
         epoch = state.epoch
         t0 = time.perf_counter()
@@ -347,25 +283,41 @@ def _train(config: TrainConfig, out: Path, device: torch.device, resume: bool, o
                                time.perf_counter() - t0)
         state.epoch += 1
         state.history.append(metrics.to_dict())
-        memory = mem.to_dict()
-        save_checkpoint(out, state, config)
-        _write_metrics(out, state.history)
-        _save(out, state, stream, config, plan_record)
-        _plot(out, state.history)
+        _write_epoch(out, state, stream, config)
         if on_epoch is not None:
             on_epoch(metrics)
     last = state.history[-1] if state.history else {}
-    return TrainResult(out, last.get("test_acc", float("nan")), last.get("exit_acc", []), memory,
-                       state.history, plan_record)
+    return TrainResult(out, last.get("test_acc", float("nan")), last.get("exit_acc", []), last.get("memory", {}),
+                       state.history, state.plan_record)
 
 
-def _save(out: Path, state: TrainState, stream: StreamInfo, config: TrainConfig, plan: dict[str, Any]) -> None:
+def _write_epoch(out: Path, state: TrainState, stream: StreamInfo, config: TrainConfig) -> None:
+    """The files of the epoch just completed, the checkpoint first.
+
+    Each file is written atomically, and the checkpoint is one commit (:mod:`.checkpoint`), so
+    a kill leaves the checkpoint of this epoch or of the previous one. The run artifact,
+    metrics and plots derive from it: ``resume`` calls this again and rewrites them all, so a
+    kill between two of these writes leaves nothing stale after the resume.
+    """
+    try:
+        save_checkpoint(out, state, config)
+        _write_metrics(out, state.history)
+        _save(out, state, stream, config)
+        _plot(out, state.history)
+    except DiskFullError as e:
+        if not has_checkpoint(out):
+            raise
+        raise DiskFullError(e.path, e.errno, fix="free space on that disk and continue with "
+                            f"`stdl-edge train --resume --out {out}` (the last checkpoint is intact)") from None
+
+
+def _save(out: Path, state: TrainState, stream: StreamInfo, config: TrainConfig) -> None:
     last = state.history[-1]
     # save_tensors copies to the host; the modules stay where they train
     save_run(out, state.model, stream, state.plan.boundaries, state.heads, {
         "method": config.method,
         "temporal_decoupling": state.plan.temporal,
-        "plan": plan,
+        "plan": state.plan_record,
         "train": config.to_dict(),
         "results": {"epochs": state.epoch, "test_acc": last["test_acc"], "exit_acc": last["exit_acc"],
                     "memory": last["memory"]},
