@@ -1,5 +1,8 @@
 """The one fixed-point quantizer of stdl-edge (Loihi / Lava netx conventions).
 
+(About 420 lines, a little over 400: the folds netx needs, BatchNorm and average/sum pooling,
+live beside the quantizer that reads them (``quantize_model`` is ``fold_model``'s one caller).)
+
 A float layer ``I = W s + b`` with a CUBA neuron (``a_u``, ``a_v``, ``theta``) becomes, per
 layer ``l`` with the power-of-two **scale** ``S_l = 64 * 2**e_l`` (integer units per 1.0;
 ``e_l`` is the layer's exponent, ``e = 0`` is lava-dl's ``w_scale = 1 << 6``)::
@@ -217,18 +220,14 @@ def folded_synapse(layer: SpikingConv2d | SpikingDense) -> tuple[torch.Tensor, t
 
 def _fold_pool_into_conv(w: torch.Tensor, stride: int, padding: int, k: int, div: int
                          ) -> tuple[torch.Tensor, int, int]:
-    """Conv after pooling by ``k`` == one conv on the unpooled map: kernel ``K*k``, stride ``S*k``.
-
-    ``W'[o, i, u, v] = W[o, i, u // k, v // k] / div`` with ``div = k**2`` (average pooling) or
-    ``1`` (sum pooling), padding ``P*k``.
-    """
+    """Conv after pooling by ``k`` == one conv on the unpooled map: kernel ``K*k``, stride ``S*k``,
+    ``W'[o, i, u, v] = W[o, i, u // k, v // k] / div`` (``div``: :func:`fold_model`)."""
     big = w.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3) / div
     return big, stride * k, padding * k
 
 
 def _fold_pool_into_dense(w: torch.Tensor, pooled_shape: tuple[int, int, int], k: int, div: int) -> torch.Tensor:
-    """Dense after pooling by ``k`` + flatten: weight per unpooled pixel ``W[o, c, y//k, x//k] / div``
-    (``div = k**2`` for average pooling, ``1`` for sum pooling)."""
+    """Dense after pooling by ``k`` + flatten: weight per unpooled pixel ``W[o, c, y//k, x//k] / div``."""
     c, h, wd = pooled_shape
     w4 = w.reshape(w.shape[0], c, h, wd)
     big = w4.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3) / div
@@ -238,17 +237,14 @@ def _fold_pool_into_dense(w: torch.Tensor, pooled_shape: tuple[int, int, int], k
 def fold_model(model: SpikingNet, start: int = 0, stop: int | None = None) -> list[FoldedLayer]:
     """Layers ``start:stop`` as netx can express them: conv, flatten and dense, all folded.
 
-    Pooling by ``k`` (stride ``k``, no padding) before a synapse folds into it. With ``s`` the
-    unpooled spikes, the pooled map is::
+    Pooling by ``k`` (stride ``k``) before a synapse folds into it. With ``s`` the unpooled spikes::
 
-        p[c, i, j] = g * sum_{di, dj < k} s[c, k i + di, k j + dj]
-        g = 1 / k**2 (AvgPool2d),  g = 1 (SumPool2d)
+        p[c, i, j] = sum_{di, dj < k} s[c, k i + di, k j + dj] / div,  div = k**2 (AvgPool2d), 1 (SumPool2d)
+        W * p = W' * s,  W'[o, c, u, v] = W[o, c, u // k, v // k] / div
 
-    so ``W * p = W' * s`` with ``W'[o, c, u, v] = g * W[o, c, u // k, v // k]`` (conv: kernel
-    ``K*k``, stride ``S*k``, padding ``P*k``; dense: each weight repeated over its ``k x k``
-    window). Consecutive pools multiply ``k`` and ``1 / g``. Exact in float; the folded layer
-    reads the unpooled spikes, so the quantizer's current bound (:func:`choose_exponent`)
-    sees the real fan-in.
+    (conv: kernel ``K*k``, stride ``S*k``, padding ``P*k``). Consecutive pools multiply ``k``
+    and ``div``. Exact in float; the folded layer reads the unpooled spikes, so the current
+    bound of :func:`choose_exponent` sees the real fan-in.
 
     Raises :class:`QuantError` naming the layer for what netx cannot express (residual
     blocks, pooling with no synapse after it, a current decay < 1 together with a bias).
