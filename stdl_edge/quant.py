@@ -1,7 +1,8 @@
 """The one fixed-point quantizer of stdl-edge (Loihi / Lava netx conventions).
 
-(About 420 lines, a little over 400: the folds netx needs, BatchNorm and average/sum pooling,
-live beside the quantizer that reads them (``quantize_model`` is ``fold_model``'s one caller).)
+Long file: about 420 lines, a little over 400: the folds netx needs (BatchNorm, average and
+sum pooling) live beside the quantizer that reads them (``quantize_model`` is ``fold_model``'s
+one caller).
 
 A float layer ``I = W s + b`` with a CUBA neuron (``a_u``, ``a_v``, ``theta``) becomes, per
 layer ``l`` with the power-of-two **scale** ``S_l = 64 * 2**e_l`` (integer units per 1.0;
