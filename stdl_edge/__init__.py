@@ -1,7 +1,8 @@
 """stdl-edge: train SNNs with spatio-temporal decoupled learning, deploy them to the edge.
 
 The Python API (``docs/api.md``): :func:`train`, :func:`load_run`, :func:`export`,
-:func:`open_device`, :func:`run_events`, :func:`verify` (all in :mod:`stdl_edge.api`), and
+:func:`check_target`, :func:`import_nir`, :func:`open_device`, :func:`run_events`,
+:func:`verify` (all in :mod:`stdl_edge.api`), and
 the building blocks below. Every name is imported on first use, so ``import stdl_edge``
 does not import torch.
 """
@@ -15,7 +16,8 @@ __version__ = "0.1.0"
 
 #: public name -> the submodule that defines it (imported on first access)
 _EXPORTS = {
-    **dict.fromkeys(("export", "load_run", "open_device", "run_events", "train", "verify"), "api"),
+    **dict.fromkeys(("check_target", "export", "import_nir", "load_run", "open_device", "run_events", "train",
+                     "verify"), "api"),
     **dict.fromkeys(("EVENT_DTYPE", "BinSpec", "EventBinner", "EventError", "SensorSize", "bin_events",
                      "validate_events"), "events"),
     **dict.fromkeys(("ModelConfig", "SpikingNet", "build_model"), "models"),

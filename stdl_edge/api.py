@@ -7,6 +7,8 @@
     result = stdl_edge.train("runs/demo", dataset="digits-dvs", epochs=6)    # stdl-edge train
     run = stdl_edge.load_run("runs/demo")                                   # model, stream, subnetworks
     stdl_edge.export("runs/demo", to="onnx")                                # stdl-edge export
+    stdl_edge.check_target("runs/demo", "if-chip")                          # stdl-edge check-target
+    stdl_edge.import_nir("model.nir", "runs/imported")                      # stdl-edge import
     dev = stdl_edge.open_device("runs/demo", "loihi-sim")                   # its netx export
     out = stdl_edge.run_events(dev, "digits-dvs:test")                      # stdl-edge run
     cmp = stdl_edge.verify("runs/demo", ["torch", "onnxruntime"])           # stdl-edge verify
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
     from .devices.base import Device
     from .devices.compare import Comparison
     from .devices.streaming import RunResult
+    from .targets import Target
     from .stdl.trainer import EpochMetrics, TrainConfig, TrainResult
 
 
@@ -69,9 +72,15 @@ def load_run(folder: str | Path, map_location: str = "cpu") -> TrainedRun:
     return RunFolder(folder).load(map_location)
 
 
-def export(run: str | Path, to: str = "onnx", out: str | Path | None = None, **options: Any) -> list[Path]:
-    """Export the run folder ``run`` with the exporter ``to`` (``"onnx"`` or ``"netx"``, see
-    ``stdl-edge info``) into ``out`` (default ``RUN/export/<to>``); returns the written files.
+def export(run: str | Path, to: str = "onnx", out: str | Path | None = None, *, target: str | Target | None = None,
+           **options: Any) -> list[Path]:
+    """Export the run folder ``run`` with the exporter ``to`` (``"onnx"``, ``"netx"`` or ``"nir"``,
+    see ``stdl-edge info``) into ``out`` (default ``RUN/export/<to>``); returns the written files.
+
+    target: a hardware-target preset (``"if-chip"``, :mod:`stdl_edge.targets`); a network that
+    breaks it is refused before anything is written (:class:`~stdl_edge.targets.TargetError`,
+    one line naming every layer at fault; :func:`check_target` lists them). The NIR manifest
+    records the target.
 
     options go to the exporter: ``sequence_steps=T`` (onnx: also a fixed-T sequence graph),
     ``subnets``, ``aux`` (both: per-subnetwork and auxiliary-head files, default True),
@@ -88,6 +97,12 @@ def export(run: str | Path, to: str = "onnx", out: str | Path | None = None, **o
     folder = RunFolder(run)
     folder.record()  # a clear error when ``run`` is not a run folder
     exporter = EXPORTERS.get(to)
+    if target is not None:
+        from .targets import require_target
+
+        require_target(folder.load().model, target)
+        if to == "nir":
+            options["target"] = target
     if to == "netx":
         evaluate = options.pop("evaluate", True)
         if evaluate is True:
@@ -96,6 +111,41 @@ def export(run: str | Path, to: str = "onnx", out: str | Path | None = None, **o
             evaluate = partial(evaluate_fixed_point, folder.path)
         options["evaluate"] = evaluate or None
     return exporter(folder.path, Path(out) if out is not None else folder.export_dir(to), **options)
+
+
+def check_target(run: str | Path, target: str | Target = "if-chip") -> list[str]:
+    """Every constraint of the hardware target ``target`` (a preset name such as ``"if-chip"``
+    or a :class:`~stdl_edge.targets.Target`) that the run folder ``run``'s network breaks, one
+    line each naming the layer; ``[]`` when it meets them all (``stdl-edge check-target``)::
+
+        problems = check_target("runs/demo", "if-chip")   # ['layer 0.conv: neuron has ...', ...]
+    """
+    from .artifact import RunFolder
+    from .targets import check_target as check
+
+    return check(RunFolder(run).load().model, target)
+
+
+def import_nir(path: str | Path, out: str | Path, *, dt_us: int | None = None, num_steps: int | None = None,
+               input_shape: tuple[int, int, int] | None = None, class_names: Sequence[str] = (),
+               bin_mode: str | None = None) -> Path:
+    """Import the NIR graph file ``path`` (from stdl-edge, snnTorch, Norse, ...) as the run
+    folder ``out`` (``stdl-edge import``); returns ``out``, ready to export, verify and run.
+
+    dt_us: the simulation step in microseconds (default: the graph's; NIR is continuous
+    time, snnTorch writes for 100 us). num_steps: time steps per sample (needed for a graph
+    not written by stdl-edge). input_shape: ``(C, H, W)`` of the event frames a graph with a
+    flat input reads. class_names: default the graph's, else the output indices.
+    bin_mode: ``"binary"`` or ``"count"`` (default the graph's, else binary). A node the
+    import cannot map raises one line naming it and its type
+    (:func:`stdl_edge.formats.nir.import_run`)::
+
+        folder = import_nir("snntorch_model.nir", "runs/imported", num_steps=16, input_shape=(2, 34, 34))
+    """
+    from .formats.nir import import_run
+
+    return import_run(path, out, dt_us=dt_us, num_steps=num_steps, input_shape=input_shape,
+                      class_names=tuple(class_names), bin_mode=bin_mode)
 
 
 def open_device(artifact: str | Path, device: str | None = None, **options: Any) -> Device:
@@ -168,4 +218,4 @@ def verify(run: str | Path, devices: Sequence[str] = ("torch", "onnxruntime"), s
                       notify=notify, on_batch=on_batch)
 
 
-__all__ = ["export", "load_run", "open_device", "run_events", "train", "verify"]
+__all__ = ["check_target", "export", "import_nir", "load_run", "open_device", "run_events", "train", "verify"]

@@ -169,7 +169,7 @@ class SumPool2d(_Pool2d):
     """Sum pooling of spikes (stateless): each output is the spike count of its ``k x k``
     window, ``k**2`` times :class:`AvgPool2d`. What integrate-and-fire chips (Speck class)
     pool with. Computed as a reshape and a sum, so it is exact and exports to ONNX; netx
-    has no pooling and :func:`stdl_edge.quant.fold_model` rejects it by name.
+    has no pooling, so :func:`stdl_edge.quant.fold_model` folds it into the next synapse.
     """
 
     kind = "sumpool"

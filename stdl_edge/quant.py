@@ -1,5 +1,9 @@
 """The one fixed-point quantizer of stdl-edge (Loihi / Lava netx conventions).
 
+Long file: about 420 lines, a little over 400: the folds netx needs (BatchNorm, average and
+sum pooling) live beside the quantizer that reads them (``quantize_model`` is ``fold_model``'s
+one caller).
+
 A float layer ``I = W s + b`` with a CUBA neuron (``a_u``, ``a_v``, ``theta``) becomes, per
 layer ``l`` with the power-of-two **scale** ``S_l = 64 * 2**e_l`` (integer units per 1.0;
 ``e_l`` is the layer's exponent, ``e = 0`` is lava-dl's ``w_scale = 1 << 6``)::
@@ -27,13 +31,11 @@ number of clipped weights is reported.
 **Folding** (:func:`fold_model`): BatchNorm (eval statistics) into the preceding synapse
 (:func:`fold_bn`, the one formula the quantizer, QAT and the ONNX exporter use),
 average pooling into the next conv (kernel ``K*k``, stride ``S*k``, padding ``P*k``, weights
-``/k**2``) or dense layer (each weight repeated over its ``k x k`` window, ``/k**2``), and
-flatten kept as netx's ``flatten`` layer: netx flattens Lava's ``(x, y, c)`` through
-``transpose([2, 1, 0])``, i.e. ``(c, y, x)`` in C order, which is PyTorch's ``(C, H, W)``
-flatten, so dense weights keep the PyTorch column order.
-
-Long file: just over 400 lines, the one quantizer: rounding, folding (BatchNorm, pooling),
-the exponent choice and ``quantize_model`` share one scale convention and are read together.
+``/k**2``) or dense layer (each weight repeated over its ``k x k`` window, ``/k**2``), sum
+pooling the same way without the ``/k**2``, and flatten kept as netx's ``flatten`` layer:
+netx flattens Lava's ``(x, y, c)`` through ``transpose([2, 1, 0])``, i.e. ``(c, y, x)`` in C
+order, which is PyTorch's ``(C, H, W)`` flatten, so dense weights keep the PyTorch column
+order.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .layers import AvgPool2d, Flatten, Readout, SpikingConv2d, SpikingDense
+from .layers import AvgPool2d, Flatten, Readout, SpikingConv2d, SpikingDense, SumPool2d
 from .loihi import BASE_SCALE, DECAY_UNITY, MAX_CURRENT, MAX_VTH, READOUT_VTH
 from .models import SpikingNet
 from .neuron import CubaParams
@@ -170,7 +172,7 @@ class FoldedLayer:
     padding: int = 0
     neuron: CubaParams | None = None
     readout: bool = False
-    pooled: int = 1  # product of the average-pooling factors folded in (k per side)
+    pooled: int = 1  # product of the pooling factors folded in (k per side; average and sum pooling)
 
 
 def bn_gain(bn: nn.BatchNorm1d | nn.BatchNorm2d) -> torch.Tensor:
@@ -217,22 +219,33 @@ def folded_synapse(layer: SpikingConv2d | SpikingDense) -> tuple[torch.Tensor, t
         return fold_bn(w, b, layer.bn)
 
 
-def _fold_pool_into_conv(w: torch.Tensor, stride: int, padding: int, k: int) -> tuple[torch.Tensor, int, int]:
-    """Conv after ``AvgPool2d(k)`` == one conv on the unpooled map: kernel ``K*k``, stride ``S*k``."""
-    big = w.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3) / (k * k)
+def _fold_pool_into_conv(w: torch.Tensor, stride: int, padding: int, k: int, div: int
+                         ) -> tuple[torch.Tensor, int, int]:
+    """Conv after pooling by ``k`` == one conv on the unpooled map: kernel ``K*k``, stride ``S*k``,
+    ``W'[o, i, u, v] = W[o, i, u // k, v // k] / div`` (``div``: :func:`fold_model`)."""
+    big = w.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3) / div
     return big, stride * k, padding * k
 
 
-def _fold_pool_into_dense(w: torch.Tensor, pooled_shape: tuple[int, int, int], k: int) -> torch.Tensor:
-    """Dense after ``AvgPool2d(k)`` + flatten: weight per unpooled pixel ``W[o, c, y//k, x//k] / k**2``."""
+def _fold_pool_into_dense(w: torch.Tensor, pooled_shape: tuple[int, int, int], k: int, div: int) -> torch.Tensor:
+    """Dense after pooling by ``k`` + flatten: weight per unpooled pixel ``W[o, c, y//k, x//k] / div``."""
     c, h, wd = pooled_shape
     w4 = w.reshape(w.shape[0], c, h, wd)
-    big = w4.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3) / (k * k)
+    big = w4.repeat_interleave(k, dim=2).repeat_interleave(k, dim=3) / div
     return big.reshape(w.shape[0], -1)
 
 
 def fold_model(model: SpikingNet, start: int = 0, stop: int | None = None) -> list[FoldedLayer]:
     """Layers ``start:stop`` as netx can express them: conv, flatten and dense, all folded.
+
+    Pooling by ``k`` (stride ``k``) before a synapse folds into it. With ``s`` the unpooled spikes::
+
+        p[c, i, j] = sum_{di, dj < k} s[c, k i + di, k j + dj] / div,  div = k**2 (AvgPool2d), 1 (SumPool2d)
+        W * p = W' * s,  W'[o, c, u, v] = W[o, c, u // k, v // k] / div
+
+    (conv: kernel ``K*k``, stride ``S*k``, padding ``P*k``). Consecutive pools multiply ``k``
+    and ``div``. Exact in float; the folded layer reads the unpooled spikes, so the current
+    bound of :func:`choose_exponent` sees the real fan-in.
 
     Raises :class:`QuantError` naming the layer for what netx cannot express (residual
     blocks, pooling with no synapse after it, a current decay < 1 together with a bias).
@@ -240,14 +253,16 @@ def fold_model(model: SpikingNet, start: int = 0, stop: int | None = None) -> li
     layers = list(model.layers)[start:stop]
     names = model.layer_names()[start:stop if stop is not None else None]
     out: list[FoldedLayer] = []
-    pool = 1  # pending average pooling factor
+    pool, div = 1, 1  # pending pooling factor (per side) and weight divisor (1 / g)
     pool_in_shape: tuple[int, ...] | None = None
     for offset, (layer, name) in enumerate(zip(layers, names)):
         idx = start + offset
-        if isinstance(layer, AvgPool2d):
+        if isinstance(layer, (AvgPool2d, SumPool2d)):
             if pool == 1:
                 pool_in_shape = tuple(layer.in_shape)
-            pool *= layer.kernel_size
+            k = layer.kernel_size
+            pool *= k
+            div *= k * k if isinstance(layer, AvgPool2d) else 1
             continue
         if isinstance(layer, Flatten):
             out.append(FoldedLayer("flatten", idx, name, pool_in_shape if pool > 1 else tuple(layer.in_shape),
@@ -271,7 +286,7 @@ def fold_model(model: SpikingNet, start: int = 0, stop: int | None = None) -> li
                 stride, padding = conv.stride[0], conv.padding[0]
                 in_shape = tuple(layer.in_shape)
                 if pool > 1:
-                    w, stride, padding = _fold_pool_into_conv(w, stride, padding, pool)
+                    w, stride, padding = _fold_pool_into_conv(w, stride, padding, pool, div)
                     in_shape = pool_in_shape
                 out.append(FoldedLayer("conv", idx, name, in_shape, tuple(layer.out_shape), w, b, stride, padding,
                                        neuron, readout, pool))
@@ -279,18 +294,18 @@ def fold_model(model: SpikingNet, start: int = 0, stop: int | None = None) -> li
                 in_shape = tuple(layer.in_shape)
                 if pool > 1:
                     if not out or out[-1].kind != "flatten":
-                        raise QuantError(f"layer {name}: average pooling before a dense layer needs a flatten")
+                        raise QuantError(f"layer {name}: pooling before a dense layer needs a flatten")
                     pooled = tuple(model.layers[out[-1].source].in_shape)
-                    w = _fold_pool_into_dense(w, pooled, pool)
+                    w = _fold_pool_into_dense(w, pooled, pool, div)
                     in_shape = out[-1].out_shape
                 out.append(FoldedLayer("dense", idx, name, in_shape, tuple(layer.out_shape), w, b, 1, 0,
                                        neuron, readout, pool))
-            pool, pool_in_shape = 1, None
+            pool, div, pool_in_shape = 1, 1, None
             continue
         raise QuantError(f"layer {name} ({type(layer).__name__}) cannot be expressed in Lava netx "
                          "(netx has input, conv, dense and flatten layers only; residual blocks need ONNX)")
     if pool > 1:
-        raise QuantError(f"layer {names[-1]}: average pooling at the end of the exported range has no "
+        raise QuantError(f"layer {names[-1]}: pooling at the end of the exported range has no "
                          "synapse to fold into; move the boundary after the next conv/dense layer")
     if not any(f.kind != "flatten" for f in out):
         raise QuantError(f"layers {start}:{stop} contain no conv or dense layer to export")

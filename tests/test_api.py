@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 import stdl_edge
 from stdl_edge import api
@@ -76,3 +77,37 @@ def test_open_device_and_run_events_on_an_event_array(run_folder, rng):
     assert result.events == n
     with pytest.raises(ValueError, match="sensor_size= is for events that are not opened yet"):
         api.run_events(dev, open_source(events, sensor_size=(16, 16), fit=(8, 8)), sensor_size=(16, 16))
+
+
+def test_check_target_names_each_layer_and_export_refuses_before_writing(tmp_path, run_folder):
+    from stdl_edge.targets import TargetError
+
+    found = api.check_target(run_folder, "if-chip")
+    assert "layer 0.conv: neuron has voltage_decay=0.5 (a leak); if-chip runs integrate-and-fire neurons " \
+           "(voltage_decay=0, current_decay=1)" in found
+    for to in ("onnx", "netx", "nir"):
+        with pytest.raises(TargetError, match=r"breaks \d+ if-chip constraint\(s\): layer 0\.conv: neuron has"):
+            api.export(run_folder, to=to, target="if-chip")
+    assert not (run_folder / "export").exists()
+    ok = save_model(tmp_path / "if", build_model(ModelConfig(arch="if-cnn", input_shape=(2, 8, 8), num_classes=2,
+                                                             width=0.25), seed=0), StreamInfo((8, 8, 2), 1000, 4))
+    assert api.check_target(ok, "if-chip") == []
+    files = api.export(ok, to="nir", target="if-chip")
+    assert json.loads(files[-1].read_text())["target"] == "if-chip"
+    assert [p.name for p in api.export(ok, to="onnx", target="if-chip")][-1] == "manifest.json"
+    with pytest.raises(ValueError, match="unknown target 'nope'; presets: if-chip"):
+        api.check_target(ok, "nope")
+
+
+def test_import_nir_writes_a_run_folder_like_the_command(tmp_path, run_folder):
+    pytest.importorskip("nir")
+    model = api.load_run(run_folder).model
+    graph = api.export(run_folder, to="nir")[0]
+    folder = api.import_nir(graph, tmp_path / "imported", class_names=["x", "y"], num_steps=8)
+    run = api.load_run(folder)
+    assert run.stream.class_names == ("x", "y") and run.stream.num_steps == 8 and run.stream.dt_us == 1000
+    frames = (torch.rand(4, 3, 2, 8, 8, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    with torch.no_grad():
+        assert torch.allclose(run.model(frames), model(frames), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="3 class names for 2 outputs"):
+        api.import_nir(graph, tmp_path / "bad", class_names=["x", "y", "z"])

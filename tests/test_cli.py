@@ -171,3 +171,31 @@ def test_help_does_not_import_torch(tmp_path):
     heavy = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(heavy) == len(names) + 1 and all(v == [] for v in heavy.values()), heavy
 
+
+
+def test_export_with_a_target_names_the_layer_that_breaks_it_and_exits_2(tmp_path):
+    from stdl_edge.artifact import StreamInfo, save_model
+    from stdl_edge.models import ModelConfig, build_model
+
+    run = save_model(tmp_path / "run", build_model(ModelConfig(input_shape=(2, 8, 8), num_classes=2, width=0.25)),
+                     StreamInfo((8, 8, 2), 1000, 4))
+    for to in ("nir", "onnx", "netx"):
+        proc = subprocess.run([sys.executable, "-c", "from stdl_edge.cli import main; main()", "export", str(run),
+                               "--to", to, "--target", "if-chip"], capture_output=True, text=True, cwd=tmp_path,
+                              timeout=120)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: the network breaks "), proc.stderr
+        assert "if-chip constraint(s): layer 0.conv: neuron has voltage_decay=0.5 (a leak)" in lines[0]
+    assert not (run / "export").exists()
+
+
+def test_int_tuple_parses_the_options_run_and_import_share():
+    from stdl_edge.cli.options import int_tuple
+
+    assert int_tuple(None, "--crop", 4) is None
+    assert int_tuple("1,2, 3,4", "--crop", 4) == (1, 2, 3, 4) and int_tuple("34x34", "--sensor", 2) == (34, 34)
+    with pytest.raises(ValueError, match=r"--sensor='34' must be 2 integers separated by commas"):
+        int_tuple("34", "--sensor", 2)
+    with pytest.raises(ValueError, match=r"--input-shape='2,a,34' must be C,H,W, e\.g\. 2,34,34"):
+        int_tuple("2,a,34", "--input-shape", 3, "C,H,W, e.g. 2,34,34")

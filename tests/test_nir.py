@@ -446,11 +446,12 @@ def test_a_file_that_is_not_nir_is_named(tmp_path):
         nirfmt.load(tmp_path / "missing.nir")
 
 
-def test_netx_names_a_sum_pooling_layer_it_cannot_fold(tmp_path):
-    from stdl_edge.quant import QuantError, quantize_model
+def test_netx_folds_the_if_presets_sum_pooling_into_the_next_conv(tmp_path):
+    from stdl_edge.quant import LayerQuant, quantize_model
 
-    with pytest.raises(QuantError, match=r"layer 1\.sumpool \(SumPool2d\) cannot be expressed in Lava netx"):
-        quantize_model(build_model(CONFIGS["if-cnn"], seed=0))
+    q = [x for x in quantize_model(build_model(CONFIGS["if-cnn"], seed=0)) if isinstance(x, LayerQuant)]
+    assert [(x.name, x.report["pool_folded"]) for x in q] == [("0.conv", 1), ("2.conv", 2), ("4.conv", 2),
+                                                               ("6.dense", 1), ("7.readout", 1)]
 
 
 def test_layer_specs_of_the_new_options_rebuild_the_same_layers():

@@ -1,4 +1,5 @@
-"""``stdl-edge export RUN --to onnx|netx``: write a run's deployable artifacts (any registered exporter)."""
+"""``stdl-edge export RUN --to onnx|netx|nir [--target if-chip]``: write a run's deployable artifacts
+(any registered exporter), after checking a hardware target when one is named."""
 
 from __future__ import annotations
 
@@ -18,10 +19,12 @@ def _size(n: int) -> str:
 @app.command()
 def export(
     run: Path = typer.Argument(..., help="run folder (model.json + model.safetensors)"),
-    to: str = typer.Option(..., "--to", help="exporter: onnx or netx (see `stdl-edge info`)"),
+    to: str = typer.Option(..., "--to", help="exporter: onnx, netx or nir (see `stdl-edge info`)"),
     out: Path = typer.Option(None, "--out", help="output folder (default RUN/export/<exporter>)"),
     sequence_steps: int = typer.Option(None, "--sequence-steps", min=1,
                                        help="also write a fixed-T sequence graph (onnx only)"),
+    target: str | None = typer.Option(None, "--target", help="refuse a network that breaks this hardware "
+                                     "target (if-chip; see `stdl-edge check-target`)"),
 ) -> None:
     """Export a trained run: the whole model, each STDL subnetwork and each auxiliary head."""
     from stdl_edge.api import export as export_run
@@ -32,7 +35,7 @@ def export(
             raise ValueError(f"--sequence-steps is an ONNX option; the {to} exporter has no sequence graph")
         options["sequence_steps"] = sequence_steps
     with console.status(f"exporting {run} to {to} ..."):
-        files = export_run(run, to, out, **options)
+        files = export_run(run, to, out, target=target, **options)
     table = Table(title=f"{to} export of {run}")
     table.add_column("file")
     table.add_column("size", justify="right")

@@ -9,18 +9,7 @@ from typing import Optional
 import typer
 
 from .app import app, console
-
-
-def _shape(text: str | None) -> tuple[int, int, int] | None:
-    if text is None:
-        return None
-    try:
-        shape = tuple(int(v) for v in text.replace(" ", "").split(","))
-    except ValueError:
-        shape = ()
-    if len(shape) != 3:
-        raise ValueError(f"--input-shape {text!r} must be C,H,W, e.g. 2,34,34")
-    return shape  # type: ignore[return-value]
+from .options import int_tuple
 
 
 @app.command("import")
@@ -35,10 +24,11 @@ def import_nir(
     classes: Optional[str] = typer.Option(None, "--classes", help="comma-separated class names"),
 ) -> None:
     """Import a NIR graph as a run folder: then export it to ONNX/netx, verify it and run it on any device."""
-    from stdl_edge.formats.nir import import_run
+    from stdl_edge.api import import_nir as import_graph
 
     names = tuple(c.strip() for c in classes.split(",")) if classes else ()
-    folder = import_run(graph, out, dt_us=dt_us, num_steps=steps, input_shape=_shape(input_shape), class_names=names)
+    shape = int_tuple(input_shape, "--input-shape", 3, "C,H,W, e.g. 2,34,34")
+    folder = import_graph(graph, out, dt_us=dt_us, num_steps=steps, input_shape=shape, class_names=names)
     console.print(f"imported {graph} -> {folder} (model.json, model.safetensors); next: "
                   f"stdl-edge export {folder} --to onnx|netx|nir")
 
@@ -49,10 +39,9 @@ def check_target(
     target: str = typer.Option("if-chip", "--target", help="hardware-target preset (if-chip)"),
 ) -> None:
     """Say which constraints of a hardware target the run's network breaks, naming each layer."""
-    from stdl_edge.artifact import RunFolder
-    from stdl_edge.targets import check_target as check
+    from stdl_edge.api import check_target as check
 
-    violations = check(RunFolder(run).load().model, target)
+    violations = check(run, target)
     for line in violations:
         console.print(f"[red]x[/] {line}", highlight=False)
     if violations:

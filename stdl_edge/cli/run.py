@@ -15,18 +15,7 @@ from typing import Any
 import typer
 
 from .app import app, console
-
-
-def _pair(text: str | None, what: str, n: int) -> tuple[int, ...] | None:
-    if text is None:
-        return None
-    try:
-        vals = tuple(int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        vals = ()
-    if len(vals) != n:
-        raise ValueError(f"{what}={text!r} must be {n} integers separated by commas")
-    return vals
+from .options import int_tuple
 
 
 @app.command()
@@ -82,8 +71,8 @@ def run(
     dev = open_artifact(artifact, device, export=export, notify=lambda msg: console.print(f"[yellow]{msg}[/]"),
                         record=bool(plot), **options)
     stream = dev.stream
-    src = open_source(events, format=fmt, sensor_size=_pair(sensor, "--sensor", 2),
-                      crop=_pair(crop, "--crop", 4), downsample=downsample or 1,
+    src = open_source(events, format=fmt, sensor_size=int_tuple(sensor, "--sensor", 2),
+                      crop=int_tuple(crop, "--crop", 4), downsample=downsample or 1,
                       limit=limit if (per_sample or window_ms is None) else None)
     if crop is None and downsample is None and tuple(src.sensor_size[:2]) != tuple(stream.sensor[:2]):
         src.geometry = fit_geometry(src.native_size, stream.sensor[:2])
