@@ -171,8 +171,9 @@ class TimeSpan:
 class StreamCounts:
     """What a window run read, filled as the stream goes (events, absolute microseconds).
 
-    read: events the source delivered; outside_crop: dropped by the crop/downsample;
-    outside_span: dropped before ``--t-start`` or at/after ``--t-stop``; kept: classified.
+    read: events the source delivered; outside_crop: dropped by the crop/downsample (first);
+    outside_span: of the rest, dropped before ``--t-start`` or at/after ``--t-stop`` (the file
+    is read up to the chunk that passes the stop); kept: classified.
     first_t_us / last_t_us: the first and last event read; origin_us: time 0 of the run.
     """
 

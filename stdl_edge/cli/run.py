@@ -132,7 +132,7 @@ def run(
             return run_events(dev, src, window_steps=None if use_samples else window_steps,
                               per_sample=use_samples, limit=limit, batch=batch, energy=energy,
                               on_prediction=on_prediction, on_progress=on_progress,
-                              keep_steps=stream.num_steps if plot else 0, early_exit=early_exit, span=span,
+                              keep_steps=(window_steps or stream.num_steps) if plot else 0, early_exit=early_exit, span=span,
                               skip_empty=skip_empty,
                               reset_after_gap_us=None if reset_after_gap_ms is None
                               else max(1, round(reset_after_gap_ms * 1000)))
@@ -190,7 +190,8 @@ def run(
                       f"(assuming {energy.pj_per_synop} pJ/synop and {energy.pj_per_spike} pJ/spike: Loihi, "
                       "Davies et al., IEEE Micro 38(1), 2018, Table 2)")
     if plot is not None:
-        paths = write_plots(result, plot, list(stream.class_names))
+        paths = write_plots(result, plot, list(stream.class_names), source=f"{device} on {src.name}",
+                            dt_us=stream.dt_us)
         console.print("plots: " + ", ".join(str(p) for p in paths))
     if out is not None:
         console.print(f"predictions: {out}")
