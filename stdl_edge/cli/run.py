@@ -132,8 +132,8 @@ def run(
             return run_events(dev, src, window_steps=None if use_samples else window_steps,
                               per_sample=use_samples, limit=limit, batch=batch, energy=energy,
                               on_prediction=on_prediction, on_progress=on_progress,
-                              keep_steps=(window_steps or stream.num_steps) if plot else 0, early_exit=early_exit, span=span,
-                              skip_empty=skip_empty,
+                              keep_steps=(window_steps or stream.num_steps) if plot else 0, early_exit=early_exit,
+                              span=span, skip_empty=skip_empty,
                               reset_after_gap_us=None if reset_after_gap_ms is None
                               else max(1, round(reset_after_gap_ms * 1000)))
 
