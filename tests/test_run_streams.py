@@ -59,6 +59,7 @@ def _fitted(ev: np.ndarray) -> np.ndarray:
     ("evt2", ".raw", 913_000_000),
     ("evt3", ".raw", 11_200_000),
     ("dat", ".dat", 100_000_000),
+    ("npy", ".npy", 2**62),  # near the end of int64
 ])
 def test_run_starts_at_the_first_event_of_a_late_clock(tmp_path, run_folder, fmt, suffix, t0):
     ev = _recording(t0)
@@ -129,10 +130,16 @@ def test_empty_windows_are_one_reused_readout_or_skipped(run_folder, skip):
 
 
 def test_a_long_gap_resets_and_the_next_window_starts_at_its_event(run_folder):
+    import tracemalloc
+
     dev = open_device("torch", run_folder)
     ev = _fitted(_gappy(gap_us=3_600_000_000))  # the camera paused for an hour
     counts = StreamCounts()
+    tracemalloc.start()
     got = list(stream_windows(dev, [ev], STEPS, reset_after_gap_us=1_000_000, counts=counts))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2**22  # a few windows of 2x16x16 frames, not 450,000 windows of the hour
     after = next(w for w in got if w.restarted)
     second = ev[ev["t"] >= ev["t"][0] + 3_600_000_000]
     assert after.t_abs_us == int(second["t"][0]) and after.index == got.index(after)
@@ -169,3 +176,21 @@ def test_plots_name_layers_and_units_alike_on_every_device(tmp_path, run_folder)
         assert [p.name for p in paths] == ["events.png", "raster.png", "rates.png"]
     assert layers["torch"] == layers["loihi-sim"] == [("layer 1", 512), ("layer 2", 256), ("layer 3", 128),
                                                       ("layer 4", 64)]
+
+
+def test_cli_gap_options_and_threads(tmp_path, run_folder):
+    import torch
+
+    ev = _gappy(gap_us=5 * STEPS * DT)  # five empty windows between two bursts
+    path = write_events(tmp_path / "rec.aedat4", ev, (FILE, FILE), format="aedat4")
+    before = torch.get_num_threads()
+    preds, _, _ = _run(tmp_path, run_folder, path, "--threads", "2")
+    assert any(p.get("empty") for p in preds) and torch.get_num_threads() == before  # not leaked
+    skipped, _, _ = _run(tmp_path, run_folder, path, "--skip-empty")
+    assert [p["window"] for p in skipped] == [p["window"] for p in preds if not p.get("empty")]
+    reset, _, _ = _run(tmp_path, run_folder, path, "--reset-after-gap-ms", "20")
+    restarted = [p for p in reset if p.get("restarted")]
+    assert len(restarted) == 1 and not any(p.get("empty") for p in reset)
+    assert restarted[0]["t_abs_us"] == int(ev["t"][np.flatnonzero(np.diff(ev["t"]) > 20_000)[0] + 1])
+    result = CliRunner().invoke(app, ["run", str(run_folder), "--events", str(path), "--t-start", "1.5s"])
+    assert result.exit_code != 0 and "--t-start '1.5s' must be whole microseconds" in str(result.exception)
