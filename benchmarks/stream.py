@@ -14,6 +14,14 @@ dedicated core would take when the machine is shared. Target: >= 10x. Memory: pe
 stream length, and the peak traced Python/numpy allocation (``tracemalloc``); target: flat
 in stream length.
 
+Real formats: the same stream written with :func:`stdl_edge.sources.write_events` as a
+Prophesee DAT, an EVT3 and an AEDAT4 file (timestamps starting at 913 s), run as
+``stdl-edge run MODEL --events FILE`` does with its defaults (the 128 x 128 sensor cropped
+and downsampled by 3 to a 34 x 34 model, windows of the training length, one thread):
+decode + crop + downsample + bin + step, devices and formats taking turns, median and
+range of the runs, against wall and CPU time. Targets: >= 10x for every device and
+format, >= 20x for onnxruntime.
+
     .venv/bin/python benchmarks/stream.py              # full run, writes benchmarks/results/stream.json
     .venv/bin/python benchmarks/stream.py --quick      # a short smoke run
 """
@@ -119,6 +127,67 @@ def measure(device: str, artifact: Path, size: int, duration_s: float) -> dict:
             "windows": len(r.predictions)}
 
 
+REAL_FORMATS = (("dat", ".dat"), ("evt3", ".raw"), ("aedat4", ".aedat4"))
+REAL_T0_US = 913_000_000
+REAL_MODEL = 34
+
+
+def write_recordings(folder: Path, duration_s: float) -> dict[str, Path]:
+    """The synthetic stream (1 M events/s, 128 x 128) as a DAT, an EVT3 and an AEDAT4 file."""
+    from stdl_edge.sources import write_events
+
+    events = np.concatenate([c.copy() for c in synthetic_chunks(duration_s)])
+    events["t"] += REAL_T0_US
+    return {fmt: write_events(folder / f"rec-{fmt}{suffix}", events, (SENSOR, SENSOR), format=fmt)
+            for fmt, suffix in REAL_FORMATS}
+
+
+def measure_file(device: str, artifact: Path, path: Path, fmt: str) -> dict:
+    """One ``stdl-edge run`` with its defaults on a recording: wall and CPU real-time factors."""
+    from stdl_edge.api import open_device, run_events
+    from stdl_edge.sources import open_source
+
+    dev = open_device(artifact, device)
+    src = open_source(path, format=fmt, fit=dev.stream.sensor[:2])
+    cpu0 = time.process_time()  # reading, binning and stepping; not loading the model
+    r = run_events(dev, src, window_steps=dev.stream.num_steps)
+    cpu = time.process_time() - cpu0
+    lat = r.latency_ms()
+    return {"device": device, "format": fmt, "model_input": f"2x{REAL_MODEL}x{REAL_MODEL}",
+            "geometry": f"crop {src.geometry.crop}, downsample {src.geometry.downsample}",
+            "events_read": r.counts.read, "events_kept": r.counts.kept, "stream_s": r.stream_us / 1e6,
+            "wall_s": round(r.wall_s, 3), "realtime_factor": round(r.realtime_factor, 2),
+            "cpu_s": round(cpu, 3), "realtime_factor_cpu": round(r.stream_us / 1e6 / cpu, 2),
+            "step_ms_p50": round(lat.get("p50", float("nan")), 3),
+            "step_ms_p90": round(lat.get("p90", float("nan")), 3), "windows": len(r.predictions)}
+
+
+def real_format_rows(folder: Path, devices: list[str], duration_s: float, repeat: int) -> list[dict]:
+    """Median (and range) of ``repeat`` runs per device and format, all taking turns."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arts = build_artifacts(folder, REAL_MODEL, devices)
+    files = write_recordings(folder, duration_s)
+    runs: dict[tuple[str, str], list[dict]] = {(d, f): [] for f in files for d in devices if d in arts}
+    for _ in range(max(1, repeat)):
+        for dev, fmt in runs:
+            runs[dev, fmt].append(measure_file(dev, arts[dev], files[fmt], fmt))
+    rows = []
+    for (dev, fmt), measured in runs.items():
+        measured.sort(key=lambda r: r["realtime_factor"])
+        row = dict(measured[len(measured) // 2]) | {"repeats": len(measured),
+                                                    "realtime_factor_runs": [r["realtime_factor"] for r in measured],
+                                                    "realtime_factor_cpu_runs": sorted(r["realtime_factor_cpu"]
+                                                                                       for r in measured)}
+        rows.append(row)
+        target = 20 if dev == "onnxruntime" else 10
+        print(f"{dev:12s} {fmt:7s} {row['events_read'] / 1e6:5.2f} M ev  {row['realtime_factor']:7.2f}x real time "
+              f"({measured[0]['realtime_factor']:.2f}-{measured[-1]['realtime_factor']:.2f}x)  CPU time: "
+              f"{row['realtime_factor_cpu']:6.2f}x  step p50 {row['step_ms_p50']:.3f} ms p90 "
+              f"{row['step_ms_p90']:.3f} ms  target {target}x: "
+              f"{'met' if row['realtime_factor_cpu'] >= target else 'NOT met'} (CPU)", flush=True)
+    return rows
+
+
 def memory_child(duration_s: float, device: str, artifact: str, size: int, traced: bool) -> None:
     """Run one stream in this (fresh) process and print its peak memory as JSON."""
     import tracemalloc
@@ -145,6 +214,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3,
                     help="throughput runs per device (devices take turns; the median run is reported)")
     ap.add_argument("--memory-lengths", default="2,10,30", help="stream seconds (x 1 M events) for the memory runs")
+    ap.add_argument("--real-only", action="store_true", help="only the real-format rows")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "stream.json"))
     ap.add_argument("--memory-child", nargs=5, metavar=("SECONDS", "DEVICE", "ARTIFACT", "SIZE", "TRACED"),
                     help=argparse.SUPPRESS)
@@ -162,7 +232,7 @@ def main() -> None:
     lengths = [0.5, 2.0] if args.quick else [float(v) for v in args.memory_lengths.split(",")]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for size in (32, SENSOR):
+        for size in () if args.real_only else (32, SENSOR):
             arts = build_artifacts(Path(tmp), size, devices)
             runs: dict[str, list[dict]] = {dev: [] for dev in devices if dev in arts}
             for _ in range(max(1, args.repeat)):  # devices take turns, so machine noise hits all alike
@@ -179,9 +249,10 @@ def main() -> None:
                       f"(median of {len(measured)}: {measured[0]['realtime_factor']:.2f}-"
                       f"{measured[-1]['realtime_factor']:.2f}x; CPU time: {row['realtime_factor_cpu']:6.2f}x)  "
                       f"step p50 {row['step_ms_p50']:.3f} ms", flush=True)
+        real_rows = real_format_rows(Path(tmp) / "real", devices, duration, args.repeat)
         arts = build_artifacts(Path(tmp), 32, ["torch"])
         memory = []
-        for traced in (False, True):
+        for traced in () if args.real_only else (False, True):
             for seconds in lengths:
                 cmd = [sys.executable, __file__, "--memory-child", str(seconds), "torch", str(arts["torch"]), "32",
                        "1" if traced else "0"]
@@ -192,7 +263,9 @@ def main() -> None:
                       f"traced {rec['peak_traced_mb']} MB  ({rec['wall_s']} s)", flush=True)
     result = {"benchmark": "stream", "rate_events_per_s": RATE, "sensor": [SENSOR, SENSOR], "dt_us": DT_US,
               "window_steps": WINDOW, "threads": 1, "machine": platform.processor() or platform.machine(),
-              "cpu_count": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "throughput": rows, "memory": memory,
+              "cpu_count": os.cpu_count(), "load_avg_1m": os.getloadavg()[0], "throughput": rows,
+              "real_formats": real_rows,
+              "real_formats_t0_us": REAL_T0_US, "memory": memory,
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     out = Path(args.out)
     from stdl_edge.io import write_json

@@ -14,16 +14,19 @@ device returns the same time-averaged readout for the same frames.
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from itertools import chain
 from typing import Any, Callable, ClassVar, Iterable, Iterator
 
 import numpy as np
 
 from stdl_edge.artifact import ExportFn, StreamInfo, resolve_artifact
-from stdl_edge.events import BinSpec, EventBinner
+from stdl_edge.events import BinSpec, Window, bin_windows
 from stdl_edge.registry import DEVICES
+from stdl_edge.sources import Geometry
 
 
 @dataclass
@@ -118,31 +121,184 @@ def classify(device: Device, frames: np.ndarray) -> np.ndarray:
     return (total / max(steps, 1)).astype(np.float32)
 
 
-def stream_windows(device: Device, chunks: Iterable[np.ndarray], window_steps: int) -> Iterator[tuple[int, np.ndarray]]:
-    """Run one event stream (batch 1) and yield ``(window_index, mean readout (classes,))``.
+@dataclass(frozen=True)
+class TimeSpan:
+    """The part of a stream to run, in microseconds of the file's clock.
 
-    Events are binned at the artifact's ``dt`` as they arrive, so memory stays bounded.
-    Each window is classified independently (state reset at window starts).
+    start_us / stop_us: absolute times (``None``: from the first event / to the last); with
+      ``start_relative`` / ``stop_relative``, microseconds after the stream's first event.
+    Events with ``start <= t < stop`` are kept; time 0 of the run (``t_us`` of the
+    predictions) is ``start``, or the first event when no start is given.
+    """
+
+    start_us: int | None = None
+    stop_us: int | None = None
+    start_relative: bool = False
+    stop_relative: bool = False
+
+    @classmethod
+    def parse(cls, start: str | None, stop: str | None) -> TimeSpan:
+        """From ``--t-start`` / ``--t-stop`` text: ``913000000`` is absolute, ``+20000`` relative
+        to the first event (both in microseconds)."""
+        values = []
+        for name, text in (("--t-start", start), ("--t-stop", stop)):
+            if text is None:
+                values.append((None, False))
+                continue
+            body = text.strip()
+            relative = body.startswith("+")
+            try:
+                value = int(body[1:] if relative else body)
+            except ValueError:
+                raise ValueError(f"{name} {text!r} must be whole microseconds: absolute (913000000) or "
+                                 "relative to the first event with a + prefix (+20000)") from None
+            if value < 0:
+                raise ValueError(f"{name} {text!r} must be >= 0 microseconds")
+            values.append((value, relative))
+        return cls(values[0][0], values[1][0], values[0][1], values[1][1])
+
+    def resolve(self, first_t_us: int) -> tuple[int, int | None]:
+        """``(origin, stop)`` in absolute microseconds for a stream whose first event is at ``first_t_us``."""
+        start = first_t_us if self.start_us is None else self.start_us + (first_t_us if self.start_relative else 0)
+        stop = None if self.stop_us is None else self.stop_us + (first_t_us if self.stop_relative else 0)
+        if stop is not None and stop <= start:
+            raise ValueError(f"the span ends at {stop} us, not after its start at {start} us; "
+                             "--t-stop must be after --t-start")
+        return start, stop
+
+
+@dataclass
+class StreamCounts:
+    """What a window run read, filled as the stream goes (events, absolute microseconds).
+
+    read: events the source delivered; outside_crop: dropped by the crop/downsample (first);
+    outside_span: of the rest, dropped before ``--t-start`` or at/after ``--t-stop`` (the file
+    is read up to the chunk that passes the stop); kept: classified.
+    first_t_us / last_t_us: the first and last event read; origin_us: time 0 of the run.
+    """
+
+    read: int = 0
+    outside_crop: int = 0
+    outside_span: int = 0
+    first_t_us: int | None = None
+    last_t_us: int | None = None
+    origin_us: int | None = None
+
+    @property
+    def kept(self) -> int:
+        return self.read - self.outside_crop - self.outside_span
+
+    @property
+    def span_us(self) -> int:
+        """Microseconds from the first event read to the last (inclusive), 0 before any."""
+        return 0 if self.first_t_us is None else self.last_t_us - self.first_t_us + 1
+
+
+def read_counted(source: Any, counts: StreamCounts) -> Iterator[np.ndarray]:
+    """``source.chunks()`` (an :class:`~stdl_edge.sources.EventSource`), counting into ``counts``
+    the events read before its crop/downsample, the ones it drops, and the first and last time."""
+    geometry = source.geometry
+    native = copy.copy(source)  # the same source without its geometry: chunks as read
+    native.geometry = Geometry()
+    for chunk in native.chunks():
+        if counts.first_t_us is None:
+            counts.first_t_us = int(chunk["t"][0])
+        counts.read += len(chunk)
+        counts.last_t_us = int(chunk["t"][-1])
+        kept = geometry.apply(chunk, source.native_size)
+        counts.outside_crop += len(chunk) - len(kept)
+        if len(kept):
+            yield kept
+
+
+@dataclass(frozen=True)
+class WindowPrediction:
+    """One classified window of :func:`stream_windows`.
+
+    t_us / t_end_us: the window's span relative to the run's origin (microseconds);
+    t_abs_us: its start on the file's clock. empty: no events (the readout of an empty
+    window, computed once). restarted: the first window after a gap reset.
+    """
+
+    index: int
+    t_us: int
+    t_end_us: int
+    t_abs_us: int
+    events: int
+    scores: np.ndarray
+    empty: bool = False
+    restarted: bool = False
+
+
+def stream_windows(device: Device, chunks: Iterable[np.ndarray], window_steps: int, *,
+                   span: TimeSpan = TimeSpan(), skip_empty: bool = False, reset_after_gap_us: int | None = None,
+                   counts: StreamCounts | None = None) -> Iterator[WindowPrediction]:
+    """Run one event stream (batch 1) and yield a :class:`WindowPrediction` per window.
+
+    Time 0 is the first event (or ``span``'s start), so a file whose clock starts at 913 s or
+    at Unix-epoch microseconds runs from its first event. Events are binned at the artifact's
+    ``dt`` by :func:`stdl_edge.events.bin_windows`: one window of frames in memory whatever
+    the gaps. Each window is classified independently (state reset at window starts); a
+    window without events, between two with events, gets the readout of an empty window,
+    classified once and reused (from a reset state, no input always gives the same readout),
+    or is left out with ``skip_empty``. ``reset_after_gap_us``: a gap between events longer
+    than this ends the open window, and the next window starts at the next event (no empty
+    windows for the gap). ``counts`` gets the events dropped outside the span and the origin.
     """
     if window_steps < 1:
         raise ValueError(f"window_steps={window_steps} must be >= 1")
-    binner = EventBinner(device.stream.sensor, device.bin_spec)
-    window: list[np.ndarray] = []
-    index = 0
+    if reset_after_gap_us is not None and reset_after_gap_us <= 0:
+        raise ValueError(f"reset_after_gap_us={reset_after_gap_us} must be > 0 (--reset-after-gap-ms)")
+    counts = counts if counts is not None else StreamCounts()
+    spec = device.bin_spec
+    window_us = window_steps * spec.dt_us
+    empty_scores: list[np.ndarray] = []
+    chunks = iter(chunks)
+    first = next((c for c in chunks if len(c)), None)
+    if first is None:
+        return
+    origin, stop = span.resolve(int(first["t"][0]))
+    counts.origin_us = origin
 
-    def frames_of() -> Iterator[np.ndarray]:
-        for chunk in chunks:
-            yield from binner.push(chunk)
-        yield from binner.flush()
+    def in_span() -> Iterator[np.ndarray]:
+        for chunk in chain([first], chunks):
+            t = chunk["t"]
+            lo = int(np.searchsorted(t, origin, side="left"))
+            hi = len(t) if stop is None else int(np.searchsorted(t, stop, side="left"))
+            counts.outside_span += lo + len(t) - hi
+            if hi > lo:
+                yield chunk[lo:hi]
+            if hi < len(t):
+                return  # the span ends here: the rest of the file is not read
 
-    for frame in frames_of():
-        window.append(frame)
-        if len(window) == window_steps:
-            yield index, classify(device, np.stack(window)[:, None])[0]
-            index += 1
-            window = []
-    if window:
-        yield index, classify(device, np.stack(window)[:, None])[0]
+    def record(index: int, t_abs: int, events: int, scores: np.ndarray, restarted: bool) -> WindowPrediction:
+        rel = t_abs - origin
+        return WindowPrediction(index, rel, rel + window_us, t_abs, events, scores, events == 0, restarted)
+
+    def empty() -> np.ndarray:
+        if not empty_scores:  # one window of zeros, classified once
+            empty_scores.append(classify(device, np.zeros((window_steps, 1, *device.input_shape), np.float32))[0])
+        return empty_scores[0]
+
+    previous: Window | None = None
+    for win in bin_windows(in_span(), device.stream.sensor, replace(spec, t_start_us=origin),
+                           window_steps, restart_gap_us=reset_after_gap_us):
+        gap_from = previous.index + 1 if previous is not None else 0  # windows without events before this
+        if not win.restarted and not skip_empty:
+            t0 = previous.t_us + window_us if previous is not None else origin
+            for i in range(gap_from, win.index):
+                yield record(i, t0 + (i - gap_from) * window_us, 0, empty(), False)
+        yield record(win.index, win.t_us, win.events, classify(device, win.frames[:, None])[0], win.restarted)
+        previous = win
+
+
+def thread_options(device: str, threads: int) -> dict[str, int]:
+    """The load options that give ``device`` ``threads`` compute threads (``--threads``): torch's
+    ``threads``, onnxruntime's ``intra_op_threads``; none for the others (loihi-sim steps with
+    numpy, whose BLAS follows ``OMP_NUM_THREADS``)."""
+    if int(threads) != threads or threads < 1:
+        raise ValueError(f"--threads {threads} must be a whole number >= 1")
+    return {"torch": {"threads": int(threads)}, "onnxruntime": {"intra_op_threads": int(threads)}}.get(device, {})
 
 
 def open_device(name: str, artifact: str | Path, *, export: ExportFn | None = None,

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 
 from stdl_edge.events import bin_events
 
-from .base import Device, classify, stream_windows
+from .base import Device, StreamCounts, TimeSpan, classify, read_counted, stream_windows
 
 @dataclass(frozen=True)
 class EnergyModel:
@@ -157,6 +157,7 @@ class RunResult:
     kept_outputs: list[np.ndarray] = field(default_factory=list)
     kept_layers: list[dict[str, np.ndarray]] = field(default_factory=list)
     exits: dict[int, int] | None = None  # early exit: samples per exit (K - 1 = the full model)
+    counts: StreamCounts | None = None  # window mode: events read, kept, dropped; the stream's time span
 
     @property
     def events_per_s(self) -> float:
@@ -182,6 +183,14 @@ class RunResult:
         return {"p50": float(np.percentile(lat, 50)), "p90": float(np.percentile(lat, 90)),
                 "p99": float(np.percentile(lat, 99)), "max": float(lat.max()), "mean": float(lat.mean())}
 
+    def _stream_counts(self) -> dict[str, Any]:
+        c = self.counts
+        if c is None:
+            return {}
+        return {"events_read": c.read, "events_kept": c.kept,
+                "dropped": {"outside_crop": c.outside_crop, "outside_span": c.outside_span},
+                "t_first_us": c.first_t_us, "t_last_us": c.last_t_us, "t_origin_us": c.origin_us}
+
     def summary(self) -> dict[str, Any]:
         """JSON-able summary (what ``--out`` writes last, with key ``"summary"``)."""
         per_step = max(self.sample_steps, 1)
@@ -194,7 +203,7 @@ class RunResult:
                                  if self.neurons is not None and self.neurons[i] else None)}
                        for i, (n, s, o) in enumerate(zip(self.layer_names, self.spikes, self.synops))],
             "synops_estimated": self.synops_estimated, "input_spikes": self.input_spikes,
-            "synops_counted": self.synops_counted,
+            "synops_counted": self.synops_counted, **self._stream_counts(),
             "energy": {"uJ_total": self.energy_uj,
                        "uJ_per_sample_step": None if self.energy_uj is None else self.energy_uj / per_step,
                        "pJ_per_synop": self.energy.pj_per_synop, "pJ_per_spike": self.energy.pj_per_spike,
@@ -232,7 +241,8 @@ def run_events(device: Any, source: Any, *, window_steps: int | None = None, per
                limit: int | None = None, batch: int = 16, energy: EnergyModel = EnergyModel(),
                on_prediction: Callable[[dict[str, Any]], None] | None = None,
                on_progress: Callable[[int, int, float], None] | None = None, keep_steps: int = 0,
-               early_exit: float | None = None) -> RunResult:
+               early_exit: float | None = None, span: TimeSpan = TimeSpan(), skip_empty: bool = False,
+               reset_after_gap_us: int | None = None) -> RunResult:
     """Run ``source`` (an :class:`~stdl_edge.sources.EventSource`) on ``device``.
 
     window_steps: classify consecutive windows of this many time steps (any source).
@@ -244,6 +254,9 @@ def run_events(device: Any, source: Any, *, window_steps: int | None = None, per
     keep_steps: keep this many steps of input frames, readouts and recorded layers for plots.
     early_exit: per-sample mode on a device with auxiliary heads (onnxruntime, ``chain=True``):
       a sample leaves at the first head whose softmax confidence reaches this threshold.
+    span, skip_empty, reset_after_gap_us: window mode, see :func:`~stdl_edge.devices.stream_windows`
+      (time 0 is the first event; each record has ``t_us`` from it and ``t_abs_us`` on the file's
+      clock). The result's ``counts`` say how many events were read, kept and dropped, and why.
     """
     stream = device.stream
     bin_spec = device.bin_spec  # a clear error, naming the file, when the artifact records no time step
@@ -275,6 +288,7 @@ def run_events(device: Any, source: Any, *, window_steps: int | None = None, per
     names = list(stream.class_names) or [str(i) for i in range(device.num_classes)]
     predictions: list[dict[str, Any]] = []
     counted = {"events": 0, "t_end": 0}
+    stream_counts: StreamCounts | None = None  # window mode
 
     def emit(record: dict[str, Any]) -> None:
         predictions.append(record)
@@ -324,21 +338,20 @@ def run_events(device: Any, source: Any, *, window_steps: int | None = None, per
         accuracy = correct / len(predictions) if predictions else None
         run_batch_size = batch
     else:
-        def counting(chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
-            for c in chunks:
-                counted["events"] += len(c)
-                counted["t_end"] = int(c["t"][-1]) + 1
-                yield c
-
-        window_us = window_steps * stream.dt_us
-        for index, scores in stream_windows(meter, counting(source.chunks()), window_steps):
-            k = int(np.argmax(scores))
-            emit({"window": index, "t_start_us": index * window_us, "t_end_us": (index + 1) * window_us,
-                  "prediction": k, "class": names[k], "scores": [round(float(v), 6) for v in scores]})
+        stream_counts = StreamCounts()
+        for w in stream_windows(meter, read_counted(source, stream_counts), window_steps, span=span,
+                                skip_empty=skip_empty, reset_after_gap_us=reset_after_gap_us,
+                                counts=stream_counts):
+            k = int(np.argmax(w.scores))
+            emit({"window": w.index, "t_us": w.t_us, "t_end_us": w.t_end_us, "t_abs_us": w.t_abs_us,
+                  "events": w.events, "prediction": k, "class": names[k],
+                  "scores": [round(float(v), 6) for v in w.scores]}
+                 | ({"empty": True} if w.empty else {}) | ({"restarted": True} if w.restarted else {}))
             if on_progress is not None:
-                on_progress(counted["events"], counted["t_end"], time.perf_counter() - start)
-            if limit is not None and index + 1 >= limit:
+                on_progress(stream_counts.read, stream_counts.span_us, time.perf_counter() - start)
+            if limit is not None and len(predictions) >= limit:
                 break
+        counted["events"], counted["t_end"] = stream_counts.kept, stream_counts.span_us
         accuracy = None
         run_batch_size = 1
     wall = time.perf_counter() - start
@@ -365,4 +378,5 @@ def run_events(device: Any, source: Any, *, window_steps: int | None = None, per
                      synops_estimated=estimated, synops_counted=have_synops, neurons=neurons, input_spikes=meter.input_spikes,
                      sample_steps=meter.steps, energy=energy, accuracy=accuracy, kept_frames=meter.kept_frames,
                      exits=exits if early_exit is not None else None,
+                     counts=stream_counts,
                      kept_outputs=meter.kept_outputs, kept_layers=meter.kept_layers)

@@ -155,7 +155,8 @@ def open_device(artifact: str | Path, device: str | None = None, **options: Any)
     ONNX export folder on onnxruntime, a netx ``.net`` file on loihi-sim. A run folder with
     another device opens the run's export for it (exported first when missing). options go
     to the device: ``record=True`` (per-layer spikes and states after each step), ``chain=True``
-    (onnxruntime: subnetwork chain, early exit), ...
+    (onnxruntime: subnetwork chain, early exit), ``threads=N`` (torch: compute threads during
+    each step, default 1, restored after it), ``intra_op_threads=N`` (onnxruntime, default 1), ...
 
     The device steps a batch: ``dev.reset(B)``, then ``dev.step(frame)`` with ``frame (B, 2, H, W)``
     float32 spikes gives the readout ``(B, classes)``; ``dev.stream`` says how events are binned::
@@ -177,7 +178,11 @@ def run_events(device: Device, events: Any, *, sensor_size: tuple[int, int] | No
     the artifact's sensor. options (:func:`stdl_edge.devices.streaming.run_events`):
     ``window_steps`` (classify windows of that many time steps), ``per_sample`` (labelled
     sources: one prediction per sample, their default), ``limit``, ``batch``, ``energy``,
-    ``keep_steps``, ``early_exit``, ``on_prediction``, ``on_progress``.
+    ``keep_steps``, ``early_exit``, ``on_prediction``, ``on_progress``; for windows ``span``
+    (a :class:`~stdl_edge.devices.base.TimeSpan`), ``skip_empty``, ``reset_after_gap_us``.
+    A window run's time 0 is the stream's first event (records give ``t_us`` from it and
+    ``t_abs_us`` on the file's clock); ``result.counts`` says how many events were read, kept
+    and dropped by the crop or the span, and the first and last event times.
     Returns the :class:`~stdl_edge.devices.streaming.RunResult`: ``predictions`` (one dict
     per window or sample), ``accuracy`` (0..1, labelled sources), ``latency_ms()`` per step,
     ``realtime_factor``, per-layer ``spikes`` and ``synops``, ``energy_uj`` (microjoules),

@@ -9,13 +9,14 @@ Binning turns events into per-step frames ``(T, 2, H, W)``: step ``k`` holds the
 events with ``t_start + k*dt <= t < t_start + (k+1)*dt``; channel 0 is OFF, 1 is ON.
 :class:`EventBinner` does it in a stream over chunks of any size and gives exactly
 the frames of :func:`bin_events` on the whole array. Training, exporters and every
-device use these two.
+device use these two. A stream classified in windows is binned by :func:`bin_windows`:
+one window of frames in memory whatever the gaps between events.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, NamedTuple
+from typing import Iterable, Iterator, Mapping, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -312,9 +313,11 @@ class EventBinner:
     """Streaming binner: ``push(chunk)`` returns the frames completed so far, ``flush()`` the rest.
 
     The step still open (it may receive more events) is kept as one partly filled frame,
-    so memory is one frame whatever the stream, and no event is copied or kept after
-    ``push`` returns (a reader may reuse its buffer). ``concatenate(push(c) for c in
-    chunks) + flush()`` equals :func:`bin_events` on the concatenated chunks.
+    and no event is copied or kept after ``push`` returns (a reader may reuse its buffer).
+    ``concatenate(push(c) for c in chunks) + flush()`` equals :func:`bin_events` on the
+    concatenated chunks. ``push`` returns every step up to the chunk's last event, empty
+    ones included, so a gap of G microseconds costs ``G / dt_us`` frames: streams with
+    gaps (a paused camera, timestamps far from ``t_start_us``) go through :func:`bin_windows`.
     """
 
     def __init__(self, sensor_size: SensorSize | tuple[int, int, int], spec: BinSpec) -> None:
@@ -369,3 +372,94 @@ class EventBinner:
         self._open_events = 0
         self._next_step += 1
         return frame
+
+
+class Window(NamedTuple):
+    """One window of binned frames from :func:`bin_windows`.
+
+    index: window number since the stream's origin (windows without events are not
+      yielded; after a restart the numbering goes on from the last window).
+    t_us: start of the window's first step, absolute microseconds (the file's clock).
+    frames: ``(steps, 2, H, W)`` float32, ``steps = window_steps`` except for the stream's
+      last window, which ends at its last event's step. A view of one buffer that the next
+      window overwrites: copy it to keep it.
+    events: events binned into the window.
+    restarted: the window grid restarted at this window's first event (a gap longer
+      than ``restart_gap_us`` came before it).
+    """
+
+    index: int
+    t_us: int
+    frames: np.ndarray
+    events: int
+    restarted: bool
+
+
+def bin_windows(chunks: Iterable[np.ndarray], sensor_size: SensorSize | tuple[int, int, int], spec: BinSpec,
+                window_steps: int, *, restart_gap_us: int | None = None) -> Iterator[Window]:
+    """Bin a stream of sorted chunks into windows of ``window_steps`` steps, in bounded memory.
+
+    Window ``k`` holds steps ``k * window_steps ..`` of :func:`bin_events` from ``spec.t_start_us``
+    (the origin; earlier events are dropped): window ``k`` starts at
+    ``t = t_start_us + k * window_steps * dt_us``. Only windows with events are yielded, and all
+    share one buffer of ``window_steps`` frames, so memory is one window whatever the gaps
+    between events (a camera paused for an hour costs nothing).
+
+    restart_gap_us: when two consecutive events are more than this apart, the open window is
+      yielded and the grid restarts at the later event (its window starts at that event's time).
+    """
+    if int(window_steps) != window_steps or window_steps < 1:
+        raise EventError(f"window_steps={window_steps} must be a whole number >= 1")
+    if restart_gap_us is not None and restart_gap_us <= 0:
+        raise EventError(f"restart_gap_us={restart_gap_us} must be > 0 microseconds")
+    sensor = SensorSize(*sensor_size)
+    frame_size = 2 * sensor.height * sensor.width
+    buffer = np.zeros(window_steps * frame_size, dtype=np.float32)  # the one window in memory
+    origin, base = int(spec.t_start_us), 0  # window index = base + (t - origin) // window_us
+    window_us = window_steps * spec.dt_us
+    open_k: int | None = None  # the window being filled (index since origin), its events, last step
+    open_events = open_last = 0
+    restarted = False
+    last_t: int | None = None
+
+    def emit(final: bool) -> Window:
+        steps = open_last + 1 if final else window_steps
+        view = buffer[:steps * frame_size].reshape(steps, *sensor.frame_shape)
+        return Window(base + open_k, origin + open_k * window_us, view, open_events, restarted)
+
+    for chunk in chunks:
+        validate_events(chunk, sensor, after_t=last_t)
+        if len(chunk) == 0:
+            continue
+        t = chunk["t"]
+        starts = [0]
+        if restart_gap_us is not None:
+            starts += (np.flatnonzero(t[1:] - t[:-1] > restart_gap_us) + 1).tolist()
+        gap_before = last_t is not None and restart_gap_us is not None and int(t[0]) - last_t > restart_gap_us
+        last_t = int(t[-1])
+        for j, a in enumerate(starts):
+            piece = chunk[a:starts[j + 1]] if j + 1 < len(starts) else chunk[a:]
+            if j > 0 or gap_before:  # restart the grid at this piece's first event
+                if open_k is not None:
+                    yield emit(final=False)
+                    buffer[:] = 0
+                    base += open_k + 1
+                open_k, open_events, origin, restarted = None, 0, int(piece["t"][0]), True
+            piece = piece[int(np.searchsorted(piece["t"], origin, side="left")):]
+            if len(piece) == 0:
+                continue
+            steps = (piece["t"] - origin) // spec.dt_us
+            win = steps // window_steps
+            cuts = [0, *(np.flatnonzero(win[1:] != win[:-1]) + 1).tolist(), len(piece)]
+            for lo, hi in zip(cuts[:-1], cuts[1:]):
+                k = int(win[lo])
+                if open_k is not None and k != open_k:
+                    yield emit(final=False)
+                    buffer[:] = 0
+                    open_events, restarted = 0, False
+                open_k = k
+                _accumulate_into(buffer, piece[lo:hi], steps[lo:hi], k * window_steps, sensor, spec.mode)
+                open_events += hi - lo
+                open_last = int(steps[hi - 1]) - k * window_steps
+    if open_k is not None:
+        yield emit(final=True)

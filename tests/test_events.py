@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stdl_edge.events import (EVENT_DTYPE, BinSpec, EventBinner, EventError, as_events, bin_events, make_events,
-                              validate_events)
+from stdl_edge.events import (EVENT_DTYPE, BinSpec, EventBinner, EventError, as_events, bin_events, bin_windows,
+                              make_events, validate_events)
 
 SENSOR = (34, 34, 2)
 
@@ -55,6 +55,40 @@ def test_streaming_binning_equals_whole_array(n, dt, cuts, t_start, seed, mode):
     streamed = np.concatenate(frames)
     assert streamed.shape == whole.shape
     assert np.array_equal(streamed, whole)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 400), dt=st.integers(1, 3_000), window=st.integers(1, 9),
+       cuts=st.lists(st.integers(0, 400), max_size=8), t0=st.sampled_from([0, 913_000_000, 1_590_000_000_000_000]),
+       seed=st.integers(0, 2**16), mode=st.sampled_from(["binary", "count"]))
+def test_windows_equal_the_whole_array_binned(n, dt, window, cuts, t0, seed, mode):
+    """bin_windows: window k = steps k*W.. of bin_events from the same origin; windows without
+    events are left out; every window is the same buffer of W frames (bounded memory)."""
+    rng = np.random.default_rng(seed)
+    ev = make_events(rng.integers(0, 34, n), rng.integers(0, 34, n), t0 + np.sort(rng.integers(0, 60_000, n)),
+                     rng.integers(0, 2, n))
+    spec = BinSpec(dt, mode, int(ev["t"][0]))
+    whole = bin_events(ev, SENSOR, spec)
+    got = np.zeros_like(whole)
+    buffers, windows = set(), []
+    for w in bin_windows(np.split(ev, sorted(min(c, n) for c in cuts)), SENSOR, spec, window):
+        windows.append(w)  # its frames are overwritten by the next window: copied into got now
+        lo = w.index * window
+        got[lo:lo + len(w.frames)] = w.frames
+        assert w.t_us == spec.t_start_us + lo * dt and w.frames.shape[0] <= window and w.events > 0
+        buffers.add(w.frames.__array_interface__["data"][0])
+    assert np.array_equal(got, whole) and len(buffers) == 1
+    assert sum(w.events for w in windows) == n
+    nonempty = {k // window for k in np.flatnonzero(whole.reshape(len(whole), -1).any(1))}
+    assert [w.index for w in windows] == sorted(nonempty)
+
+
+def test_windows_restart_after_a_gap():
+    ev = make_events([1, 2, 3, 4], [0, 0, 0, 0], [5_000, 7_000, 3_600_000_000, 3_600_004_500], [1, 1, 0, 1])
+    windows = list(bin_windows([ev[:3], ev[3:]], SENSOR, BinSpec(1000, t_start_us=5_000), 4,
+                               restart_gap_us=1_000_000))
+    assert [(w.index, w.t_us, w.events, w.restarted, len(w.frames)) for w in windows] == [
+        (0, 5_000, 2, False, 4), (1, 3_600_000_000, 1, True, 4), (2, 3_600_004_000, 1, False, 1)]
 
 
 @pytest.mark.parametrize("make_bad, needle", [

@@ -4,6 +4,7 @@ per sample; bad input exits non-zero and writes nothing."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import subprocess
 import sys
 
@@ -45,12 +46,13 @@ def test_windows_equal_classify_on_the_binned_stream(tmp_path, run_folder, rng):
     lines = [json.loads(line) for line in out.read_text().splitlines()]
     preds, summary = lines[:-1], lines[-1]["summary"]
     assert [p["window"] for p in preds] == [0, 1, 2, 3]  # 3 full windows + the partial last one
-    # reference: bin the downsampled stream, classify each window on the torch device
+    # reference: bin the downsampled stream from its first event (time 0 of the run), classify
+    # each window on the torch device
     small = ev.copy()
     small["x"] //= 2
     small["y"] //= 2
     dev = open_device("torch", run_folder)
-    frames = bin_events(small, SensorSize(S, S), dev.stream.bin_spec)
+    frames = bin_events(small, SensorSize(S, S), replace(dev.stream.bin_spec, t_start_us=int(ev["t"][0])))
     for p in preds:
         k = p["window"]
         ref = classify(dev, frames[k * STEPS:(k + 1) * STEPS][:, None])[0]

@@ -47,12 +47,25 @@ def run(
                                                                       "confidence reaches this (0-1]"),
     dt_us: int | None = typer.Option(None, "--dt-us", min=1, help="time step (us) of a netx file that records "
                                                                  "none (lava-dl's own exports)"),
+    t_start: str | None = typer.Option(None, "--t-start", help="start of the span to run, us on the file's clock, "
+                                                              "or +US after the first event [default: the "
+                                                              "first event]"),
+    t_stop: str | None = typer.Option(None, "--t-stop", help="end of the span (excluded), us, or +US after the "
+                                                            "first event"),
+    skip_empty: bool = typer.Option(False, "--skip-empty", help="leave windows without events out of the "
+                                                               "predictions"),
+    reset_after_gap_ms: float | None = typer.Option(None, "--reset-after-gap-ms",
+                                                    help="a gap between events longer than this ends the "
+                                                         "window; the next starts at the next event"),
+    threads: int = typer.Option(1, "--threads", min=1, help="compute threads of the device (torch, "
+                                                           "onnxruntime); 1 is fastest for one stream"),
 ) -> None:
     """Run a network on an event stream and print predictions, latency, activity and energy."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
     from rich.table import Table
 
     from stdl_edge.api import export
+    from stdl_edge.devices.base import TimeSpan, thread_options
     from stdl_edge.devices.choose import device_for, open_artifact
     from stdl_edge.devices.plots import write_plots
     from stdl_edge.sources import fit_geometry, open_source
@@ -64,10 +77,14 @@ def run(
         raise ValueError(f"--window-ms {window_ms} must be > 0")
     if window_ms is not None and per_sample:
         raise ValueError("pass either --window-ms or --per-sample, not both")
+    if reset_after_gap_ms is not None and not reset_after_gap_ms > 0:
+        raise ValueError(f"--reset-after-gap-ms {reset_after_gap_ms} must be > 0")
+    span = TimeSpan.parse(t_start, t_stop)
     options: dict[str, Any] = {"chain": True} if early_exit is not None else {}
     if dt_us is not None:
         options["dt_us"] = dt_us
     device = device or device_for(artifact)
+    options |= thread_options(device, threads)
     dev = open_artifact(artifact, device, export=export, notify=lambda msg: console.print(f"[yellow]{msg}[/]"),
                         record=bool(plot), **options)
     stream = dev.stream
@@ -104,7 +121,10 @@ def run(
             return run_events(dev, src, window_steps=None if use_samples else window_steps,
                               per_sample=use_samples, limit=limit, batch=batch, energy=energy,
                               on_prediction=on_prediction, on_progress=on_progress,
-                              keep_steps=stream.num_steps if plot else 0, early_exit=early_exit)
+                              keep_steps=(window_steps or stream.num_steps) if plot else 0, early_exit=early_exit,
+                              span=span, skip_empty=skip_empty,
+                              reset_after_gap_us=None if reset_after_gap_ms is None
+                              else max(1, round(reset_after_gap_ms * 1000)))
 
     if out is not None:
         with atomic_path(out) as tmp, open(tmp, "w") as sink:
@@ -128,6 +148,12 @@ def run(
         head.add_row("exits", "  ".join(f"{'full model' if k == full else f'head {k}'}: {n}"
                                         for k, n in sorted(result.exits.items())))
     head.add_row("events", f"{result.events:,}  ({result.events_per_s / 1e6:.3f} M events/s)")
+    c = result.counts
+    if c is not None:
+        head.add_row("events read", f"{c.read:,}; kept {c.kept:,}; dropped: {c.outside_crop:,} outside the crop, "
+                                    f"{c.outside_span:,} outside --t-start/--t-stop")
+        head.add_row("stream time", f"{c.first_t_us} .. {c.last_t_us} us on the file's clock; time 0 = "
+                                    f"{c.origin_us} us")
     head.add_row("real-time factor", f"{result.realtime_factor:.1f}x  ({result.stream_us / 1e6:.3f} s of stream in "
                                      f"{result.wall_s:.3f} s)")
     lat = result.latency_ms()
@@ -153,7 +179,8 @@ def run(
                       f"(assuming {energy.pj_per_synop} pJ/synop and {energy.pj_per_spike} pJ/spike: Loihi, "
                       "Davies et al., IEEE Micro 38(1), 2018, Table 2)")
     if plot is not None:
-        paths = write_plots(result, plot, list(stream.class_names))
+        paths = write_plots(result, plot, list(stream.class_names), source=f"{device} on {src.name}",
+                            dt_us=stream.dt_us)
         console.print("plots: " + ", ".join(str(p) for p in paths))
     if out is not None:
         console.print(f"predictions: {out}")
