@@ -24,7 +24,7 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator
 import numpy as np
 
 from stdl_edge.artifact import ExportFn, StreamInfo, resolve_artifact
-from stdl_edge.events import BinSpec, Window, bin_windows
+from stdl_edge.binning import BinSpec, Window, bin_windows
 from stdl_edge.registry import DEVICES
 from stdl_edge.sources import Geometry
 
@@ -237,7 +237,7 @@ def stream_windows(device: Device, chunks: Iterable[np.ndarray], window_steps: i
 
     Time 0 is the first event (or ``span``'s start), so a file whose clock starts at 913 s or
     at Unix-epoch microseconds runs from its first event. Events are binned at the artifact's
-    ``dt`` by :func:`stdl_edge.events.bin_windows`: one window of frames in memory whatever
+    ``dt`` by :func:`stdl_edge.binning.bin_windows`: one window of frames in memory whatever
     the gaps. Each window is classified independently (state reset at window starts); a
     window without events, between two with events, gets the readout of an empty window,
     classified once and reused (from a reset state, no input always gives the same readout),

@@ -15,7 +15,7 @@
 Windows: events are binned at the artifact's ``dt`` as they stream in
 (:func:`stdl_edge.devices.stream_windows`); each window of ``window_steps`` steps is
 classified from a reset state. Per sample (labelled sources such as ``digits-dvs:test``):
-each sample is binned with :func:`stdl_edge.events.bin_events` over the artifact's
+each sample is binned with :func:`stdl_edge.binning.bin_events` over the artifact's
 ``num_steps`` and classified with :func:`stdl_edge.devices.classify`, in batches, and the
 accuracy is reported.
 
@@ -35,7 +35,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from stdl_edge.events import bin_events
+from stdl_edge.binning import bin_events
 
 from .base import Device, StreamCounts, TimeSpan, classify, read_counted, stream_windows
 

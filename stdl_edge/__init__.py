@@ -18,8 +18,8 @@ __version__ = "0.1.0"
 _EXPORTS = {
     **dict.fromkeys(("check_target", "export", "import_nir", "load_run", "open_device", "run_events", "train",
                      "verify"), "api"),
-    **dict.fromkeys(("EVENT_DTYPE", "BinSpec", "EventBinner", "EventError", "SensorSize", "bin_events",
-                     "validate_events"), "events"),
+    **dict.fromkeys(("EVENT_DTYPE", "EventError", "SensorSize", "as_events", "validate_events"), "events"),
+    **dict.fromkeys(("BinSpec", "EventBinner", "bin_events", "bin_windows"), "binning"),
     **dict.fromkeys(("ModelConfig", "SpikingNet", "build_model"), "models"),
     **dict.fromkeys(("CubaParams", "CubaState", "cuba_step"), "neuron"),
 }

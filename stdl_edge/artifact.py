@@ -30,7 +30,8 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-from .events import BinSpec, SensorSize
+from .binning import BinSpec
+from .events import SensorSize
 from .checks import fields_of, table, text, whole, wholes
 from .io import FORMAT_VERSION, DigestMismatch, load_tensors, read_json, save_tensors, write_json
 from .layerspec import net_from_spec, net_spec

@@ -4,7 +4,7 @@ A data set is a :class:`DatasetBuilder` registered by name (:func:`register_data
 :class:`DatasetInfo` and a function that makes its raw events. Built events are cached as
 ``<name>-v<version>-seed<seed>.npz`` under ``$STDL_EDGE_CACHE`` (default
 ``~/.cache/stdl-edge``), with a fixed stratified train/test split (80/20, from the seed).
-:func:`load_dataset` bins the events once with :func:`stdl_edge.events.bin_events` into a
+:func:`load_dataset` bins the events once with :func:`stdl_edge.binning.bin_events` into a
 compact uint8 array, so training epochs only index memory::
 
     ds = load_dataset("digits-dvs", "train")        # EventDataset
@@ -37,7 +37,8 @@ import torch
 from torch.utils.data import Dataset
 
 from .artifact import StreamInfo
-from .events import BIN_MODES, EVENT_DTYPE, SensorSize, as_events, bin_events, validate_events
+from .binning import BIN_MODES, bin_events
+from .events import EVENT_DTYPE, SensorSize, as_events, validate_events
 from .io import atomic_path
 from .registry import Registry
 

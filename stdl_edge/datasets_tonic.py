@@ -11,7 +11,7 @@ Nothing is downloaded. Put the extracted data under one root folder, in tonic's 
 
 Events are read by tonic's own dataset classes and readers (``tonic.io.read_mnist_file``,
 ``tonic.io.read_aedat4``), with tonic's download check replaced by a check that the
-extracted folder exists, and binned with :func:`stdl_edge.events.bin_events`, the
+extracted folder exists, and binned with :func:`stdl_edge.binning.bin_events`, the
 project's one binning function. Larger sensors can be reduced with tonic's
 ``Downsample`` (``downsample=k`` keeps every k x k pixel block as one pixel).
 
@@ -30,7 +30,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .artifact import StreamInfo
-from .events import BinSpec, SensorSize, as_events, bin_events, validate_events
+from .binning import BinSpec, bin_events
+from .events import SensorSize, as_events, validate_events
 
 if TYPE_CHECKING:
     from .data import DatasetInfo

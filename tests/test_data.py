@@ -9,7 +9,8 @@ from stdl_edge import data
 from stdl_edge.bundled import DIRECTIONS, SHAPES_INFO, render_shapes, shape_params
 from stdl_edge.data import (DATASETS, DatasetBuilder, DatasetInfo, RawData, build_dataset, cache_path, dataset_info,
                             load_dataset, register_dataset, unregister_dataset)
-from stdl_edge.events import EVENT_DTYPE, BinSpec, bin_events, make_events
+from stdl_edge.binning import BinSpec, bin_events
+from stdl_edge.events import EVENT_DTYPE, make_events
 
 SMALL = 120  # shapes-dvs subset used by most tests (30 per class)
 

@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stdl_edge.events import (EVENT_DTYPE, BinSpec, EventBinner, EventError, as_events, bin_events, bin_windows,
-                              make_events, validate_events)
+from stdl_edge.binning import BinSpec, EventBinner, bin_events, bin_windows
+from stdl_edge.events import EVENT_DTYPE, EventError, as_events, make_events, validate_events
 
 SENSOR = (34, 34, 2)
 

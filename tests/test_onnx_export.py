@@ -22,7 +22,8 @@ import stdl_edge  # noqa: E402
 from stdl_edge.artifact import StreamInfo  # noqa: E402
 from stdl_edge.devices import classify, open_device  # noqa: E402
 from stdl_edge.devices.onnxruntime_device import StepSession  # noqa: E402
-from stdl_edge.events import BinSpec, bin_events, make_events  # noqa: E402
+from stdl_edge.binning import BinSpec, bin_events
+from stdl_edge.events import make_events
 from stdl_edge.exporters.onnx import export, fold_batchnorm  # noqa: E402
 from stdl_edge.models import ModelConfig, build_model  # noqa: E402
 from stdl_edge.stdl import build_aux_head, save_run  # noqa: E402

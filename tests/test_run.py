@@ -16,7 +16,8 @@ from stdl_edge.artifact import StreamInfo, save_model
 from stdl_edge.cli import app
 from stdl_edge.devices import classify, open_device
 from stdl_edge.sources import EventSource, SourceError, open_source, write_events
-from stdl_edge.events import SensorSize, bin_events, make_events
+from stdl_edge.binning import bin_events
+from stdl_edge.events import SensorSize, make_events
 from stdl_edge.models import ModelConfig, build_model
 
 S = 16  # model sensor

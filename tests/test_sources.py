@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from stdl_edge.sources import FORMATS, Geometry, SourceError, fit_geometry, open_source, read_all, write_events
-from stdl_edge.events import EVENT_DTYPE, SensorSize, bin_events, BinSpec, make_events
+from stdl_edge.binning import bin_events, BinSpec
+from stdl_edge.events import EVENT_DTYPE, SensorSize, make_events
 
 W, H = 64, 48
 SUFFIX = {"npy": "npy", "npz": "npz", "hdf5": "h5", "csv": "csv", "evt2": "raw", "evt3": "raw", "dat": "dat",

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from stdl_edge.sources import write_events
-from stdl_edge.events import EVENT_DTYPE, BinSpec, bin_events, make_events
+from stdl_edge.binning import BinSpec, bin_events
+from stdl_edge.events import EVENT_DTYPE, make_events
 
 pytest.importorskip("tonic")
 

@@ -157,7 +157,7 @@ def test_numpy_only_example_matches_the_device(run, tmp_path, random_events):
     from pathlib import Path
 
     from stdl_edge.devices import classify
-    from stdl_edge.events import bin_events
+    from stdl_edge.binning import bin_events
 
     paths, frames = [], []
     for i in range(3):
