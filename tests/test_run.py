@@ -198,3 +198,25 @@ def test_run_picks_the_device_and_finds_the_run_s_exports(tmp_path, run_folder, 
     for artifact, device in picked.items():
         out = run(str(artifact))
         assert f"{device}:{artifact}" in out and "ismissing" not in out, (artifact, out)
+
+
+def test_time_unit_converts_float_seconds_and_without_it_the_file_is_refused(tmp_path, run_folder, rng):
+    ev = _events(rng, 3000, S, 2 * STEPS * DT)
+    as_seconds = np.zeros(len(ev), dtype=[("x", "<i2"), ("y", "<i2"), ("t", "<f8"), ("p", "?")])
+    for name in ("x", "y", "p"):
+        as_seconds[name] = ev[name]
+    as_seconds["t"] = ev["t"] / 1e6
+    np.save(tmp_path / "seconds.npy", as_seconds)
+    np.save(tmp_path / "us.npy", ev)
+    args = ["--sensor", f"{S},{S}", "--window-ms", "8"]
+
+    def scores(name: str, *extra: str) -> list:
+        out = tmp_path / f"{name}.jsonl"
+        result = CliRunner().invoke(app, ["run", str(run_folder), "--events", str(tmp_path / name), *args,
+                                          "--out", str(out), *extra])
+        assert result.exit_code == 0, result.output
+        return [json.loads(line)["scores"] for line in out.read_text().splitlines()[:-1]]
+
+    refused = CliRunner().invoke(app, ["run", str(run_folder), "--events", str(tmp_path / "seconds.npy"), *args])
+    assert refused.exit_code != 0 and "time_unit" in str(refused.exception)
+    np.testing.assert_allclose(scores("seconds.npy", "--time-unit", "s"), scores("us.npy"), atol=1e-6)

@@ -39,6 +39,9 @@ def run(
     crop: str | None = typer.Option(None, "--crop", help="x0,y0,W,H window of the sensor to keep"),
     downsample: int | None = typer.Option(None, "--downsample", help="integer pixel-block factor"),
     fmt: str | None = typer.Option(None, "--format", help="file format when the suffix does not say"),
+    time_unit: str = typer.Option("us", "--time-unit", help="unit of the timestamps in an npy/npz/HDF5/CSV file "
+                                                            "that stores them as numbers of another unit: us, ms "
+                                                            "or s (floats are converted, never truncated)"),
     batch: int = typer.Option(16, "--batch", help="samples per device batch (per-sample mode)"),
     pj_synop: float = typer.Option(23.6, "--pj-synop", help="energy per synaptic op, pJ (Loihi: 23.6)"),
     pj_spike: float = typer.Option(1.7, "--pj-spike", help="energy per spike, pJ (Loihi within-tile: 1.7)"),
@@ -88,7 +91,7 @@ def run(
     dev = open_artifact(artifact, device, export=export, notify=lambda msg: console.print(f"[yellow]{msg}[/]"),
                         record=bool(plot), **options)
     stream = dev.stream
-    src = open_source(events, format=fmt, sensor_size=int_tuple(sensor, "--sensor", 2),
+    src = open_source(events, format=fmt, time_unit=time_unit, sensor_size=int_tuple(sensor, "--sensor", 2),
                       crop=int_tuple(crop, "--crop", 4), downsample=downsample or 1,
                       limit=limit if (per_sample or window_ms is None) else None)
     if crop is None and downsample is None and tuple(src.sensor_size[:2]) != tuple(stream.sensor[:2]):
