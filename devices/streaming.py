@@ -29,6 +29,8 @@ result says so (``synops_estimated``).
 
 from __future__ import annotations
 
+import math
+
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -38,6 +40,10 @@ import numpy as np
 from stdl_edge.binning import bin_events
 
 from .base import Device, StreamCounts, TimeSpan, classify, read_counted, stream_windows
+
+#: the longest window ``run`` classifies at once (its frames are held in memory: one window)
+MAX_WINDOW_STEPS = 100_000
+
 
 @dataclass(frozen=True)
 class EnergyModel:
@@ -53,9 +59,9 @@ class EnergyModel:
     pj_per_spike: float = 1.7
 
     def __post_init__(self) -> None:
-        if self.pj_per_synop < 0 or self.pj_per_spike < 0:
-            raise ValueError(f"energy per operation must be >= 0 pJ, got {self.pj_per_synop} pJ/synop and "
-                             f"{self.pj_per_spike} pJ/spike")
+        if not all(math.isfinite(v) and v >= 0 for v in (self.pj_per_synop, self.pj_per_spike)):
+            raise ValueError(f"energy per operation must be a finite number >= 0 pJ, got {self.pj_per_synop} "
+                             f"pJ/synop and {self.pj_per_spike} pJ/spike (--pj-synop, --pj-spike)")
 
 
 class _Meter:
@@ -270,9 +276,10 @@ def run_events(device: Any, source: Any, *, window_steps: int | None = None, per
     if per_sample and not getattr(source, "labelled", False):
         raise ValueError(f"{source.name} has no labels: per-sample runs need a data set (NAME:SPLIT); "
                          "use --window-ms for recordings")
-    if not per_sample and (window_steps is None or window_steps < 1):
-        raise ValueError(f"window_steps={window_steps} must be >= 1 (e.g. --window-ms "
-                         f"{stream.dt_us * stream.num_steps / 1000:g} for the training sample length)")
+    if not per_sample and (window_steps is None or not 1 <= window_steps <= MAX_WINDOW_STEPS):
+        raise ValueError(f"window_steps={window_steps} must be 1..{MAX_WINDOW_STEPS:,} steps of {stream.dt_us} us "
+                         f"(e.g. --window-ms {stream.dt_us * stream.num_steps / 1000:g} for the training "
+                         "sample length)")
     if batch < 1:
         raise ValueError(f"batch={batch} must be >= 1")
     if early_exit is not None:

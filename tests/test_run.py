@@ -220,3 +220,20 @@ def test_time_unit_converts_float_seconds_and_without_it_the_file_is_refused(tmp
     refused = CliRunner().invoke(app, ["run", str(run_folder), "--events", str(tmp_path / "seconds.npy"), *args])
     assert refused.exit_code != 0 and "time_unit" in str(refused.exception)
     np.testing.assert_allclose(scores("seconds.npy", "--time-unit", "s"), scores("us.npy"), atol=1e-6)
+
+
+@pytest.mark.parametrize("option, value, says", [
+    ("--window-ms", "inf", "--window-ms inf must be a finite number > 0"),
+    ("--window-ms", "nan", "--window-ms nan must be a finite number > 0"),
+    ("--window-ms", "1e300", "--window-ms 1e+300 is too long"),
+    ("--downsample", "0", "downsample=0 must be a whole number >= 1"),
+    ("--pj-synop", "nan", "--pj-synop"),
+    ("--pj-spike", "inf", "--pj-spike"),
+])
+def test_non_finite_or_out_of_range_run_options_are_refused_by_name(tmp_path, run_folder, rng, option, value, says):
+    np.save(tmp_path / "ev.npy", _events(rng, 500, S, STEPS * DT))
+    out = tmp_path / "pred.jsonl"
+    result = CliRunner().invoke(app, ["run", str(run_folder), "--events", str(tmp_path / "ev.npy"), "--sensor",
+                                      f"{S},{S}", "--out", str(out), option, value])
+    assert isinstance(result.exception, ValueError) and says in str(result.exception)
+    assert "\n" not in str(result.exception) and not out.exists()

@@ -14,6 +14,8 @@ from typing import Any
 
 import typer
 
+from stdl_edge.checks import number
+
 from .app import app, console
 from .options import int_tuple
 
@@ -72,12 +74,12 @@ def run(
     from stdl_edge.devices.choose import device_for, open_artifact
     from stdl_edge.devices.plots import write_plots
     from stdl_edge.sources import fit_geometry, open_source
-    from stdl_edge.devices.streaming import EnergyModel, RunResult, run_events
+    from stdl_edge.devices.streaming import MAX_WINDOW_STEPS, EnergyModel, RunResult, run_events
     from stdl_edge.io import atomic_path
 
     energy = EnergyModel(pj_synop, pj_spike)
-    if window_ms is not None and window_ms <= 0:
-        raise ValueError(f"--window-ms {window_ms} must be > 0")
+    if window_ms is not None:
+        window_ms = number(window_ms, "--window-ms", above=0)
     if window_ms is not None and per_sample:
         raise ValueError("pass either --window-ms or --per-sample, not both")
     if reset_after_gap_ms is not None and not reset_after_gap_ms > 0:
@@ -92,7 +94,7 @@ def run(
                         record=bool(plot), **options)
     stream = dev.stream
     src = open_source(events, format=fmt, time_unit=time_unit, sensor_size=int_tuple(sensor, "--sensor", 2),
-                      crop=int_tuple(crop, "--crop", 4), downsample=downsample or 1,
+                      crop=int_tuple(crop, "--crop", 4), downsample=downsample if downsample is not None else 1,
                       limit=limit if (per_sample or window_ms is None) else None)
     if crop is None and downsample is None and tuple(src.sensor_size[:2]) != tuple(stream.sensor[:2]):
         src.geometry = fit_geometry(src.native_size, stream.sensor[:2])
@@ -101,7 +103,11 @@ def run(
                       f"downsample {src.geometry.downsample}[/]")
     window_steps = None
     if window_ms is not None:
-        window_steps = max(1, int(round(window_ms * 1000 / dev.bin_spec.dt_us)))
+        dt_ms = dev.bin_spec.dt_us / 1000
+        if window_ms / dt_ms > MAX_WINDOW_STEPS:
+            raise ValueError(f"--window-ms {window_ms:g} is too long: one window holds at most {MAX_WINDOW_STEPS:,} "
+                             f"steps of {dt_ms:g} ms ({MAX_WINDOW_STEPS * dt_ms:g} ms)")
+        window_steps = max(1, int(round(window_ms / dt_ms)))
     elif not (per_sample or src.labelled):
         window_steps = stream.num_steps
     use_samples = per_sample or (src.labelled and window_ms is None)
