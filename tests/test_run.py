@@ -237,3 +237,12 @@ def test_non_finite_or_out_of_range_run_options_are_refused_by_name(tmp_path, ru
                                       f"{S},{S}", "--out", str(out), option, value])
     assert isinstance(result.exception, ValueError) and says in str(result.exception)
     assert "\n" not in str(result.exception) and not out.exists()
+
+
+def test_a_run_with_nothing_to_classify_leaves_no_output_file(tmp_path, run_folder, rng):
+    np.save(tmp_path / "ev.npy", _events(rng, 500, S, STEPS * DT))
+    out = tmp_path / "pred.jsonl"
+    result = CliRunner().invoke(app, ["run", str(run_folder), "--events", str(tmp_path / "ev.npy"), "--sensor",
+                                      f"{S},{S}", "--window-ms", "8", "--t-start", "+99999999", "--out", str(out)])
+    assert isinstance(result.exception, ValueError) and "no complete window" in str(result.exception)
+    assert list(tmp_path.glob("*pred.jsonl*")) == []

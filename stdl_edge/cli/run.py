@@ -135,15 +135,19 @@ def run(
                               reset_after_gap_us=None if reset_after_gap_ms is None
                               else max(1, round(reset_after_gap_ms * 1000)))
 
+    def checked(sink) -> RunResult:
+        result = body(sink)
+        if not result.predictions:  # raised inside the atomic write: --out is left as it was
+            raise ValueError(f"{src.name}: no complete window or sample to classify")
+        return result
+
     if out is not None:
         with atomic_path(out) as tmp, open(tmp, "w") as sink:
-            result = body(sink)
+            result = checked(sink)
             sink.write(json.dumps({"summary": result.summary()}) + "\n")
             sink.flush()
     else:
-        result = body(None)
-    if not result.predictions:
-        raise ValueError(f"{src.name}: no complete window or sample to classify")
+        result = checked(None)
 
     head = Table(title=f"{device}: {artifact}", show_header=False)
     head.add_row("source", f"{src.name} ({src.sensor_size.width}x{src.sensor_size.height})")
