@@ -1,4 +1,4 @@
-"""Lava netx HDF5 exporter: ``model.net``, ``subnet<k>.net``, ``aux<k>.net`` + ``quantization.json``.
+"""Lava netx HDF5 exporter: ``model.net``, ``subnet<k>.net``, ``aux<k>.net``, ``quantization.json``, ``export.json``.
 
 The files follow what lava-dl's ``netx.hdf5.Network`` reads; the layout, its keys, the writer
 and the parser are :mod:`stdl_edge.formats.netx`, and this module decides what goes in them:
@@ -29,8 +29,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from stdl_edge.artifact import RunFolder, StreamInfo
-from stdl_edge.formats.netx import FORMAT, MODEL_FILE, VERSION, NetxError, netx_dense_weights, write_netx
+from stdl_edge.artifact import RunFolder, StreamInfo, TrainedRun
+from stdl_edge.formats.export_record import export_folder, new_export_id
+from stdl_edge.formats.netx import (EXPORT_RECORD, FORMAT, MODEL_FILE, VERSION, NetxError, netx_dense_weights,
+                                    write_export_record, write_netx)
 from stdl_edge.io import write_json
 from stdl_edge.models import SpikingNet
 from stdl_edge.quant import FoldedLayer, LayerQuant, QuantConfig, QuantError, quantize_model
@@ -119,7 +121,10 @@ def export(run_folder: str | Path, out_dir: str | Path | None = None, config: Qu
     Writes ``model.net`` (whole model), ``subnet<k>.net`` per STDL subnetwork when K > 1,
     ``aux<k>.net`` per auxiliary head that netx can express, and ``quantization.json`` (per
     layer scales, exponents, clipped weights, errors; under ``accuracy`` what
-    ``evaluate(model.net)`` returns, when ``evaluate`` is given and returns a report).
+    ``evaluate(model.net)`` returns, when ``evaluate`` is given and returns a report), then
+    ``export.json`` (the export id and each file's SHA-256,
+    :func:`stdl_edge.formats.netx.check_export`). The folder is written beside ``out_dir`` and
+    renamed into place whole: a failed or killed export leaves the previous one, or nothing.
     """
     if options:
         raise ValueError(f"netx export: unknown option(s) {', '.join(sorted(options))}; known: config, "
@@ -127,19 +132,27 @@ def export(run_folder: str | Path, out_dir: str | Path | None = None, config: Qu
     run_folder = Path(run_folder)
     config = config or QuantConfig()
     trained = RunFolder(run_folder).load()
-    model, stream, boundaries, heads = trained.model, trained.stream, trained.boundaries, trained.aux_heads
     out = Path(out_dir) if out_dir is not None else RunFolder(run_folder).export_dir("netx")
-    out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
+    with export_folder(out, (EXPORT_RECORD, REPORT)) as tmp:
+        names = _write_files(trained, tmp, config, evaluate, subnets, aux)
+        names.append(write_export_record(tmp, new_export_id(RunFolder(run_folder).weights_file), names).name)
+    return [out / name for name in names]
+
+
+def _write_files(trained: TrainedRun, out: Path, config: QuantConfig, evaluate: Evaluate | None, subnets: bool,
+                 aux: bool) -> list[str]:
+    """Write the ``.net`` files and ``quantization.json`` of :func:`export` into ``out``; returns their names."""
+    model, stream, boundaries, heads = trained.model, trained.stream, trained.boundaries, trained.aux_heads
+    written: list[str] = []
     report: dict[str, Any] = {"format": FORMAT, "format_version": VERSION, "config": config.to_dict(), "files": {}}
-    path, layers = export_network(model, stream, out / MODEL_FILE, config)
-    written.append(path)
+    _, layers = export_network(model, stream, out / MODEL_FILE, config)
+    written.append(MODEL_FILE)
     report["files"][MODEL_FILE] = {"layers": layers}
     if subnets and len(boundaries) > 1:
         ranges = _netx_ranges(model, boundaries)
         for k, (a, b) in enumerate(ranges):
             p, lr = export_network(model, stream, out / f"subnet{k}.net", config, start=a, stop=b, subnet=k)
-            written.append(p)
+            written.append(p.name)
             report["files"][p.name] = {"layers": lr, "range": [a, b]}
     skipped = {}
     if aux:
@@ -149,7 +162,7 @@ def export(run_folder: str | Path, out_dir: str | Path | None = None, config: Qu
             except QuantError as e:
                 skipped[f"aux{k}.net"] = str(e)
                 continue
-            written.append(p)
+            written.append(p.name)
             report["files"][p.name] = {"layers": lr}
     if skipped:
         report["skipped"] = skipped
@@ -158,7 +171,7 @@ def export(run_folder: str | Path, out_dir: str | Path | None = None, config: Qu
         if acc is not None:
             report["accuracy"] = acc
     write_json(out / REPORT, report)
-    written.append(out / REPORT)
+    written.append(REPORT)
     return written
 
 

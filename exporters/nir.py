@@ -2,8 +2,9 @@
 
 Each file is one NIR graph (HDF5 through ``nir.write``, :mod:`stdl_edge.formats.nir` holds
 the mapping and the metadata keys): the whole model, each STDL subnetwork (K > 1) and each
-auxiliary head, BatchNorm folded. The folder is written as a whole (:func:`stdl_edge.io.atomic_dir`):
-a failed export leaves the previous one in place. With ``target`` (a preset of
+auxiliary head, BatchNorm folded. The folder is written as a whole
+(:func:`stdl_edge.formats.export_record.export_folder`): a failed export leaves the previous one in
+place; ``manifest.json``, written last, records the ``export_id`` and each file's SHA-256. With ``target`` (a preset of
 :mod:`stdl_edge.targets`, e.g. ``'if-chip'``) a network that breaks the target's
 constraints is refused before anything is written, with every broken constraint named.
 """
@@ -16,7 +17,8 @@ from typing import Any
 import stdl_edge
 from stdl_edge.artifact import RunFolder
 from stdl_edge.formats import nir as nirfmt
-from stdl_edge.io import FORMAT_VERSION, atomic_dir, write_json
+from stdl_edge.formats.export_record import EXPORT_ID, FILES, export_folder, file_digests, new_export_id
+from stdl_edge.io import FORMAT_VERSION, write_json
 from stdl_edge.registry import EXPORTERS
 from stdl_edge.targets import get_target, require_target
 
@@ -47,9 +49,11 @@ def export(run_folder: str | Path, out_dir: str | Path | None = None, *, subnets
                 "stream": run.stream.to_dict(), "model": run.model.config.to_dict(),
                 "layer_names": run.model.layer_names(), "target": None if target is None else get_target(target).name,
                 "whole": chain[0], "chain": chain[1:] or [{**chain[0], "index": 0}], "aux_heads": heads}
-    with atomic_dir(out) as tmp:
+    with export_folder(out, (nirfmt.MANIFEST,)) as tmp:
         for name, graph in files:
             nirfmt.write(tmp / name, graph)
+        manifest[EXPORT_ID] = new_export_id(RunFolder(run_folder).weights_file)
+        manifest[FILES] = file_digests(tmp, [name for name, _ in files])
         write_json(tmp / nirfmt.MANIFEST, manifest)
     return [out / name for name, _ in files] + [out / nirfmt.MANIFEST]
 

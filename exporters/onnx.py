@@ -40,7 +40,8 @@ from torch import nn
 import stdl_edge
 from stdl_edge.artifact import RunFolder, StreamInfo, TrainedRun
 from stdl_edge.formats.onnx import (INPUT, OPSET, OUTPUT, SEQUENCE, SEQUENCE_OUTPUT, STATE_FIELDS, GraphMetadata,
-                                    Manifest, SequenceEntry, StateSpec, StepEntry, write_metadata)
+                                    MANIFEST, Manifest, SequenceEntry, StateSpec, StepEntry, write_metadata)
+from stdl_edge.formats.export_record import export_folder, file_digests, new_export_id
 from stdl_edge.io import atomic_path
 from stdl_edge.layers import Layer, ResidualState, SpikingConv2d, SpikingDense, SpikingResidualBlock
 from stdl_edge.models import SpikingNet
@@ -339,7 +340,11 @@ def export(run_folder: Path, out_dir: Path | None = None, *, sequence_steps: int
     - ``subnet<k>.onnx`` for each STDL subnetwork (K > 1) and ``aux<k>.onnx`` for the
       auxiliary head that follows subnetwork ``k``;
     - ``model_seq<T>.onnx`` if ``sequence_steps = T`` is given;
-    - ``manifest.json`` (last in the returned list).
+    - ``manifest.json`` (last in the returned list), written last, with an ``export_id`` and each
+      file's SHA-256 (:mod:`stdl_edge.formats.export_record`).
+
+    The folder is written beside ``out_dir`` and renamed into place whole: a failed or killed
+    export leaves the previous export (or nothing), never a mix.
 
     With ``compose=True`` (default) each subnetwork is traced once and ``model.onnx`` is
     their composition (:func:`compose_chain`), which halves the export time; with
@@ -351,10 +356,20 @@ def export(run_folder: Path, out_dir: Path | None = None, *, sequence_steps: int
     run_folder = Path(run_folder)
     out_dir = Path(out_dir) if out_dir is not None else RunFolder(run_folder).export_dir("onnx")
     parts = load_run_parts(run_folder)
+    with export_folder(out_dir, (MANIFEST,)) as tmp:
+        names = _write_graphs(parts, tmp, new_export_id(RunFolder(run_folder).weights_file), sequence_steps,
+                              subnets, aux, compose)
+    return [out_dir / name for name in names]
+
+
+def _write_graphs(parts: TrainedRun, out_dir: Path, export_id: str, sequence_steps: int | None, subnets: bool,
+                  aux: bool, compose: bool) -> list[str]:
+    """Write every graph of :func:`export` into ``out_dir``, then ``manifest.json`` (listing each
+    file's SHA-256); returns the file names, ``model.onnx`` first and the manifest last."""
     net = fold_batchnorm(parts.model)
     stream, n, num_subnets = parts.stream, len(net.layers), len(parts.boundaries)
     configs = {"neuron": net.config.neuron.to_dict(), "model": net.config.to_dict()}
-    written: list[Path] = []
+    written: list[str] = []
 
     chain: list[StepEntry] = []
     protos: list[Any] = []
@@ -368,12 +383,12 @@ def export(run_folder: Path, out_dir: Path | None = None, *, sequence_steps: int
             _finish(file_proto, out_dir / entry.file,
                     GraphMetadata.of_step(entry, stream, "subnet", k, num_subnets=num_subnets, **configs))
             chain.append(entry)
-            written.append(out_dir / entry.file)
+            written.append(entry.file)
     whole = _step_entry(net, 0, n, "model.onnx")
     whole_proto = compose_chain(protos) if (compose and protos) else trace_step(net, 0, n)
     _finish(whole_proto, out_dir / whole.file,
             GraphMetadata.of_step(whole, stream, "model", -1, num_subnets=num_subnets, **configs))
-    written.insert(0, out_dir / whole.file)
+    written.insert(0, whole.file)
     if not chain:  # K = 1 (or subnets not wanted): the chain is the whole model
         chain.append(replace(whole, index=0))
     heads: list[StepEntry] = []
@@ -385,15 +400,16 @@ def export(run_folder: Path, out_dir: Path | None = None, *, sequence_steps: int
                     GraphMetadata.of_step(entry, stream, "aux", k, follows=k, neuron=head_net.config.neuron.to_dict(),
                                           model=head_net.config.to_dict()))
             heads.append(entry)
-            written.append(out_dir / entry.file)
+            written.append(entry.file)
     sequence = None
     if sequence_steps:
         sequence = export_sequence(net, int(sequence_steps), out_dir / f"model_seq{int(sequence_steps)}.onnx", stream)
-        written.append(out_dir / sequence.file)
+        written.append(sequence.file)
     manifest = Manifest(stream, whole, tuple(chain), tuple(net.layer_names()), net.num_classes, tuple(net.input_shape),
                         model=configs["model"], aux_heads=tuple(heads), sequence=sequence,
-                        exporter="torch.onnx.export(dynamo=True)")
-    written.append(manifest.write(out_dir))
+                        exporter="torch.onnx.export(dynamo=True)", export_id=export_id,
+                        files=file_digests(out_dir, written))
+    written.append(manifest.write(out_dir).name)
     return written
 
 

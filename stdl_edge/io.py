@@ -74,19 +74,21 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
 
     A crash or an exception leaves the old folder (or nothing) in place, never a mix of old
     and new files. The old folder is moved aside before the new one is renamed in, so for
-    that instant ``path`` does not exist.
+    that instant ``path`` does not exist; an exception then puts the old folder back.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _create_temp(path.parent, path.name, folder_kind=True)
+    old = path.parent / f"{tmp.name[:-4]}.old"
     try:
         yield tmp
-        old = path.parent / f"{tmp.name[:-4]}.old"
         if path.exists():
             os.replace(path, old)
         os.replace(tmp, path)
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
+        if old.exists() and not path.exists():  # stopped between the two renames: put the old folder back
+            os.replace(old, path)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 

@@ -50,7 +50,7 @@ def run_folder(tmp_path):
 def test_export_writes_netx_files_with_metadata(run_folder):
     paths = export(run_folder)
     out = run_folder / "export" / "netx"
-    assert sorted(p.name for p in paths) == ["aux0.net", "model.net", "quantization.json", "subnet0.net",
+    assert sorted(p.name for p in paths) == ["aux0.net", "export.json", "model.net", "quantization.json", "subnet0.net",
                                              "subnet1.net"]
     with h5py.File(out / "model.net") as f:
         assert f.attrs["dt_us"] == 2000 and json.loads(f.attrs["sensor_size"]) == [12, 12, 2]

@@ -5,6 +5,7 @@ Also the export and bench commands on a plain (K = 1) model folder, exported onc
 
 from __future__ import annotations
 
+import json
 import shutil
 from typing import ClassVar
 
@@ -22,6 +23,7 @@ from stdl_edge.devices import open_device  # noqa: E402
 from stdl_edge.devices.base import Device  # noqa: E402
 from stdl_edge.artifact import resolve_artifact  # noqa: E402
 from stdl_edge.devices.compare import Comparison, expects_identity  # noqa: E402
+from stdl_edge.formats.export_record import digest  # noqa: E402
 from stdl_edge.models import ModelConfig, build_model  # noqa: E402
 
 runner = CliRunner()
@@ -63,6 +65,15 @@ def test_good_export_has_no_mismatch(run):
     assert cmp.accuracy("torch") == cmp.accuracy("onnxruntime")
 
 
+def _rehash(path) -> None:
+    """Record the edited file's SHA-256 in its manifest: a consistent but wrong export, which only
+    verify can catch (an export folder refuses a file whose hash its manifest does not record)."""
+    manifest = path.parent / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["files"][path.name] = digest(path)
+    manifest.write_text(json.dumps(data))
+
+
 def test_corrupted_weight_is_reported_with_layer_step_and_sample(run, tmp_path):
     src = run / "export" / "onnx"
     bad = tmp_path / "onnx"
@@ -73,6 +84,7 @@ def test_corrupted_weight_is_reported_with_layer_step_and_sample(run, tmp_path):
     w[0] += 2.0  # one output channel of layer 1 much more excitable
     init.CopyFrom(onnx.numpy_helper.from_array(w, init.name))
     onnx.save(proto, str(bad / "model.onnx"))
+    _rehash(bad / "model.onnx")
     devices = {"torch": open_device("torch", run, record=True), "onnxruntime": open_device("onnxruntime", bad, record=True)}
     cmp = Comparison(devices)
     cmp.add_batch(frames_of(1), np.array([0, 1, 2, 0]))
@@ -96,6 +108,7 @@ def test_verify_command_passes_and_fails(run, tmp_path):
     init = next(i for i in proto.graph.initializer if "layers.0." in i.name)
     init.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(init) * 3.0, init.name))
     onnx.save(proto, str(broken / "export" / "onnx" / "model.onnx"))
+    _rehash(broken / "export" / "onnx" / "model.onnx")
     bad = runner.invoke(app, ["verify", str(broken), "--devices", "torch,onnxruntime", "--dataset", "random",
                               "--samples", "3"])
     assert bad.exit_code == 1

@@ -26,15 +26,17 @@ A file without our attributes gets a stream with ``dt_us = None`` (supply ``dt_u
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import numpy as np
 
 from stdl_edge.artifact import StreamInfo, resolve_artifact
-from stdl_edge.io import atomic_path
+from stdl_edge.formats.export_record import EXPORT_ID, FILES, check_files, file_digests, read_record
+from stdl_edge.io import atomic_path, write_json
 from stdl_edge.loihi import ACT_SHIFT, BASE_SCALE, DECAY_UNITY
 
 if TYPE_CHECKING:
@@ -45,6 +47,8 @@ FORMAT = "stdl-edge-netx"
 VERSION = 2
 #: the whole model's file in an export folder (``RUN/export/netx``)
 MODEL_FILE = "model.net"
+#: an export folder's record, written last: ``kind``, ``export_id`` and ``files`` (name -> sha256)
+EXPORT_RECORD, EXPORT_KIND = "export.json", "stdl-edge-netx-export"
 INPUT, FLATTEN, DENSE, CONV = "input", "flatten", "dense", "conv"
 LAYER_TYPES = (INPUT, FLATTEN, DENSE, CONV)
 #: neuron types netx builds as CUBA
@@ -56,6 +60,11 @@ ALIGNED_INTERVAL = 1 << 40
 INPUT_WEIGHT = 64
 #: the 8-bit weight field of Lava's dense synapse (``clip_weights(num_bits=8)``)
 WEIGHT_BITS = 8
+#: the largest layer (neurons) and weight dataset (values) the parser reads: a file declaring
+#: more is refused before anything is allocated (a Loihi 2 chip has about 1 M neurons)
+MAX_NEURONS, MAX_WEIGHTS = 1 << 24, 1 << 26
+#: what a malformed dataset raises while it is read (wrong type, rank or size)
+_MALFORMED = (KeyError, TypeError, ValueError, IndexError, ZeroDivisionError, OverflowError, AttributeError, OSError)
 
 
 class NetxError(ValueError):
@@ -187,14 +196,36 @@ class NetxNetwork:
 
 def resolve_netx(artifact: str | Path) -> Path:
     """A ``.net`` file, or the ``model.net`` of an export folder (``RUN/export/netx``) or of a
-    run folder's netx export (:func:`stdl_edge.artifact.resolve_artifact`)."""
+    run folder's netx export (:func:`stdl_edge.artifact.resolve_artifact`). A folder with an
+    :data:`EXPORT_RECORD` is checked whole (:func:`check_export`); one without (lava-dl's own, or
+    exported before the record) is read as it is."""
     path = resolve_artifact(artifact, "netx")
     if path.is_dir():
-        if not (path / MODEL_FILE).exists():
+        if (path / EXPORT_RECORD).exists():
+            check_export(path)
+        if not (path / MODEL_FILE).is_file():
             raise FileNotFoundError(f"{artifact} holds no {MODEL_FILE}; export one with "
                                     "`stdl-edge export RUN --to netx`")
         return path / MODEL_FILE
     return path
+
+
+def write_export_record(folder: Path, export_id: str, names: list[str]) -> Path:
+    """Write ``folder/export.json`` (last, once every file in ``names`` is written); returns its path."""
+    path = folder / EXPORT_RECORD
+    write_json(path, {"kind": EXPORT_KIND, "format_version": VERSION, EXPORT_ID: export_id,
+                      FILES: file_digests(folder, names)})
+    return path
+
+
+def check_export(folder: Path) -> None:
+    """Refuse an export folder whose files do not belong to the export its :data:`EXPORT_RECORD` names."""
+    record = folder / EXPORT_RECORD
+    data = read_record(record, "netx")
+    if not isinstance(data, dict) or data.get("kind") != EXPORT_KIND:
+        raise NetxError(f"{record} is not a netx export record (kind={data.get('kind') if isinstance(data, dict) else None!r}); "
+                        "re-export with `stdl-edge export RUN --to netx`")
+    check_files(folder, record, data, "netx")
 
 
 # ----------------------------------------------------------------------------- netx's dense weights
@@ -345,17 +376,19 @@ def read_netx(path: str | Path, input_message_bits: int | None = None, dt_us: in
     except OSError as e:
         raise NetxError(f"{path} is not a readable HDF5 file ({e})") from None
     with f:
-        attrs = dict(f.attrs.items())
-        version = _version(path, attrs)
-        if input_message_bits is None:
-            input_message_bits = int(attrs.get("input_message_bits", 0))
-        if "layer" not in f:
+        with _reading(f"{path}: a root attribute"):
+            attrs = dict(f.attrs.items())
+            version = _version(path, attrs)
+            if input_message_bits is None:
+                input_message_bits = _int(attrs, "input_message_bits", 0)
+        if "layer" not in f or not hasattr(f["layer"], "keys"):
             raise NetxError(f"{path} has no 'layer' group: it is not a netx network")
         layers, input_shape = _read_layers(path, f["layer"], input_message_bits)
     if not layers:
         raise NetxError(f"{path}: the network has no dense or conv layer")
     c, h, w = input_shape if len(input_shape) == 3 else (1, 1, int(np.prod(input_shape)))
-    stream = StreamInfo.from_attrs(attrs, sensor_size=(w, h, c))
+    with _reading(f"{path}: the stream attributes"):
+        stream = StreamInfo.from_attrs(attrs, sensor_size=(w, h, c))
     if dt_us is not None and stream.dt_us not in (None, dt_us):
         raise NetxError(f"{path} records dt_us={stream.dt_us}; dt_us={dt_us} disagrees (leave dt_us out)")
     if dt_us is not None:
@@ -366,54 +399,76 @@ def read_netx(path: str | Path, input_message_bits: int | None = None, dt_us: in
 def _version(path: Path, attrs: dict[str, Any]) -> int | None:
     if attrs.get("format") != FORMAT:
         return None
-    version = int(attrs.get("format_version", 1))
+    version = _int(attrs, "format_version", 1)
     if version > VERSION:
         raise NetxError(f"{path} is {FORMAT} version {version}; this stdl-edge reads versions up to {VERSION} "
                         "(upgrade stdl-edge)")
     return version
 
 
+@contextmanager
+def _reading(where: str) -> Iterator[None]:
+    """Turn what a malformed dataset raises (wrong type, rank, a missing key) into a one-line :class:`NetxError`."""
+    try:
+        yield
+    except NetxError:
+        raise
+    except _MALFORMED as e:
+        raise NetxError(f"{where} is malformed ({type(e).__name__}: {str(e)[:120]}); re-export with "
+                        "`stdl-edge export RUN --to netx`") from None
+
+
+def _layer_keys(path: Path, group: Any) -> list[str]:
+    keys = list(group.keys())
+    bad = [k for k in keys if not k.isdigit()]
+    if bad:
+        raise NetxError(f"{path.name}: layer/{bad[0]} is not a layer number; netx names layer groups 0, 1, ...")
+    return sorted(keys, key=int)
+
+
 def _read_layers(path: Path, group: Any, input_message_bits: int) -> tuple[list[NetxLayer], tuple[int, ...]]:
+    """The blocks of ``layer/``; a malformed group is a :class:`NetxError` naming ``layer/<i>``."""
     layers: list[NetxLayer] = []
     input_shape: tuple[int, ...] | None = None
     cur_shape: tuple[int, ...] | None = None
     msg_bits = input_message_bits
     flatten_next = False
-    for key in sorted(group.keys(), key=int):
-        g, i = group[key], int(key)
-        where = f"{path.name}: layer/{i}"
-        ltype = _read_str(g, "type")
-        block = len(layers)
-        scale = float(g.attrs.get("scale", BASE_SCALE))
-        if ltype == INPUT:
-            shape = _shape(g)
-            if "neuron" in g:
-                neuron = _neuron(g["neuron"], where)
-                transform = (_int(g, "weight", INPUT_WEIGHT), _int(g, "bias", 0))
-                layers.append(NetxLayer(i, block, INPUT, shape, shape, neuron, np.zeros(shape, dtype=np.int64),
-                                        transform=transform, scale=scale))
-                msg_bits = neuron.message_bits
-            input_shape = cur_shape = shape
-        elif ltype == FLATTEN:
-            flatten_next = True
-        elif ltype in (DENSE, CONV):
-            neuron = _neuron(g["neuron"], where) if "neuron" in g else DEFAULT_NEURON
-            if "delay" in g:
-                raise NetxError(f"{where}: {ltype} layer with synaptic delays is not supported by loihi-sim")
-            if ltype == DENSE:
-                layer = _dense(g, i, block, neuron, cur_shape, flatten_next, where)
-                input_shape = input_shape or layer.in_shape
+    for key in _layer_keys(path, group):
+        where = f"{path.name}: layer/{key}"
+        with _reading(where):
+            g, i = group[key], int(key)
+            ltype = _read_str(g, "type")
+            block = len(layers)
+            scale = float(g.attrs.get("scale", BASE_SCALE))
+            if ltype == INPUT:
+                shape = _shape(g, where)
+                if "neuron" in g:
+                    neuron = _neuron(g["neuron"], where)
+                    transform = (_int(g, "weight", INPUT_WEIGHT), _int(g, "bias", 0))
+                    layers.append(NetxLayer(i, block, INPUT, shape, shape, neuron, np.zeros(shape, dtype=np.int64),
+                                            transform=transform, scale=scale))
+                    msg_bits = neuron.message_bits
+                input_shape = cur_shape = shape
+            elif ltype == FLATTEN:
+                flatten_next = True
+            elif ltype in (DENSE, CONV):
+                neuron = _neuron(g["neuron"], where) if "neuron" in g else DEFAULT_NEURON
+                if "delay" in g:
+                    raise NetxError(f"{where}: {ltype} layer with synaptic delays is not supported by loihi-sim")
+                if ltype == DENSE:
+                    layer = _dense(g, i, block, neuron, cur_shape, flatten_next, where)
+                    input_shape = input_shape or layer.in_shape
+                else:
+                    if cur_shape is None:
+                        raise NetxError(f"{where}: conv layer with no input shape before it; netx needs "
+                                        "an 'input' layer with a shape (or input_shape=...)")
+                    layer = _conv(g, i, block, neuron, cur_shape, where)
+                layer = replace(layer, input_message_bits=msg_bits, scale=scale)
+                layers.append(layer)
+                cur_shape, msg_bits, flatten_next = layer.out_shape, neuron.message_bits, False
             else:
-                if cur_shape is None:
-                    raise NetxError(f"{where}: conv layer with no input shape before it; netx needs "
-                                    "an 'input' layer with a shape (or input_shape=...)")
-                layer = _conv(g, i, block, neuron, cur_shape, where)
-            layer = replace(layer, input_message_bits=msg_bits, scale=scale)
-            layers.append(layer)
-            cur_shape, msg_bits, flatten_next = layer.out_shape, neuron.message_bits, False
-        else:
-            raise NetxError(f"{where} has type {ltype!r}, which netx cannot build (netx.hdf5.Network "
-                            f"supports {', '.join(LAYER_TYPES)}); loihi-sim runs the same subset")
+                raise NetxError(f"{where} has type {ltype!r}, which netx cannot build (netx.hdf5.Network "
+                                f"supports {', '.join(LAYER_TYPES)}); loihi-sim runs the same subset")
     if input_shape is None:
         raise NetxError(f"{path}: cannot infer the input shape")
     return layers, input_shape
@@ -428,8 +483,26 @@ def _int(group: Any, key: str, default: int) -> int:
     return int(np.asarray(_read(group, key, default)).reshape(-1)[0])
 
 
-def _shape(group: Any) -> tuple[int, ...]:
-    return tuple(int(v) for v in np.asarray(_read(group, "shape")).reshape(-1))
+def _shape(group: Any, where: str) -> tuple[int, ...]:
+    """The ``shape`` dataset: whole numbers >= 1, at most :data:`MAX_NEURONS` neurons."""
+    if "shape" not in group:
+        raise NetxError(f"{where}: no 'shape' dataset; netx needs each layer's shape (re-export)")
+    shape = tuple(int(v) for v in np.asarray(group["shape"][()]).reshape(-1))
+    if not shape or min(shape) < 1:
+        raise NetxError(f"{where}: shape {list(shape)} must be whole numbers >= 1 (re-export)")
+    if math.prod(shape) > MAX_NEURONS:
+        raise NetxError(f"{where}: shape {list(shape)} declares {math.prod(shape)} neurons, more than the "
+                        f"{MAX_NEURONS} a layer may have; the file is corrupt (re-export)")
+    return shape
+
+
+def _weight(group: Any, where: str) -> np.ndarray:
+    """The ``weight`` dataset as integers, refused above :data:`MAX_WEIGHTS` values before it is read."""
+    ds = group["weight"]
+    if not hasattr(ds, "size") or ds.size > MAX_WEIGHTS or ds.size == 0:
+        raise NetxError(f"{where}: 'weight' must be a dataset of 1..{MAX_WEIGHTS} values "
+                        f"(has {getattr(ds, 'size', 'none')}); the file is corrupt (re-export)")
+    return np.asarray(ds[()]).astype(int)
 
 
 def _read_str(group: Any, key: str) -> str:
@@ -483,8 +556,8 @@ def _dense(g: Any, i: int, block: int, neuron: NetxNeuron, cur_shape: tuple[int,
     if "weight" not in g:
         raise NetxError(f"{where}: dense layer without a real 'weight' dataset (has {', '.join(g.keys())}); "
                         "complex weights are not supported")
-    shape = (int(np.prod(_read(g, "shape"))),)
-    w = np.asarray(g["weight"][()]).astype(int)
+    shape = (math.prod(_shape(g, where)),)
+    w = _weight(g, where)
     if w.ndim == 1:
         w = w.reshape(shape[0], -1)
     if w.shape[0] != shape[0]:
@@ -510,17 +583,24 @@ def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
 def _conv(g: Any, i: int, block: int, neuron: NetxNeuron, cur_shape: tuple[int, ...], where: str) -> NetxLayer:
     if len(cur_shape) != 3:
         raise NetxError(f"{where}: conv layer after a layer of shape {cur_shape}; it needs (C, H, W)")
-    w = np.asarray(g["weight"][()]).astype(int)
+    w = _weight(g, where)
+    if w.ndim < 4 or any(n != 1 for n in w.shape[4:]):
+        raise NetxError(f"{where}: conv weight of shape {w.shape} is not (O, I/groups, kh, kw) (re-export)")
     w = w.reshape(w.shape[:4]).astype(np.int64)  # (O, I/g, kh, kw), PyTorch layout
     stride, padding = _pair(_read(g, "stride"), 1), _pair(_read(g, "padding"), 0)
     dilation = _pair(_read(g, "dilation"), 1)
     groups = _int(g, "groups", 1)
+    for label, pair, low in (("stride", stride, 1), ("dilation", dilation, 1), ("padding", padding, 0)):
+        if min(pair) < low:
+            raise NetxError(f"{where}: {label} {list(pair)} must be >= {low} (re-export)")
+    if groups < 1 or min(w.shape) < 1:
+        raise NetxError(f"{where}: groups={groups} and kernel {w.shape} must be >= 1 (re-export)")
     c, h, wd = cur_shape
     if c % groups or w.shape[0] % groups or w.shape[1] * groups != c:
         raise NetxError(f"{where}: kernel {w.shape} with groups={groups} does not fit {c} input channels")
     out = (w.shape[0], _conv_out(h, w.shape[2], stride[0], padding[0], dilation[0]),
            _conv_out(wd, w.shape[3], stride[1], padding[1], dilation[1]))
-    shape = _shape(g)
+    shape = _shape(g, where)
     if shape != out:
         raise NetxError(f"{where}: conv output shape {out} (C, H, W) differs from the recorded {shape}")
     return NetxLayer(i, block, CONV, out, tuple(cur_shape), neuron, _bias(g, out, where), weight=w, stride=stride,

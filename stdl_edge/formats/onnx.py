@@ -9,6 +9,9 @@ through it, so nothing else knows a key name. Metadata values are strings: ``str
 they are, everything else as JSON (``"1000"``, ``"[16, 16, 2]"``), the stream as
 ``StreamInfo.to_attrs``. Nothing here imports onnx or onnxruntime.
 
+Long file: about 400 lines, one artifact format in one module: the graph names, the metadata,
+the manifest with its export record, and the field checks that refuse a mistyped manifest.
+
 >>> spec = StateSpec.of("5.readout", "v", (4,), "readout")
 >>> spec.name, spec.input_name, spec.readout
 ('5.readout.v', 'state_in.5.readout.v', True)
@@ -23,7 +26,8 @@ from typing import Any, Mapping
 
 from stdl_edge import __version__
 from stdl_edge.artifact import StreamInfo
-from stdl_edge.io import read_json, write_json
+from stdl_edge.formats.export_record import EXPORT_ID, FILES, check_files, member, read_record
+from stdl_edge.io import write_json
 
 #: ONNX opset of every graph stdl-edge writes
 OPSET = 18
@@ -259,6 +263,8 @@ class Manifest:
     whole: the whole model's step graph; chain: the subnetwork step graphs in order (the whole
     model's entry when K = 1); aux_heads: auxiliary head ``k`` follows subnetwork ``k``;
     sequence: the optional fixed-T graph; model: the model config; input_shape ``(C, H, W)``.
+    export_id, files: which export this is and ``name -> sha256`` of each of its files
+    (:mod:`stdl_edge.formats.export_record`; empty in exports written before them).
     """
 
     stream: StreamInfo
@@ -274,10 +280,13 @@ class Manifest:
     opset: int = OPSET
     format_version: int = VERSION
     stdl_edge_version: str = __version__
+    export_id: str = ""
+    files: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": MANIFEST_KIND, "format_version": self.format_version,
                 "stdl_edge_version": self.stdl_edge_version, "opset": self.opset, "exporter": self.exporter,
+                EXPORT_ID: self.export_id, FILES: dict(self.files),
                 "stream": self.stream.to_dict(), "model": dict(self.model), "layer_names": list(self.layer_names),
                 "num_classes": self.num_classes, "input_shape": list(self.input_shape),
                 "whole": self.whole.to_dict(), "chain": [e.to_dict() for e in self.chain],
@@ -293,7 +302,7 @@ class Manifest:
                    tuple(StepEntry.from_dict(e) for e in d.get("aux_heads", ())),
                    SequenceEntry.from_dict(seq) if seq else None, str(d.get("exporter", "")),
                    int(d.get("opset", OPSET)), int(d.get("format_version", VERSION)),
-                   str(d.get("stdl_edge_version", "")))
+                   str(d.get("stdl_edge_version", "")), str(d.get(EXPORT_ID, "")), dict(d.get(FILES, {})))
 
     def write(self, folder: str | Path) -> Path:
         """Write ``folder/manifest.json`` (atomic); returns its path."""
@@ -302,20 +311,94 @@ class Manifest:
         return path
 
 
-def read_manifest(path: str | Path) -> Manifest:
-    """Read ``manifest.json`` (or the one in the folder ``path``), checking it is ours."""
+def read_manifest(path: str | Path, check: bool = True) -> Manifest:
+    """Read ``manifest.json`` (or the one in the folder ``path``), checking it is ours and whole.
+
+    Every field has its type checked (a one-line ``ValueError`` names the field); every file it
+    names must lie inside its folder; with ``check`` every file it lists must be there with its
+    recorded SHA-256 (:func:`~stdl_edge.formats.export_record.check_files`), so a folder mixing
+    files of two exports is refused.
+    """
     path = Path(path)
     if path.is_dir():
         path = path / MANIFEST
     if not path.exists():
         raise FileNotFoundError(f"{path.parent} has no {path.name}; export with `stdl-edge export RUN --to onnx` "
                                 "or pass a .onnx file")
-    data = read_json(path)
+    data = read_record(path, "onnx")
     if not isinstance(data, dict) or data.get("kind") != MANIFEST_KIND:
         kind = data.get("kind") if isinstance(data, dict) else None
         raise ValueError(f"{path} is not an stdl-edge ONNX manifest (kind={kind!r})")
-    version = int(data.get("format_version", VERSION))
+    _check_fields(path, data, "", {"format_version": ("int", False)})
+    version = data.get("format_version", VERSION)
     if version > VERSION:
         raise ValueError(f"{path} is {MANIFEST_KIND} version {version}; this stdl-edge reads versions up to "
                          f"{VERSION} (upgrade stdl-edge)")
-    return Manifest.from_dict(data)
+    _check_fields(path, data, "", _MANIFEST_FIELDS)
+    entries = [("whole", data["whole"]), *((f"chain[{i}]", e) for i, e in enumerate(data["chain"])),
+               *((f"aux_heads[{i}]", e) for i, e in enumerate(data.get("aux_heads", [])))]
+    for where, entry in entries:
+        _check_fields(path, entry, f"{where}.", _STEP_FIELDS)
+        for j, state in enumerate(entry["states"]):
+            _check_fields(path, state, f"{where}.states[{j}].", _STATE_FIELDS)
+    if data.get("sequence"):
+        _check_fields(path, data["sequence"], "sequence.", _SEQUENCE_FIELDS)
+        entries.append(("sequence", data["sequence"]))
+    if not data["chain"]:
+        raise ValueError(f"{path}: field 'chain' is empty; re-export with `stdl-edge export RUN --to onnx`")
+    for _, entry in entries:
+        member(path.parent, entry["file"], path)
+    try:
+        manifest = Manifest.from_dict(data)
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise ValueError(f"{path}: field 'stream' is malformed ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+                         "re-export with `stdl-edge export RUN --to onnx`") from None
+    if check:
+        check_files(path.parent, path, data, "onnx")
+    return manifest
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+#: what a manifest field must be: a test and the words for it
+_KINDS: dict[str, tuple[Any, str]] = {
+    "int": (_is_int, "a whole number"),
+    "pos_int": (lambda v: _is_int(v) and v >= 1, "a whole number >= 1"),
+    "int?": (lambda v: v is None or _is_int(v), "a whole number or null"),
+    "shape": (lambda v: isinstance(v, list) and all(_is_int(x) and x >= 1 for x in v), "a list of whole numbers >= 1"),
+    "range": (lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(x) and x >= 0 for x in v),
+              "a [start, stop] pair of whole numbers"),
+    "seq_shape": (lambda v: isinstance(v, list) and len(v) >= 3 and all(_is_int(x) and x >= 1 for x in v[2:]),
+                  "[steps, 'batch', C, H, W]"),
+    "str": (lambda v: isinstance(v, str), "a string"),
+    "strs": (lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v), "a list of strings"),
+    "dict": (lambda v: isinstance(v, dict), "an object"),
+    "dicts": (lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v), "a list of objects"),
+    "dict?": (lambda v: v is None or isinstance(v, dict), "an object or null"),
+}
+#: field -> (kind, required)
+_MANIFEST_FIELDS = {"stream": ("dict", True), "whole": ("dict", True), "chain": ("dicts", True),
+                    "num_classes": ("pos_int", True), "input_shape": ("shape", True), "layer_names": ("strs", False),
+                    "model": ("dict", False), "aux_heads": ("dicts", False), "sequence": ("dict?", False),
+                    "opset": ("int", False), "format_version": ("int", False), EXPORT_ID: ("str", False)}
+_STEP_FIELDS = {"file": ("str", True), "layers": ("range", True), "layer_names": ("strs", True),
+                "input_shape": ("shape", True), "output_shape": ("shape", True), "states": ("dicts", True),
+                "index": ("int?", False), "follows": ("int?", False)}
+_STATE_FIELDS = {"name": ("str", True), "layer": ("str", True), "shape": ("shape", True), "kind": ("str", False)}
+_SEQUENCE_FIELDS = {"file": ("str", True), "steps": ("pos_int", True), "input_shape": ("seq_shape", True),
+                    "output_shape": ("shape", True)}
+
+
+def _check_fields(path: Path, data: Mapping[str, Any], where: str, fields: Mapping[str, tuple[str, bool]]) -> None:
+    """One line naming the first field of ``data`` that is missing or of the wrong type."""
+    fix = "re-export with `stdl-edge export RUN --to onnx`"
+    for key, (kind, required) in fields.items():
+        if key not in data:
+            if required:
+                raise ValueError(f"{path}: field '{where}{key}' is missing; {fix}")
+            continue
+        test, words = _KINDS[kind]
+        if not test(data[key]):
+            raise ValueError(f"{path}: field '{where}{key}' must be {words}, got {json.dumps(data[key])[:60]}; {fix}")
