@@ -14,7 +14,6 @@ device returns the same time-averaged readout for the same frames.
 
 from __future__ import annotations
 
-import copy
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,7 +25,7 @@ import numpy as np
 from stdl_edge.artifact import ExportFn, StreamInfo, resolve_artifact
 from stdl_edge.binning import BinSpec, Window, bin_windows
 from stdl_edge.registry import DEVICES
-from stdl_edge.sources import Geometry
+from stdl_edge.events import EventColumns
 
 
 @dataclass
@@ -197,18 +196,17 @@ class StreamCounts:
 def read_counted(source: Any, counts: StreamCounts) -> Iterator[np.ndarray]:
     """``source.chunks()`` (an :class:`~stdl_edge.sources.EventSource`), counting into ``counts``
     the events read before its crop/downsample, the ones it drops, and the first and last time."""
-    geometry = source.geometry
-    native = copy.copy(source)  # the same source without its geometry: chunks as read
-    native.geometry = Geometry()
-    for chunk in native.chunks():
+
+    def on_read(columns: EventColumns) -> None:
         if counts.first_t_us is None:
-            counts.first_t_us = int(chunk["t"][0])
-        counts.read += len(chunk)
-        counts.last_t_us = int(chunk["t"][-1])
-        kept = geometry.apply(chunk, source.native_size)
-        counts.outside_crop += len(chunk) - len(kept)
-        if len(kept):
-            yield kept
+            counts.first_t_us = int(columns.t[0])
+        counts.read += columns.count
+        counts.outside_crop += columns.count  # until the chunk comes out of the crop below
+        counts.last_t_us = int(columns.t[-1])
+
+    for chunk in source.chunks(on_read=on_read):
+        counts.outside_crop -= len(chunk)
+        yield chunk
 
 
 @dataclass(frozen=True)

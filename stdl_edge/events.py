@@ -52,6 +52,42 @@ POLARITY_FIELDS = ("p", "on", "polarity")
 TIME_UNITS = {"us": 1, "ms": 1_000, "s": 1_000_000}
 
 
+class EventColumns(NamedTuple):
+    """The four fields of events as separate 1-D arrays of one length: ``x``, ``y`` int16
+    pixels, ``t`` int64 microseconds, ``p`` bool (True = ON).
+
+    The form readers and the crop/downsample work in (contiguous int16 columns are checked
+    and cropped several times faster than the fields of a structured array); :func:`pack_events`
+    makes the one event type of them, :func:`columns_of` takes an event array apart (views).
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    t: np.ndarray
+    p: np.ndarray
+
+    @property
+    def count(self) -> int:
+        """Number of events."""
+        return len(self.t)
+
+    def select(self, keep: np.ndarray | slice) -> EventColumns:
+        """The events at ``keep`` (a boolean mask or a slice) of every column."""
+        return EventColumns(self.x[keep], self.y[keep], self.t[keep], self.p[keep])
+
+
+def columns_of(events: np.ndarray) -> EventColumns:
+    """Views of the fields of an :data:`EVENT_DTYPE` array (no copy; strided)."""
+    return EventColumns(events["x"], events["y"], events["t"], events["p"])
+
+
+def pack_events(columns: EventColumns) -> np.ndarray:
+    """A new :data:`EVENT_DTYPE` array of ``columns`` (already of the event dtypes)."""
+    out = np.empty(columns.count, dtype=EVENT_DTYPE)
+    out["x"], out["y"], out["t"], out["p"] = columns
+    return out
+
+
 def as_events(events: np.ndarray | Mapping[str, ArrayLike], time_unit: str = "us") -> np.ndarray:
     """``events`` as :data:`EVENT_DTYPE`: the one converter every reader and data set uses.
 
@@ -77,12 +113,19 @@ def as_events(events: np.ndarray | Mapping[str, ArrayLike], time_unit: str = "us
     ...
     stdl_edge.events.EventError: events lack field(s) p; have x, y, t (need x, y, t and one of p, on, polarity)
     """
+    if (isinstance(events, np.ndarray) and events.dtype == EVENT_DTYPE and events.ndim == 1
+            and time_unit == "us" and time_unit in TIME_UNITS):
+        return events  # nothing downstream writes into events it did not make
+    return pack_events(event_columns(events, time_unit))
+
+
+def event_columns(events: np.ndarray | Mapping[str, ArrayLike], time_unit: str = "us") -> EventColumns:
+    """:func:`as_events` as :class:`EventColumns`: each column of the event dtype, checked the same
+    way (a column that already has it is passed through, not copied)."""
     if time_unit not in TIME_UNITS:
         raise EventError(f"time_unit={time_unit!r} is unknown; use one of {', '.join(TIME_UNITS)}")
     if isinstance(events, np.ndarray):
         names = _field_names(events)
-        if events.dtype == EVENT_DTYPE and events.ndim == 1 and time_unit == "us":
-            return events  # nothing downstream writes into events it did not make
         if events.ndim != 1:
             raise EventError(f"events must be a 1-D array, got shape {events.shape}")
         columns = {f: events[f] for f in names}
@@ -103,10 +146,10 @@ def as_events(events: np.ndarray | Mapping[str, ArrayLike], time_unit: str = "us
     n = len(picked["t"])
     if any(len(v) != n for v in picked.values()):
         raise EventError("x, y, t, p have different lengths (" + ", ".join(str(len(v)) for v in picked.values()) + ")")
-    out = np.empty(n, dtype=EVENT_DTYPE)
-    for f, v in picked.items():
-        out[f] = _to_us(v, time_unit) if f == "t" and time_unit != "us" else _whole(v, f, out.dtype[f])
-    return out
+    return EventColumns(*(
+        _to_us(v, time_unit) if f == "t" and time_unit != "us"
+        else _whole(v, f, EVENT_DTYPE[f]).astype(EVENT_DTYPE[f], copy=False)
+        for f, v in picked.items()))
 
 
 def _first(bad: np.ndarray) -> int:
@@ -200,11 +243,20 @@ def validate_events(events: np.ndarray, sensor_size: SensorSize | tuple[int, int
         raise EventError(f"events field 'p' has dtype {events.dtype['p']}; it must be bool or 0/1 integers")
     if events.ndim != 1:
         raise EventError(f"events must be a 1-D array, got shape {events.shape}")
-    if len(events) == 0:
+    check_columns(columns_of(events), sensor_size, allow_empty=allow_empty, after_t=after_t)
+    return events
+
+
+def check_columns(columns: EventColumns, sensor_size: SensorSize | tuple[int, int, int] | None = None,
+                  *, allow_empty: bool = True, after_t: int | None = None) -> None:
+    """The value checks of :func:`validate_events` on columns of integer (or bool ``p``) dtypes:
+    timestamps non-negative and sorted (``>= after_t``), polarity 0/1, coordinates inside
+    ``sensor_size``; :class:`EventError` with the index of the first offending event."""
+    if columns.count == 0:
         if not allow_empty:
             raise EventError("no events: the input is empty")
-        return events
-    t = np.ascontiguousarray(events["t"])  # one strided read; the comparisons then run contiguous
+        return
+    t = np.ascontiguousarray(columns.t)  # one strided read; the comparisons then run contiguous
     if len(t) > 1 and (t[1:] < t[:-1]).any():  # direct comparison: no diff temporary
         i = _first(t[1:] < t[:-1])
         raise EventError(f"at {int(t[i + 1])} us comes after {int(t[i])} us: timestamps are not sorted (sort "
@@ -214,18 +266,17 @@ def validate_events(events: np.ndarray, sensor_size: SensorSize | tuple[int, int
     if after_t is not None and t[0] < after_t:
         raise EventError(f"at {int(t[0])} us comes after {int(after_t)} us: timestamps go backwards across "
                          "chunks", 0)
-    p = events["p"]
+    p = columns.p
     if p.dtype.kind in "iu" and ((p < 0) | (p > 1)).any():
         i = _first((p < 0) | (p > 1))
         raise EventError(f"has polarity {int(p[i])}; polarity values must be 0/1", i)
     if sensor_size is not None:
         w, h = int(sensor_size[0]), int(sensor_size[1])
         for f, size in (("x", w), ("y", h)):
-            v = events[f]
+            v = getattr(columns, f)
             # one pass: viewed as unsigned, a negative value is huge, so max < size <=> 0 <= v < size
             unsigned = v.view(v.dtype.str.replace("i", "u")) if v.dtype.kind == "i" else v
             if len(v) and unsigned.max() >= size:
                 i = _first((v < 0) | (v >= size))
                 raise EventError(f"has {f}={int(v[i])} outside the sensor (0..{size - 1}, sensor {w}x{h}); "
                                  "crop or pass the right sensor size", i)
-    return events

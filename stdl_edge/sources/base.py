@@ -18,7 +18,8 @@ from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
-from stdl_edge.events import EVENT_DTYPE, EventError, SensorSize, as_events, validate_events
+from stdl_edge.events import (EVENT_DTYPE, EventColumns, EventError, SensorSize, check_columns, columns_of,
+                              event_columns, pack_events)
 
 DEFAULT_CHUNK = 1 << 18  # events per chunk: 4 MiB of EVENT_DTYPE
 #: the largest sensor side a file or ``sensor_size=`` may declare: EVENT_DTYPE's int16 x, y hold 0..32767
@@ -70,21 +71,30 @@ class Geometry:
         """
         if self.crop is None and self.downsample == 1:
             return events
+        return pack_events(self.apply_columns(columns_of(events), sensor))
+
+    def apply_columns(self, columns: EventColumns, sensor: SensorSize) -> EventColumns:
+        """:meth:`apply` on columns (coordinates inside ``sensor``, already checked): new x, y
+        arrays, the kept events of t and p (``columns`` itself when there is nothing to do)."""
+        if self.crop is None and self.downsample == 1:
+            return columns
         out_w, out_h = self.output_size(sensor)[:2]
         k = int(self.downsample)
-        if self.crop is None and out_w * k == sensor.width and out_h * k == sensor.height:
-            out = events.copy()  # whole blocks only: no event leaves the sensor
-            out["x"] //= k
-            out["y"] //= k
-            return out
         x0, y0 = (self.crop[0], self.crop[1]) if self.crop is not None else (0, 0)
-        x = events["x"].astype(np.int64) - x0
-        y = events["y"].astype(np.int64) - y0
-        keep = (x >= 0) & (y >= 0) & (x < out_w * k) & (y < out_h * k)
-        out = events[keep]  # fancy indexing copies
-        out["x"] = x[keep] // k
-        out["y"] = y[keep] // k
-        return out
+        # int16 throughout: 0 <= x < 2^15, so x - x0 > -2^15; viewed as uint16 a negative is
+        # above any width, so one comparison per axis tests both ends of the crop
+        x = np.subtract(columns.x, x0, dtype=np.int16)
+        y = np.subtract(columns.y, y0, dtype=np.int16)
+        inside = x.view(np.uint16) < out_w * k
+        inside &= y.view(np.uint16) < out_h * k
+        t, p = columns.t, columns.p
+        if not inside.all():
+            keep = np.flatnonzero(inside)  # then take: ~3x faster than a boolean mask per column
+            x, y, t, p = x.take(keep), y.take(keep), t.take(keep), p.take(keep)
+        if k > 1:
+            x //= k
+            y //= k
+        return EventColumns(x, y, t, p)
 
 
 def fit_geometry(sensor: SensorSize, target: tuple[int, int] | SensorSize) -> Geometry:
@@ -133,30 +143,37 @@ class EventSource(ABC):
         """Chunks in source coordinates: anything :func:`stdl_edge.events.as_events` takes (a
         structured array, or a mapping of field name to column)."""
 
-    def chunks(self) -> Iterator[np.ndarray]:
-        """Validated chunks in model coordinates; raises :class:`SourceError` on bad input."""
+    def chunks(self, on_read: Callable[[EventColumns], None] | None = None) -> Iterator[np.ndarray]:
+        """Validated chunks in model coordinates; raises :class:`SourceError` on bad input.
+
+        on_read: called with each chunk as read (source coordinates, before crop/downsample),
+          for counting what the file held (``stdl-edge run``'s summary).
+        """
         last_t: int | None = None
         total = 0
         geometry = self.geometry
         self.sensor_size  # noqa: B018 - checks the geometry fits before reading
-        for chunk, count in self._converted():
+        for columns, count in self._converted():
             try:
-                validate_events(chunk, self.native_size, after_t=last_t)
+                check_columns(columns, self.native_size, after_t=last_t)
             except EventError as e:
-                raise self._error(e, count, len(chunk)) from None
-            if len(chunk) == 0:
+                raise self._error(e, count, columns.count) from None
+            if columns.count == 0:
                 continue
-            last_t = int(chunk["t"][-1])
-            total += len(chunk)
-            chunk = geometry.apply(chunk, self.native_size)
-            if len(chunk):
-                yield chunk
+            last_t = int(columns.t[-1])
+            total += columns.count
+            if on_read is not None:
+                on_read(columns)
+            kept = geometry.apply_columns(columns, self.native_size)
+            if kept.count:
+                yield pack_events(kept)
         if total == 0:
             raise SourceError(f"{self.name}: no events: the input is empty")
 
-    def _converted(self) -> Iterator[tuple[np.ndarray, int]]:
-        """(chunk as EVENT_DTYPE, index of its first event) for each raw chunk; a stray exception of a
-        reader (``wrap_errors``) or a value :func:`as_events` refuses is a :class:`SourceError`."""
+    def _converted(self) -> Iterator[tuple[EventColumns, int]]:
+        """(chunk as :class:`EventColumns`, index of its first event) for each raw chunk; a stray
+        exception of a reader (``wrap_errors``) or a value :func:`~stdl_edge.events.as_events`
+        refuses is a :class:`SourceError`."""
         raws = self._raw_chunks()
         count = 0
         while True:
@@ -172,11 +189,11 @@ class EventSource(ABC):
                 raise SourceError(f"{self.name}: could not be read after event {count} ({type(e).__name__}: "
                                   f"{_first_line(e)}); the file is corrupt or truncated") from None
             try:
-                chunk = as_events(raw, self.time_unit)
+                columns = event_columns(raw, self.time_unit)
             except EventError as e:
                 raise self._error(e, count, None) from None
-            yield chunk, count
-            count += len(chunk)
+            yield columns, count
+            count += columns.count
 
     def _error(self, e: EventError, count: int, n: int | None) -> SourceError:
         """``e`` about the chunk from event ``count`` (``n`` events, None before conversion) as one
@@ -197,8 +214,8 @@ class EventSource(ABC):
         that do not record their sensor size."""
         w = h = 0
         for c, _ in self._converted():
-            if len(c):
-                w, h = max(w, int(c["x"].max()) + 1, 1), max(h, int(c["y"].max()) + 1, 1)
+            if c.count:
+                w, h = max(w, int(c.x.max()) + 1, 1), max(h, int(c.y.max()) + 1, 1)
         return w, h
 
     def samples(self) -> Iterator[tuple[np.ndarray, int]]:

@@ -125,8 +125,14 @@ def _unwrap(values: np.ndarray, positions: np.ndarray | _Bytes, state: dict[str,
     if len(values) == 0:
         return values.astype(np.int64)
     period = 1 << bits
-    values = values.astype(np.int64)
     prev = int(values[0]) if state["high_raw"] is None else state["high_raw"]
+    if prev <= int(values[0]) and not (values[1:] < values[:-1]).any():  # the common block: no wrap
+        state["high_raw"] = int(values[-1])
+        out = values.astype(np.int64)
+        if state["wraps"]:
+            out += period * state["wraps"]
+        return out
+    values = values.astype(np.int64)
     step = np.diff(values, prepend=prev)
     wrap = step < -(period // 2)
     back = (step < 0) & ~wrap
@@ -233,9 +239,9 @@ class DatSource(_WordSource):
     dtype = np.dtype([("t", "<u4"), ("d", "<u4")])
 
     def _decode(self, words: np.ndarray, state: dict[str, Any], offset: int) -> tuple[dict[str, np.ndarray], int]:
-        d = words["d"]
+        d = np.ascontiguousarray(words["d"])  # one strided read, then contiguous passes
         events = {"x": (d & 0x3FFF).astype(np.int16), "y": ((d >> 14) & 0x3FFF).astype(np.int16),
-                  "t": _unwrap(words["t"], _Bytes(offset, 8), state, 32, 1, self.path),
+                  "t": _unwrap(np.ascontiguousarray(words["t"]), _Bytes(offset, 8), state, 32, 1, self.path),
                   "p": (d >> 28).astype(np.uint8)}
         return events, offset
 
