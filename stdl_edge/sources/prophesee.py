@@ -104,9 +104,10 @@ class _WordSource(FileSource):
         return f"byte {int(at + self.word * index) if isinstance(at, int) else int(at[index])}"
 
     def _reserved(self, words: np.ndarray, types: np.ndarray, known: frozenset[int], offset: int) -> None:
-        table = np.zeros(16, bool)
-        table[list(known)] = True
-        unknown = ~table[types]
+        """:class:`SourceError` at the first word whose ``types`` (uint8, 0..15) is not ``known``."""
+        unknown = np.zeros(len(types), bool)
+        for code in sorted(set(range(16)) - known):  # comparisons of uint8: cheaper than a table lookup
+            unknown |= types == code
         if unknown.any():
             i = int(np.flatnonzero(unknown)[0])
             raise SourceError(f"{self.path}: word 0x{int(words[i]):0{2 * self.word}x} at byte {offset + self.word * i} "
@@ -157,7 +158,7 @@ class Evt2Source(_WordSource):
 
     def _decode(self, words: np.ndarray, state: dict[str, Any], offset: int) -> tuple[dict[str, np.ndarray],
                                                                                      np.ndarray]:
-        types = words >> 28
+        types = (words >> 28).astype(np.uint8)
         self._reserved(words, types, self.KNOWN, offset)
         is_hi = types == 0x8
         hi = np.flatnonzero(is_hi)  # sparse: one per 64 us at most
@@ -275,66 +276,102 @@ class Evt3Source(_WordSource):
     KNOWN = frozenset((0x0, 0x2, 0x3, 0x4, 0x5, 0x6, 0x7, 0x8, 0xA, 0xE, 0xF))
 
     def _decode(self, words: np.ndarray, state: dict[str, Any], offset: int) -> tuple[dict[str, np.ndarray],
-                                                                                     np.ndarray]:
+                                                                                     _EventWords]:
         """Events of one block of EVT3 words at byte ``offset``; ``state`` carries the time, row and
-        vector base across blocks."""
-        typ = (words >> 12).astype(np.int64)
-        val = (words & 0x0FFF).astype(np.int64)
+        vector base across blocks.
+
+        Vectorised over the block without sorting: each event-carrying word (ADDR_X, VECT_12,
+        VECT_8) gets the time, row and vector base of the last word of each kind before it (by the
+        running count of that kind), then is repeated once per event it holds, in word order.
+        """
+        typ = (words >> 12).astype(np.uint8)
+        val = words & 0x0FFF
         self._reserved(words, typ, self.KNOWN, offset)
-        index = np.arange(len(words))
-        is_hi = typ == 0x8
-        hi_full_at = np.zeros(len(words), np.int64)
-        hi_full_at[is_hi] = _unwrap(val[is_hi], offset + 2 * index[is_hi], state, 12, 4096, self.path)
-        high = _ffill(is_hi, hi_full_at, state["high"])
-        # time low: since the last TIME_HIGH (which zeroes it) or carried
-        is_lo = typ == 0x6
-        lo_idx = np.where(is_lo, index, -1)
-        np.maximum.accumulate(lo_idx, out=lo_idx)
-        hi_idx = np.where(is_hi, index, -1)
-        np.maximum.accumulate(hi_idx, out=hi_idx)
-        low = np.where(lo_idx > hi_idx, val[np.maximum(lo_idx, 0)], np.where(hi_idx >= 0, 0, state["low"]))
-        t = high * 4096 + low
-        y = _ffill(typ == 0x0, val & 0x7FF, state["y"])
-        # vectors: base_x from the last VECT_BASE_X, advanced by 12/8 per vector word since then
-        is_base = typ == 0x3
-        inc = np.where(typ == 0x4, 12, np.where(typ == 0x5, 8, 0))
-        cum_excl = np.cumsum(inc) - inc
-        base_val = _ffill(is_base, val & 0x7FF, -1)
-        base_cum = _ffill(is_base, cum_excl, 0)
-        base_idx = np.where(is_base, index, -1)
-        np.maximum.accumulate(base_idx, out=base_idx)
-        bx = np.where(base_idx >= 0, base_val + cum_excl - base_cum, state["bx"] + cum_excl)
-        bp = _ffill(is_base, (val >> 11) & 1, state["bp"])
-        # single events
-        single = np.flatnonzero(typ == 0x2)
-        parts_pos = [single * 16]
-        parts = [(val[single] & 0x7FF, y[single], t[single], (val[single] >> 11) & 1)]
-        for code, nbits in ((0x4, 12), (0x5, 8)):
-            vi = np.flatnonzero(typ == code)
-            if len(vi):
-                bits = (val[vi, None] >> np.arange(nbits)) & 1
-                w_i, b_i = np.nonzero(bits)
-                wi = vi[w_i]
-                parts_pos.append(wi * 16 + b_i)
-                parts.append((bx[wi] + b_i, y[wi], t[wi], bp[wi]))
-        pos = np.concatenate(parts_pos)
-        order = np.argsort(pos, kind="stable")
-        ev = {k: np.concatenate([p[j] for p in parts])[order] for j, k in enumerate("xytp")}
-        # carry state
-        state["high"] = int(high[-1])
-        state["low"] = int(low[-1])
-        state["y"] = int(y[-1])
-        state["bx"] = int(bx[-1] + inc[-1])
-        state["bp"] = int(bp[-1])
-        return ev, offset + 2 * (pos[order] // 16)
+        is_v12, is_v8 = typ == 0x4, typ == 0x5
+        vectors = bool(is_v12.any() or is_v8.any())
+        ew = np.flatnonzero((typ == 0x2) | is_v12 | is_v8 if vectors else typ == 0x2)  # words with events
+        ev_typ, ev_val = typ[ew], val[ew]
+
+        def latest(mask: np.ndarray, at_words: np.ndarray = ew) -> tuple[np.ndarray, np.ndarray]:
+            """(word indices where ``mask`` holds, for each of ``at_words`` the rank among them of
+            the last one before it, -1 for none)."""
+            at = np.flatnonzero(mask)
+            if len(at) * 8 < len(at_words):  # sparse (time high, vector bases): binary search
+                return at, np.searchsorted(at, at_words).astype(np.int32) - 1
+            return at, np.cumsum(mask, dtype=np.int32)[at_words] - 1
+
+        def pick(at: np.ndarray, rank: np.ndarray, values: np.ndarray, carried: int) -> np.ndarray:
+            if not len(at):
+                return np.full(len(rank), carried)
+            return np.where(rank >= 0, values[np.maximum(rank, 0)], carried)
+        # time: TIME_HIGH (unwrapped) * 4096 + TIME_LOW, the low zeroed by a later TIME_HIGH
+        hw, rh = latest(typ == 0x8)
+        hi_full = _unwrap(val[hw], offset + 2 * hw, state, 12, 4096, self.path)
+        lw, rl = latest(typ == 0x6)
+        hi_at = pick(hw, rh, hw, -1)
+        lo_at = pick(lw, rl, lw, -1)
+        low = np.where(lo_at > hi_at, val[np.maximum(lo_at, 0)], np.where(hi_at >= 0, 0, state["low"]))
+        t = pick(hw, rh, hi_full, state["high"]).astype(np.int64) * 4096 + low
+        yw, ry = latest(typ == 0x0)
+        y = pick(yw, ry, val[yw] & 0x7FF, state["y"]).astype(np.int16)
+        x = (ev_val & 0x7FF).astype(np.int32)
+        p = (ev_val >> 11) & 1
+        # vectors: base x and polarity from the last VECT_BASE_X, x advanced by 12 / 8 per vector word
+        bw = np.flatnonzero(typ == 0x3)
+        total = 0
+        if vectors:
+            vec = ev_typ != 0x2
+            vw = ew[vec]  # the vector words, and the x increments before each of them
+            inc = np.where(ev_typ[vec] == 0x4, 12, 8).astype(np.int32)
+            before = np.cumsum(inc, dtype=np.int32) - inc
+            total = int(before[-1] + inc[-1])
+            # increments before each base word: those of the vector words before it
+            k = np.searchsorted(vw, bw)
+            before_base = np.where(k < len(vw), before[np.minimum(k, len(vw) - 1)], total).astype(np.int32)
+            _, rank = latest(typ == 0x3, vw)
+            x[vec] = pick(bw, rank, (val[bw] & 0x7FF).astype(np.int32) - before_base, state["bx"]) + before
+            p[vec] = pick(bw, rank, (val[bw] >> 11) & 1, state["bp"])
+            count = np.ones(len(ew), np.int32)
+            masks = np.where(ev_typ[vec] == 0x5, ev_val[vec] & 0xFF, ev_val[vec])
+            count[vec] = _POPCOUNT[masks]
+            src = np.repeat(np.arange(len(ew)), count)  # the word of each event
+            bit = np.zeros(len(src), np.int32)
+            bit[vec[src]] = np.nonzero((masks[:, None] >> np.arange(12)) & 1)[1]  # set bits, in order
+            x, y, t, p = x[src] + bit, y[src], t[src], p[src]
+            events_at = _EventWords(offset, ew, src)
+        else:
+            x = x.astype(np.int16)  # ADDR_X only: 11-bit x, no vector base that could overflow
+            events_at = _EventWords(offset, ew, None)
+        # carry state to the next block
+        if len(hw):
+            state["high"] = int(hi_full[-1])
+        last_hi, last_lo = (int(hw[-1]) if len(hw) else -1), (int(lw[-1]) if len(lw) else -1)
+        if last_lo > last_hi:
+            state["low"] = int(val[last_lo])
+        elif last_hi >= 0:
+            state["low"] = 0
+        if len(yw):
+            state["y"] = int(val[yw[-1]] & 0x7FF)
+        if len(bw):
+            state["bx"] = int((val[bw[-1]] & 0x7FF) + total - (before_base[-1] if total else 0))
+            state["bp"] = int((val[bw[-1]] >> 11) & 1)
+        else:
+            state["bx"] += total
+        return {"x": x, "y": y, "t": t, "p": p.astype(bool)}, events_at
 
 
-def _ffill(mask: np.ndarray, values: np.ndarray, carried: int) -> np.ndarray:
-    """For each position, the value at the last position where ``mask`` holds (else ``carried``)."""
-    idx = np.where(mask, np.arange(len(mask)), -1)
-    np.maximum.accumulate(idx, out=idx)
-    out = np.where(idx >= 0, values[np.maximum(idx, 0)], carried)
-    return out.astype(np.int64)
+class _EventWords:
+    """The byte of each event of an EVT3 block (its word), computed only when an error names it."""
+
+    def __init__(self, offset: int, words: np.ndarray, src: np.ndarray | None) -> None:
+        self.offset, self.words, self.src = offset, words, src
+
+    def __getitem__(self, i: int) -> int:
+        return self.offset + 2 * int(self.words[i if self.src is None else self.src[i]])
+
+
+#: set bits of each 12-bit vector mask
+_POPCOUNT = np.array([bin(v).count("1") for v in range(4096)], np.int32)
 
 
 def write_evt3(fh: IO[bytes], ev: np.ndarray, w: int, h: int) -> None:
