@@ -96,15 +96,15 @@ class Aedat4Source(FileSource):
                 offset += 8 + size
 
     def _raw_chunks(self) -> Iterator[dict[str, np.ndarray]]:
-        pending: list[np.ndarray] = []
+        pending: list[dict[str, np.ndarray]] = []  # columns of the packets not yet yielded
         packets: list[tuple[int, int]] = []  # (index of its first event in the stream, byte) of pending packets
         read = emitted = 0  # events read from packets, events yielded
         last_t: int | None = None
         for offset, stream_id, packet in self._packets():
             if stream_id != self.stream_id or not len(packet.get("events", ())):
                 continue
-            ev = packet["events"]
-            t = ev["t"].view(np.int64)  # aedat hands the i64 time as u64
+            ev = _columns(packet["events"])
+            t = ev["t"]
             back = np.flatnonzero(t[1:] < t[:-1])
             if (last_t is not None and t[0] < last_t) or len(back):
                 before, now = (last_t, int(t[0])) if last_t is not None and t[0] < last_t else \
@@ -115,17 +115,17 @@ class Aedat4Source(FileSource):
             last_t = int(t[-1])
             packets.append((read, offset))
             pending.append(ev)
-            read += len(ev)
+            read += len(t)
             while read - emitted >= self.chunk_size:
-                joined = np.concatenate(pending)
+                joined = {k: np.concatenate([c[k] for c in pending]) for k in ev}  # columns: no field promotion
                 self._where = (emitted, packets)
-                yield _columns(joined[:self.chunk_size])
-                pending = [joined[self.chunk_size:]]
-                emitted += min(self.chunk_size, len(joined))
+                yield {k: v[:self.chunk_size] for k, v in joined.items()}
+                pending = [{k: v[self.chunk_size:] for k, v in joined.items()}]
+                emitted += min(self.chunk_size, len(joined["t"]))
                 packets = [p for k, p in enumerate(packets) if k + 1 == len(packets) or packets[k + 1][0] > emitted]
         if read > emitted:
             self._where = (emitted, packets)
-            yield _columns(np.concatenate(pending))
+            yield {k: np.concatenate([c[k] for c in pending]) for k in pending[0]}
 
     def _locate(self, index: int) -> str | None:
         emitted, packets = self._where
@@ -134,8 +134,10 @@ class Aedat4Source(FileSource):
 
 
 def _columns(ev: np.ndarray) -> dict[str, np.ndarray]:
-    """aedat's packet (``t`` u64, ``x``/``y`` u16, ``on``) as the signed columns they were written as."""
-    return {"x": ev["x"].view(np.int16), "y": ev["y"].view(np.int16), "t": ev["t"].view(np.int64), "p": ev["on"]}
+    """aedat's packet (``t`` u64, ``x``/``y`` u16, ``on``) as contiguous columns of the signed types
+    they were written as."""
+    return {"x": np.ascontiguousarray(ev["x"]).view(np.int16), "y": np.ascontiguousarray(ev["y"]).view(np.int16),
+            "t": np.ascontiguousarray(ev["t"]).view(np.int64), "p": np.ascontiguousarray(ev["on"])}
 
 
 def read_ioheader(buf: bytes, path: object) -> tuple[int, int, str]:
