@@ -25,7 +25,7 @@ import numpy as np
 from stdl_edge.artifact import ExportFn, StreamInfo, resolve_artifact
 from stdl_edge.binning import BinSpec, Window, bin_windows
 from stdl_edge.registry import DEVICES
-from stdl_edge.events import EventColumns
+from stdl_edge.events import EventColumns, columns_of, validate_events
 
 
 @dataclass
@@ -193,8 +193,8 @@ class StreamCounts:
         return 0 if self.first_t_us is None else self.last_t_us - self.first_t_us + 1
 
 
-def read_counted(source: Any, counts: StreamCounts) -> Iterator[np.ndarray]:
-    """``source.chunks()`` (an :class:`~stdl_edge.sources.EventSource`), counting into ``counts``
+def read_counted(source: Any, counts: StreamCounts) -> Iterator[EventColumns]:
+    """``source.column_chunks()`` (an :class:`~stdl_edge.sources.EventSource`), counting into ``counts``
     the events read before its crop/downsample, the ones it drops, and the first and last time."""
 
     def on_read(columns: EventColumns) -> None:
@@ -204,8 +204,8 @@ def read_counted(source: Any, counts: StreamCounts) -> Iterator[np.ndarray]:
         counts.outside_crop += columns.count  # until the chunk comes out of the crop below
         counts.last_t_us = int(columns.t[-1])
 
-    for chunk in source.chunks(on_read=on_read):
-        counts.outside_crop -= len(chunk)
+    for chunk in source.column_chunks(on_read=on_read):
+        counts.outside_crop -= chunk.count
         yield chunk
 
 
@@ -228,7 +228,7 @@ class WindowPrediction:
     restarted: bool = False
 
 
-def stream_windows(device: Device, chunks: Iterable[np.ndarray], window_steps: int, *,
+def stream_windows(device: Device, chunks: Iterable[np.ndarray | EventColumns], window_steps: int, *,
                    span: TimeSpan = TimeSpan(), skip_empty: bool = False, reset_after_gap_us: int | None = None,
                    counts: StreamCounts | None = None) -> Iterator[WindowPrediction]:
     """Run one event stream (batch 1) and yield a :class:`WindowPrediction` per window.
@@ -251,21 +251,21 @@ def stream_windows(device: Device, chunks: Iterable[np.ndarray], window_steps: i
     spec = device.bin_spec
     window_us = window_steps * spec.dt_us
     empty_scores: list[np.ndarray] = []
-    chunks = iter(chunks)
-    first = next((c for c in chunks if len(c)), None)
+    chunks = (c if isinstance(c, EventColumns) else columns_of(validate_events(c)) for c in chunks)
+    first = next((c for c in chunks if c.count), None)
     if first is None:
         return
-    origin, stop = span.resolve(int(first["t"][0]))
+    origin, stop = span.resolve(int(first.t[0]))
     counts.origin_us = origin
 
-    def in_span() -> Iterator[np.ndarray]:
+    def in_span() -> Iterator[EventColumns]:
         for chunk in chain([first], chunks):
-            t = chunk["t"]
+            t = chunk.t
             lo = int(np.searchsorted(t, origin, side="left"))
             hi = len(t) if stop is None else int(np.searchsorted(t, stop, side="left"))
             counts.outside_span += lo + len(t) - hi
             if hi > lo:
-                yield chunk[lo:hi]
+                yield chunk.select(slice(lo, hi))
             if hi < len(t):
                 return  # the span ends here: the rest of the file is not read
 

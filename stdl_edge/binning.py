@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, NamedTuple
 
 import numpy as np
 
-from .events import EventError, SensorSize, validate_events
+from .events import EventColumns, EventError, SensorSize, check_columns, columns_of, validate_events
 
 BIN_MODES = ("binary", "count")
 
@@ -40,10 +40,11 @@ class BinSpec:
             raise EventError(f"binning mode {self.mode!r} is unknown; use one of {BIN_MODES}")
 
 
-def _accumulate_into(flat: np.ndarray, events: np.ndarray, steps: np.ndarray, first_step: int,
+def _accumulate_into(flat: np.ndarray, events: np.ndarray | EventColumns, steps: np.ndarray, first_step: int,
                      sensor: SensorSize, mode: str) -> None:
-    """Add events (with their step index) into flat frames starting at ``first_step``."""
-    if len(events) == 0:
+    """Add events (an event array or its columns, with their step index) into flat frames
+    starting at ``first_step``."""
+    if len(steps) == 0:
         return
     h, w = sensor.height, sensor.width
     # flat index ((step * 2 + p) * H + y) * W + x, built in place (no temporaries per field), in
@@ -51,11 +52,12 @@ def _accumulate_into(flat: np.ndarray, events: np.ndarray, steps: np.ndarray, fi
     wide = flat.size >= np.iinfo(np.int32).max
     idx = np.subtract(steps, first_step, dtype=np.int64 if wide else np.int32)
     idx *= 2
-    idx += events["p"]
+    x, y, _, p = events if isinstance(events, EventColumns) else columns_of(events)
+    idx += p
     idx *= h
-    idx += events["y"]
+    idx += y
     idx *= w
-    idx += events["x"]
+    idx += x
     if mode == "binary":
         flat[idx] = 1.0
     else:
@@ -180,9 +182,12 @@ class Window(NamedTuple):
     restarted: bool
 
 
-def bin_windows(chunks: Iterable[np.ndarray], sensor_size: SensorSize | tuple[int, int, int], spec: BinSpec,
+def bin_windows(chunks: Iterable[np.ndarray | EventColumns], sensor_size: SensorSize | tuple[int, int, int], spec: BinSpec,
                 window_steps: int, *, restart_gap_us: int | None = None) -> Iterator[Window]:
     """Bin a stream of sorted chunks into windows of ``window_steps`` steps, in bounded memory.
+
+    ``chunks``: event arrays, or :class:`~stdl_edge.events.EventColumns` (what a source's
+    ``column_chunks()`` yields: no packing into the structured type), checked either way.
 
     Window ``k`` holds steps ``k * window_steps ..`` of :func:`bin_events` from ``spec.t_start_us``
     (the origin; earlier events are dropped): window ``k`` starts at
@@ -213,29 +218,33 @@ def bin_windows(chunks: Iterable[np.ndarray], sensor_size: SensorSize | tuple[in
         return Window(base + open_k, origin + open_k * window_us, view, open_events, restarted)
 
     for chunk in chunks:
-        validate_events(chunk, sensor, after_t=last_t)
-        if len(chunk) == 0:
+        if isinstance(chunk, EventColumns):
+            check_columns(chunk, sensor, after_t=last_t)
+            columns = chunk
+        else:
+            columns = columns_of(validate_events(chunk, sensor, after_t=last_t))
+        if columns.count == 0:
             continue
-        t = chunk["t"]
+        t = columns.t
         starts = [0]
         if restart_gap_us is not None:
             starts += (np.flatnonzero(t[1:] - t[:-1] > restart_gap_us) + 1).tolist()
         gap_before = last_t is not None and restart_gap_us is not None and int(t[0]) - last_t > restart_gap_us
         last_t = int(t[-1])
         for j, a in enumerate(starts):
-            piece = chunk[a:starts[j + 1]] if j + 1 < len(starts) else chunk[a:]
+            piece = columns.select(slice(a, starts[j + 1] if j + 1 < len(starts) else None))
             if j > 0 or gap_before:  # restart the grid at this piece's first event
                 if open_k is not None:
                     yield emit(final=False)
                     buffer[:] = 0
                     base += open_k + 1
-                open_k, open_events, origin, restarted = None, 0, int(piece["t"][0]), True
-            piece = piece[int(np.searchsorted(piece["t"], origin, side="left")):]
-            if len(piece) == 0:
+                open_k, open_events, origin, restarted = None, 0, int(piece.t[0]), True
+            piece = piece.select(slice(int(np.searchsorted(piece.t, origin, side="left")), None))
+            if piece.count == 0:
                 continue
-            steps = (piece["t"] - origin) // spec.dt_us
+            steps = (piece.t - origin) // spec.dt_us
             win = steps // window_steps
-            cuts = [0, *(np.flatnonzero(win[1:] != win[:-1]) + 1).tolist(), len(piece)]
+            cuts = [0, *(np.flatnonzero(win[1:] != win[:-1]) + 1).tolist(), piece.count]
             for lo, hi in zip(cuts[:-1], cuts[1:]):
                 k = int(win[lo])
                 if open_k is not None and k != open_k:
@@ -243,7 +252,8 @@ def bin_windows(chunks: Iterable[np.ndarray], sensor_size: SensorSize | tuple[in
                     buffer[:] = 0
                     open_events, restarted = 0, False
                 open_k = k
-                _accumulate_into(buffer, piece[lo:hi], steps[lo:hi], k * window_steps, sensor, spec.mode)
+                _accumulate_into(buffer, piece.select(slice(lo, hi)), steps[lo:hi], k * window_steps, sensor,
+                                 spec.mode)
                 open_events += hi - lo
                 open_last = int(steps[hi - 1]) - k * window_steps
     if open_k is not None:
