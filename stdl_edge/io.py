@@ -22,6 +22,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -75,22 +76,86 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     A crash or an exception leaves the old folder (or nothing) in place, never a mix of old
     and new files. The old folder is moved aside before the new one is renamed in, so for
     that instant ``path`` does not exist; an exception then puts the old folder back.
+
+    A ``SIGKILL`` leaves the temporary folder (and, between the two renames, the old folder
+    moved aside): the next write of ``path`` removes the ones whose writer (named in
+    :data:`WRITER_FILE` inside them) is no longer running on this host, and puts an old folder
+    back where ``path`` is missing, so a killed export leaves nothing behind for long.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_dir(path)
     tmp = _create_temp(path.parent, path.name, folder_kind=True)
     old = path.parent / f"{tmp.name[:-4]}.old"
+    _mark_writer(tmp)
     try:
         yield tmp
         if path.exists():
+            _mark_writer(path)  # moved aside next: a kill then leaves it for recover_dir to put back
             os.replace(path, old)
         os.replace(tmp, path)
+        (path / WRITER_FILE).unlink(missing_ok=True)
         shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         if old.exists() and not path.exists():  # stopped between the two renames: put the old folder back
             os.replace(old, path)
+        if path.is_dir():
+            (path / WRITER_FILE).unlink(missing_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+#: inside a temporary folder of :func:`atomic_dir`: "PID HOST" of the process writing it
+WRITER_FILE = ".stdl-edge-writer"
+
+
+def _mark_writer(folder: Path) -> None:
+    """Name this process as the writer of ``folder`` (:data:`WRITER_FILE`)."""
+    (folder / WRITER_FILE).write_text(f"{os.getpid()} {socket.gethostname()}\n")
+
+
+def _writer_gone(folder: Path) -> bool:
+    """True when ``folder``'s :data:`WRITER_FILE` names a process of this host that is not running
+    (a missing or unreadable marker, or another host's, counts as alive: never remove those)."""
+    try:
+        pid_text, host = (folder / WRITER_FILE).read_text().split()
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return False
+    if host != socket.gethostname() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
+
+
+def recover_dir(path: str | os.PathLike) -> list[Path]:
+    """Clean up after :func:`atomic_dir` writes of ``path`` that were killed: put an old folder
+    moved aside back if ``path`` is missing, and remove temporary folders whose writer is gone.
+    Returns the folders removed."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    prefix = f".{path.name}."
+    removed = []
+    if path.is_dir() and _writer_gone(path):  # killed just before moving it aside: the export is whole
+        (path / WRITER_FILE).unlink(missing_ok=True)
+    for p in sorted(path.parent.iterdir()):
+        if not (p.name.startswith(prefix) and p.name.endswith((".tmp", ".old")) and p.is_dir()):
+            continue
+        if not _writer_gone(p):
+            continue
+        if p.name.endswith(".old") and not path.exists():
+            os.replace(p, path)  # killed between the two renames: the old export is still whole
+            (path / WRITER_FILE).unlink(missing_ok=True)
+            continue
+        shutil.rmtree(p, ignore_errors=True)
+        removed.append(p)
+    return removed
 
 
 def ensure_folder(folder: str | os.PathLike) -> Path:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from stdl_edge.io import (DigestMismatch, DiskFullError, atomic_path, check_writable, load_tensors, read_json,
+from stdl_edge.io import (WRITER_FILE, DigestMismatch, DiskFullError, atomic_dir, atomic_path, check_writable,
+                          load_tensors, read_json, recover_dir,
                           remove_temp_files, save_tensors, tensor_metadata, write_json)
 
 ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -155,3 +156,37 @@ def test_read_json_reports_a_folder_and_binary_bytes(tmp_path):
     (tmp_path / "b.json").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(ValueError, match="not valid JSON \\(not UTF-8 text\\)"):
         read_json(tmp_path / "b.json")
+
+
+def _sigkilled_writer(folder: Path) -> None:
+    """A child process that exits at once: its pid names a writer that is gone."""
+    import subprocess
+    import sys
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                           check=True)
+    import socket
+    (folder / WRITER_FILE).write_text(f"{child.stdout.strip()} {socket.gethostname()}\n")
+
+
+def test_a_sigkilled_export_folder_is_cleaned_up_by_the_next_write(tmp_path):
+    """SIGKILL mid-export leaves ``.NAME.XXXXXXXX.tmp``; killed between the two renames it also
+    leaves the old export moved aside with no export in place. The next write of the same folder
+    puts the old export back and removes the dead writer's leftovers; a live writer's are kept."""
+    target = tmp_path / "export"
+    dead_tmp = tmp_path / ".export.0badc0de.tmp"
+    old = tmp_path / ".export.0badc0de.old"
+    live_tmp = tmp_path / ".export.1ivewrit.tmp"
+    for d in (dead_tmp, old, live_tmp):
+        d.mkdir()
+    (dead_tmp / "half.onnx").write_bytes(b"partial")
+    (old / "manifest.json").write_text("{}")
+    _sigkilled_writer(dead_tmp)
+    _sigkilled_writer(old)
+    (live_tmp / WRITER_FILE).write_text(f"{os.getppid()} {__import__('socket').gethostname()}\n")
+    assert recover_dir(target) == [dead_tmp]
+    assert sorted(p.name for p in target.iterdir()) == ["manifest.json"]  # the old export, whole, no marker
+    assert live_tmp.exists() and not old.exists()
+    with atomic_dir(target) as tmp:
+        (tmp / "manifest.json").write_text('{"new": 1}')
+    assert sorted(p.name for p in target.iterdir()) == ["manifest.json"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".export.1ivewrit.tmp", "export"]
