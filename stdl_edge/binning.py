@@ -207,6 +207,8 @@ def bin_windows(chunks: Iterable[np.ndarray | EventColumns], sensor_size: Sensor
     buffer = np.zeros(window_steps * frame_size, dtype=np.float32)  # the one window in memory
     origin, base = int(spec.t_start_us), 0  # window index = base + (t - origin) // window_us
     window_us = window_steps * spec.dt_us
+    step_index = np.arange(window_steps, dtype=np.int32)
+    step_edges = spec.dt_us * step_index[1:].astype(np.int64)  # step starts after the first, from the window's
     open_k: int | None = None  # the window being filled (index since origin), its events, last step
     open_events = open_last = 0
     restarted = False
@@ -242,19 +244,23 @@ def bin_windows(chunks: Iterable[np.ndarray | EventColumns], sensor_size: Sensor
             piece = piece.select(slice(int(np.searchsorted(piece.t, origin, side="left")), None))
             if piece.count == 0:
                 continue
-            steps = (piece.t - origin) // spec.dt_us
-            win = steps // window_steps
-            cuts = [0, *(np.flatnonzero(win[1:] != win[:-1]) + 1).tolist(), piece.count]
-            for lo, hi in zip(cuts[:-1], cuts[1:]):
-                k = int(win[lo])
+            # window by window (a few per chunk): the window's end and its steps' edges found by
+            # binary search in the sorted times, so no per-event division
+            t, lo = piece.t, 0
+            while lo < len(t):
+                k = (int(t[lo]) - origin) // window_us
+                start = origin + k * window_us
+                hi = lo + int(np.searchsorted(t[lo:], start + window_us, side="left"))
+                cuts = np.searchsorted(t[lo:hi], start + step_edges, side="left")
+                local = np.repeat(step_index, np.diff(cuts, prepend=0, append=hi - lo))
                 if open_k is not None and k != open_k:
                     yield emit(final=False)
                     buffer[:] = 0
                     open_events, restarted = 0, False
                 open_k = k
-                _accumulate_into(buffer, piece.select(slice(lo, hi)), steps[lo:hi], k * window_steps, sensor,
-                                 spec.mode)
+                _accumulate_into(buffer, piece.select(slice(lo, hi)), local, 0, sensor, spec.mode)
                 open_events += hi - lo
-                open_last = int(steps[hi - 1]) - k * window_steps
+                open_last = int(local[-1])
+                lo = hi
     if open_k is not None:
         yield emit(final=True)
