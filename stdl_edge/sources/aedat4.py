@@ -50,6 +50,7 @@ class Aedat4Source(FileSource):
                                   f"{self.file_size - 18} after it; the file is truncated or corrupt")
             compression, data_end, _ = read_ioheader(fh.read(length), path)
         self.body = 18 + length
+        self.compression = compression
         if compression >= len(COMPRESSIONS):
             raise SourceError(f"{path}: the AEDAT4 header names compression {compression}; known: "
                               f"{', '.join(f'{i} {c}' for i, c in enumerate(COMPRESSIONS))}")
@@ -70,8 +71,14 @@ class Aedat4Source(FileSource):
                                  field="the stream description's sizeX, sizeY")
 
     def _packets(self) -> Iterator[tuple[int, int, dict]]:
-        """(byte offset, stream id, aedat's decoded packet) for every packet, framed and checked here."""
-        decoder = self._aedat.Decoder(str(self.path))
+        """(byte offset, stream id, decoded packet) for every packet, framed and checked here.
+
+        Uncompressed event packets are read here as a view of their structs (:func:`event_structs`,
+        3-6x faster than aedat's copy); compressed files are decoded by ``aedat``. Other streams'
+        packets (frames, IMU, triggers) are skipped undecoded when the file is uncompressed.
+        """
+        own = self.compression == 0
+        decoder = None if own else self._aedat.Decoder(str(self.path))
         with open(self.path, "rb") as fh:
             fh.seek(self.body)
             offset = self.body
@@ -87,16 +94,22 @@ class Aedat4Source(FileSource):
                 if stream_id not in self.streams:
                     raise SourceError(f"{self.path}: the packet at byte {offset} names stream {stream_id}, which the "
                                       "header does not declare; the file is corrupt")
-                fh.seek(size, 1)
-                try:
-                    packet = next(decoder)
-                except Exception as e:  # aedat's reason: a corrupt flatbuffer or compressed block
-                    raise SourceError(f"{self.path}: the packet at byte {offset} is corrupt ({e})") from None
+                if own and stream_id == self.stream_id:
+                    packet = {"events": event_structs(fh.read(size), self.path, offset)}
+                elif own:
+                    fh.seek(size, 1)
+                    packet = {}
+                else:
+                    fh.seek(size, 1)
+                    try:
+                        packet = next(decoder)
+                    except Exception as e:  # aedat's reason: a corrupt flatbuffer or compressed block
+                        raise SourceError(f"{self.path}: the packet at byte {offset} is corrupt ({e})") from None
                 yield offset, stream_id, packet
                 offset += 8 + size
 
     def _raw_chunks(self) -> Iterator[dict[str, np.ndarray]]:
-        pending: list[dict[str, np.ndarray]] = []  # columns of the packets not yet yielded
+        pending: list[dict[str, np.ndarray]] = []  # columns (views) of the packets not yet yielded
         packets: list[tuple[int, int]] = []  # (index of its first event in the stream, byte) of pending packets
         read = emitted = 0  # events read from packets, events yielded
         last_t: int | None = None
@@ -134,10 +147,40 @@ class Aedat4Source(FileSource):
 
 
 def _columns(ev: np.ndarray) -> dict[str, np.ndarray]:
-    """aedat's packet (``t`` u64, ``x``/``y`` u16, ``on``) as contiguous columns of the signed types
-    they were written as."""
-    return {"x": np.ascontiguousarray(ev["x"]).view(np.int16), "y": np.ascontiguousarray(ev["y"]).view(np.int16),
-            "t": np.ascontiguousarray(ev["t"]).view(np.int64), "p": np.ascontiguousarray(ev["on"])}
+    """A packet's events (``t`` i64 or aedat's u64, ``x``/``y`` i16 or u16, ``on``) as views of the
+    signed columns they were written as; concatenating those per column makes the one copy."""
+    return {"x": ev["x"].view(np.int16), "y": ev["y"].view(np.int16), "t": ev["t"].view(np.int64), "p": ev["on"]}
+
+
+#: DV's ``Event`` struct in an ``EVTS`` EventPacket: 16 bytes, 8-aligned
+EVENT_STRUCT = np.dtype([("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("on", "u1"), ("pad", "V3")])
+
+
+def event_structs(buf: bytes, path: object, offset: int) -> np.ndarray:
+    """The events of an uncompressed, size-prefixed ``EVTS`` EventPacket flatbuffer, as a view of
+    :data:`EVENT_STRUCT`; every offset is checked to lie inside the packet (``offset``: its byte in
+    the file, for the message), :class:`SourceError` otherwise."""
+
+    def at(fmt: str, pos: int) -> int:
+        if pos < 0 or pos + struct.calcsize(fmt) > len(buf):
+            raise SourceError(f"{path}: the event packet at byte {offset} is corrupt: an offset points to byte "
+                              f"{pos} of its {len(buf)}")
+        return struct.unpack_from(fmt, buf, pos)[0]
+
+    if at("<I", 0) != len(buf) - 4 or buf[8:12] != b"EVTS":
+        raise SourceError(f"{path}: the event packet at byte {offset} is corrupt: not a size-prefixed EVTS "
+                          "EventPacket of the size its header gives")
+    root = 4 + at("<I", 4)
+    vtable = root - at("<i", root)
+    field = at("<H", vtable + 4) if at("<H", vtable) >= 6 else 0
+    if not field:
+        return np.zeros(0, EVENT_STRUCT)  # no events field: an empty packet
+    vector = root + field + at("<I", root + field)
+    count = at("<I", vector)
+    if vector + 4 + EVENT_STRUCT.itemsize * count > len(buf):
+        raise SourceError(f"{path}: the event packet at byte {offset} is corrupt: its {count} events run past its "
+                          f"{len(buf)} bytes")
+    return np.frombuffer(buf, EVENT_STRUCT, count, vector + 4)
 
 
 def read_ioheader(buf: bytes, path: object) -> tuple[int, int, str]:
@@ -219,7 +262,7 @@ def event_packet(ev: np.ndarray) -> bytes:
     """A size-prefixed ``EVTS`` EventPacket flatbuffer of ``ev`` (EVENT_DTYPE), laid out directly:
     size, root offset, identifier, vtable (6, 8, 4), table (vtable offset, vector offset), vector
     length, then the 16-byte structs 8-aligned."""
-    structs = np.zeros(len(ev), dtype=[("t", "<i8"), ("x", "<i2"), ("y", "<i2"), ("on", "u1"), ("pad", "V3")])
+    structs = np.zeros(len(ev), dtype=EVENT_STRUCT)
     structs["t"], structs["x"], structs["y"], structs["on"] = ev["t"], ev["x"], ev["y"], ev["p"]
     head = struct.pack("<II4sHHHxxiII", 28 + 16 * len(ev), 16, b"EVTS", 6, 8, 4, 8, 4, len(ev))
     return head + structs.tobytes()
