@@ -288,6 +288,16 @@ CASES: list[tuple[str, str, Build, str]] = _generic_cases() + [
      r"packet at byte \d+ declares"),
     ("aedat4", "unknown-stream", _edited("aedat4", lambda d: d.__setitem__(
         slice(_aedat_header(d)[1], _aedat_header(d)[1] + 4), (9).to_bytes(4, "little"))), r"names stream 9"),
+    # the first packet's EVTS flatbuffer (payload 8 bytes after the packet's first byte): size prefix,
+    # root offset, identifier at payload + 0, 4, 8; the event count at payload + 28
+    ("aedat4", "event-packet-root-outside", _edited("aedat4", lambda d: d.__setitem__(
+        slice(_aedat_header(d)[1] + 12, _aedat_header(d)[1] + 16), (10 ** 8).to_bytes(4, "little"))),
+     r"event packet at byte \d+ is corrupt: an offset points to byte \d+"),
+    ("aedat4", "event-packet-not-evts", _edited("aedat4", lambda d: d.__setitem__(
+        slice(_aedat_header(d)[1] + 16, _aedat_header(d)[1] + 20), b"XXXX")), r"not a size-prefixed EVTS"),
+    ("aedat4", "event-packet-count-past-end", _edited("aedat4", lambda d: d.__setitem__(
+        slice(_aedat_header(d)[1] + 36, _aedat_header(d)[1] + 40), (10 ** 6).to_bytes(4, "little"))),
+     r"its 1000000 events run past"),
     ("aedat4", "huge-sensor", lambda d: _aedat_sized(d, 65535, 48), r"sizeX, sizeY.*32768"),
     ("aedat4", "zero-sensor", lambda d: _aedat_sized(d, 0, 0), r"sizeX, sizeY"),
     ("aedat4", "x-outside", lambda d: _aedat_sized(d, 32, 48), r"in the packet at byte \d+\) has x=\d+ outside"),
