@@ -49,8 +49,9 @@ from stdl_edge.io import atomic_path
 # the format modules register themselves on import, in this order: FORMATS lists them so, and
 # formats that claim specs are tried so ("camera:" before the NAME:SPLIT of a data set)
 from . import numpy_files, hdf5, csv, aedat4, prophesee, nmnist, emulated, live, dataset  # noqa: F401,E401
-from .base import (DEFAULT_CHUNK, MAX_SENSOR_SIDE, ArraySource, EventSource, GeneratorSource, Geometry, ReadOptions,
-                   SourceError, check_sensor, fit_geometry)
+from .base import DEFAULT_CHUNK, MAX_SENSOR_SIDE, ArraySource, EventSource, GeneratorSource, ReadOptions, check_sensor
+from .errors import SourceError
+from .geometry import Geometry, fit_geometry
 from .registry import FORMATS, Format, reader_for, register_format, writer_for
 
 

@@ -6,6 +6,9 @@ because expelliarmus 1.1.12 adds 4096 us whenever ``EVT_TIME_LOW`` decreases aft
 has (see docs/sources.md). A time-high (EVT2, EVT3) or 32-bit time (DAT) counter that decreases
 by more than half its range is a wrap-around; a smaller decrease is a clock jump, an error. The
 writers follow the same specs byte for byte; the tests read their files back with expelliarmus.
+
+Long file: one format family (the ``%`` header, the word-block reader, the counter unwrap and
+three decoders and writers that share them), kept in one module as the style asks of a format.
 """
 
 from __future__ import annotations
