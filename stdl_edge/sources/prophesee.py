@@ -299,7 +299,8 @@ class Evt3Source(_WordSource):
             """(word indices where ``mask`` holds, for each of ``at_words`` the rank among them of
             the last one before it, -1 for none)."""
             at = np.flatnonzero(mask)
-            if len(at) * 8 < len(at_words):  # sparse (time high, vector bases): binary search
+            # a binary search per word where that costs less than a running count over the block
+            if 4 * len(at_words) * (int(len(at)).bit_length() + 1) < len(mask):
                 return at, np.searchsorted(at, at_words).astype(np.int32) - 1
             return at, np.cumsum(mask, dtype=np.int32)[at_words] - 1
 
@@ -337,7 +338,7 @@ class Evt3Source(_WordSource):
             count = np.ones(len(ew), np.int32)
             masks = np.where(ev_typ[vec] == 0x5, ev_val[vec] & 0xFF, ev_val[vec])
             count[vec] = _POPCOUNT[masks]
-            src = np.repeat(np.arange(len(ew)), count)  # the word of each event
+            src = np.repeat(np.arange(len(ew), dtype=np.int32), count)  # the word of each event
             bit = np.zeros(len(src), np.int32)
             bit[vec[src]] = np.nonzero((masks[:, None] >> np.arange(12)) & 1)[1]  # set bits, in order
             x, y, t, p = x[src] + bit, y[src], t[src], p[src]
