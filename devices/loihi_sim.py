@@ -45,10 +45,11 @@ import numpy as np
 from stdl_edge.artifact import StreamInfo
 from stdl_edge.formats.netx import ALIGNED_INTERVAL, CUBA_MODEL, INPUT, NEURON_STATES, READOUT_STATE, NetxLayer, \
     NetxNetwork, read_netx, resolve_netx
+from stdl_edge.loihi import UV_BITS
 from stdl_edge.registry import DEVICES
 
 from .base import Device, LayerStats
-from .loihi_sim_neurons import cuba_fixed_step, decay_toward_zero, initial_state, \
+from .loihi_sim_neurons import cuba_fixed_step, cuba_needs_checks, decay_toward_zero, initial_state, \
     neuron_step, wrap_current
 from .loihi_sim_synapses import ConvKernel, DelayedDense, DenseKernel, feed_forward, recurrent, shift
 from .netx_input import BIAS, encode_input, resolve_input_mode
@@ -69,6 +70,9 @@ class LoihiNet:
         self.input_shape = spec.input_shape
         self.feed_forward = [feed_forward(layer) if layer.synaptic else None for layer in spec.layers]
         self.recurrent = [recurrent(layer) for layer in spec.layers]
+        #: each block's bias_mant (0 when all zero: nothing to add) and CUBA range checks
+        self.biases = [layer.bias if np.any(layer.bias) else 0 for layer in spec.layers]
+        self.checks = [_range_checks(layer) for layer in spec.layers]
 
     @classmethod
     def from_netx(cls, path: str | Path, input_message_bits: int | None = None, dt_us: int | None = None,
@@ -88,12 +92,28 @@ class LoihiNet:
         kernel = self.feed_forward[layer.block]
         if isinstance(kernel, DelayedDense):
             raise ValueError(f"loihi-sim: {layer.name} has delays; step it with LoihiSim")
-        return _feed(layer, kernel, x if graded else (x != 0), graded, np.int64 if exact else None)
+        return _feed(layer, kernel, x if graded else (x != 0), graded, np.int64 if exact else None).astype(np.int64)
+
+
+def _range_checks(layer: NetxLayer) -> tuple[bool, bool]:
+    """Which of the CUBA wrap / saturation tests a block can need (:func:`cuba_needs_checks`), from
+    the largest synaptic input its weights allow: ``sum |W|`` per neuron times the largest input
+    payload, through the exponent, plus one per delay for the floors of Lava's per-delay shifts."""
+    if layer.kind == INPUT or layer.neuron.model != CUBA_MODEL:
+        return True, True
+    bits = layer.input_message_bits
+    total = float(np.abs(layer.weight).reshape(layer.weight.shape[0], -1).sum(axis=1, dtype=np.int64).max())
+    total *= 1 if bits == 0 else (1 << bits) - 1
+    if layer.weight_rec is not None:
+        total += float(np.abs(layer.weight_rec).sum(axis=1, dtype=np.int64).max())
+    a_max = min(total * 2.0 ** layer.weight_exp, float(1 << (UV_BITS - 1))) + 2 * (layer.max_delay + 1)
+    return cuba_needs_checks(layer.neuron.i_decay, layer.neuron.v_decay, a_max, float(np.abs(layer.bias).max()))
 
 
 def _feed(layer: NetxLayer, kernel: DenseKernel | ConvKernel, x: np.ndarray, graded: bool, dtype: Any = None
           ) -> np.ndarray:
-    """``x (B, *in_shape)`` through an undelayed synapse: ``(B, *out_shape)`` int64, exponent applied."""
+    """``x (B, *in_shape)`` through an undelayed synapse: ``(B, *out_shape)`` integer-valued floats,
+    exponent applied."""
     if isinstance(kernel, ConvKernel):
         return kernel(x, graded, dtype)
     acc = shift(kernel(x.reshape(x.shape[0], -1), graded, dtype), layer.weight_exp)
@@ -148,7 +168,9 @@ class LoihiSim(Device):
         self._recorded: dict[str, np.ndarray] = {}
         n = len(net.layers)
         self._spikes = np.zeros(n, dtype=np.int64)
-        self._synops = np.zeros(n, dtype=np.int64)
+        #: per block, how often each input element (and, for dense_rec, each own neuron) sent a
+        #: non-zero: synaptic operations are these counts times the fan-outs, summed in stats()
+        self._sent: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
         self._steps = 0
 
     @classmethod
@@ -179,10 +201,10 @@ class LoihiSim(Device):
                 if isinstance(syn, DelayedDense):
                     st[key] = (syn.initial(batch), 0)
                 elif syn is not None:
-                    st[key] = np.zeros((batch, *layer.out_shape), dtype=np.int64)
+                    st[key] = np.zeros((batch, *layer.out_shape), dtype=np.float64)
             self._state.append(st)
         self._spikes[:] = 0
-        self._synops[:] = 0
+        self._sent = [{} for _ in self.net.layers]
         self._steps = 0
         self._recorded = {}
 
@@ -235,18 +257,18 @@ class LoihiSim(Device):
                 graded = layer.input_message_bits > 0
                 xin = (x if graded else (x != 0)) if x.any() else None
                 if xin is not None:
-                    self._synops[k] += layer_synops(layer.fanout, xin)
+                    _tally(self._sent[k], "ff", xin)
                 ff = self.net.feed_forward[k]
                 a_in = self._pop("ff", layer, ff, st)
                 self._push("ff", layer, ff, st, xin, graded)
                 if rec is not None:  # the layer's own spikes of the step before (RecurrentDense)
                     a_in = a_in + self._pop("rec", layer, rec, st)
-                bias = layer.bias
-            s, st["neuron"] = neuron_step(neuron, a_in, st["neuron"], bias)
+                bias = self.net.biases[k]
+            s, st["neuron"] = neuron_step(neuron, a_in, st["neuron"], bias, self.net.checks[k])
             if rec is not None:
                 spikes = s if s.any() else None
                 if spikes is not None:
-                    self._synops[k] += layer_synops(layer.fanout_rec, spikes)
+                    _tally(self._sent[k], "rec", spikes)
                 self._push("rec", layer, rec, st, spikes, False)
             self._spikes[k] += int(np.count_nonzero(s))
             x = s
@@ -302,7 +324,10 @@ class LoihiSim(Device):
         return {k: np.stack(v) for k, v in series.items()}
 
     def stats(self) -> LayerStats:
-        return LayerStats(names=list(self.layer_names), spikes=self._spikes.copy(), synops=self._synops.copy(),
+        synops = np.array([sum(int(sent[key] @ fan.reshape(-1)) for key, fan in (("ff", layer.fanout),
+                                                                                   ("rec", layer.fanout_rec))
+                               if key in sent) for layer, sent in zip(self.net.layers, self._sent)], dtype=np.int64)
+        return LayerStats(names=list(self.layer_names), spikes=self._spikes.copy(), synops=synops,
                           neurons=np.array([int(np.prod(layer.out_shape)) for layer in self.net.layers],
                                            dtype=np.int64),
                           steps=self._steps, batch=self._batch)
@@ -311,9 +336,14 @@ class LoihiSim(Device):
         return dict(self._recorded)
 
 
-def layer_synops(fanout: np.ndarray, x: np.ndarray) -> int:
-    """Synaptic operations of input ``x (B, *in_shape)``: non-zero inputs times their fan-out."""
-    return int(np.count_nonzero(x.reshape(x.shape[0], -1), axis=0) @ fanout.reshape(-1))
+def _tally(sent: dict[str, np.ndarray], key: str, x: np.ndarray) -> None:
+    """Add this step's non-zero elements of ``x (B, ...)`` to the per-element counts ``sent[key]``."""
+    nz = (x if x.dtype == bool else x != 0).reshape(x.shape[0], -1)
+    counts = nz.sum(axis=0, dtype=np.int64) if nz.shape[0] > 1 else nz[0]
+    if key in sent:
+        sent[key] += counts
+    else:
+        sent[key] = counts.astype(np.int64)
 
 
 DEVICES.register("loihi-sim", LoihiSim.load, "bit-accurate Loihi fixed-point simulator of netx HDF5 (numpy)",

@@ -3,7 +3,7 @@
 Pure step functions on explicit integer state, vectorised over any leading shape:
 
 * **CUBA** (``lava.proc.lif.models.PyLifModelBitAcc``; netx maps ``iDecay -> du + 1``,
-  ``vDecay -> dv``, ``vThMant -> vth``, ``bias -> bias_mant`` with ``bias_exp = 6``), int64::
+  ``vDecay -> dv``, ``vThMant -> vth``, ``bias -> bias_mant`` with ``bias_exp = 6``), integers::
 
       u = sign(u*(4096 - iDecay)) * (|u*(4096 - iDecay)| >> 12) + (a << 6)   # toward zero
       u wraps once into 24-bit signed (Lava's two np.where)
@@ -31,31 +31,38 @@ simulator has the same keys.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from stdl_edge.formats.netx import CUBA_MODEL, DELTA, NEURON_STATES, SIGMA, SIGMA_DELTA, SPIKE_EXP, STATE_EXP, \
     NetxNeuron
-from stdl_edge.loihi import ACT_SHIFT, BIAS_EXP, DECAY_SHIFT, DECAY_UNITY, MAX_UV, VTH_SHIFT
+from stdl_edge.loihi import ACT_SHIFT, BIAS_EXP, DECAY_UNITY, MAX_UV, VTH_SHIFT
 
-#: the dtype Lava keeps each model's state in (sigma-delta wraps in int32 as Lava's does)
-STATE_DTYPE = {CUBA_MODEL: np.int64, DELTA: np.int32, SIGMA: np.int32, SIGMA_DELTA: np.int32}
+#: the dtype each model's state is kept in: CUBA as integer-valued float64 (exact, see
+#: :func:`cuba_fixed_step`), sigma-delta in int32, as Lava's models (which wrap there)
+STATE_DTYPE = {CUBA_MODEL: np.float64, DELTA: np.int32, SIGMA: np.int32, SIGMA_DELTA: np.int32}
 _SDNN_SHIFT = SPIKE_EXP + STATE_EXP
 
 
 def decay_toward_zero(x: np.ndarray, decay: int) -> np.ndarray:
-    """``sign(x * (4096 - decay)) * (|x * (4096 - decay)| >> 12)``: Lava's 12-bit decay, int64.
+    """``sign(x * (4096 - decay)) * (|x * (4096 - decay)| >> 12)``: Lava's 12-bit decay.
+
+    Computed as ``trunc(x * ((4096 - decay) / 4096))`` in float64, which is exact: the factor is a
+    binary fraction and ``|x * (4096 - decay)| < 2**37`` for 24-bit states, far inside float64's
+    53 bits. Returns the dtype of ``x`` (int64 in, int64 out; the simulator keeps float64 states).
 
     >>> decay_toward_zero(np.array([5, -5, 4095]), 2048)
     array([   2,   -2, 2047])
     """
+    x = np.asarray(x)
     keep = DECAY_UNITY - int(decay)
     if keep == 0:
-        return np.zeros(np.shape(x), dtype=np.int64)
+        return np.zeros(x.shape, dtype=x.dtype)
     if keep == DECAY_UNITY:
-        return np.asarray(x, dtype=np.int64).copy()
-    prod = np.asarray(x, dtype=np.int64) * keep
-    mag = np.abs(prod) >> DECAY_SHIFT
-    return np.where(prod < 0, -mag, mag)
+        return x.copy()
+    out = np.trunc(np.multiply(x, keep / DECAY_UNITY, dtype=np.float64))
+    return out if x.dtype == np.float64 else out.astype(x.dtype)
 
 
 def wrap_current(u: np.ndarray) -> np.ndarray:
@@ -67,26 +74,55 @@ def wrap_current(u: np.ndarray) -> np.ndarray:
     return np.where(w <= -MAX_UV, u + 2 * MAX_UV, w)
 
 
-def cuba_fixed_step(a_in: np.ndarray, u: np.ndarray, v: np.ndarray, i_decay: int, v_decay: int,
-                    bias: np.ndarray | int, vth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One step of Lava's bit-accurate CUBA LIF; all int64, returns ``(s, u, v)`` (new arrays).
+def cuba_fixed_step(a_in: np.ndarray | int, u: np.ndarray, v: np.ndarray, i_decay: int, v_decay: int,
+                    bias: np.ndarray | int, vth: int, check_u: bool = True, check_v: bool = True
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One step of Lava's bit-accurate CUBA LIF; returns ``(s, u, v)`` (new arrays, dtype of ``u``).
 
     ``a_in``: synaptic input (integer, before the 6-bit shift); ``i_decay``/``v_decay``:
     the netx ``iDecay``/``vDecay`` (effective 12-bit decays); ``bias``: ``bias_mant``;
     ``vth``: ``vThMant``. Spikes are ``v > vth << 6`` (strict), then ``v = 0`` where spiked.
+    States may be int64 or integer-valued float64 (what the simulator keeps: every value here
+    stays below ``2**37``, so float64 is exact and needs no conversions). ``check_u``/``check_v``
+    False skip the wrap / saturation tests where :func:`cuba_needs_checks` proves they cannot fire.
 
     >>> s, u, v = cuba_fixed_step(np.array([10]), np.array([0]), np.array([0]), 4096, 2048, 0, 10)
     >>> int(u[0]), int(v[0]), int(s[0])   # u = 10 << 6 = 640 = v; 640 > 640 is false
     (640, 640, 0)
     """
-    u_new = decay_toward_zero(u, i_decay) + (np.asarray(a_in, dtype=np.int64) << ACT_SHIFT)
-    u_new = wrap_current(u_new)
-    v_new = decay_toward_zero(v, v_decay) + u_new + (np.asarray(bias, dtype=np.int64) << BIAS_EXP)
-    if v_new.size and (v_new.max() >= MAX_UV or v_new.min() <= -MAX_UV):
+    u_new = decay_toward_zero(u, i_decay)
+    if np.ndim(a_in) or a_in:
+        u_new += np.asarray(a_in, dtype=u_new.dtype) * (1 << ACT_SHIFT)
+    if check_u:
+        u_new = wrap_current(u_new)
+    v_new = decay_toward_zero(v, v_decay)
+    v_new += u_new
+    if np.ndim(bias) or bias:
+        v_new += np.asarray(bias, dtype=v_new.dtype) * (1 << BIAS_EXP)
+    if check_v and v_new.size and (v_new.max() >= MAX_UV or v_new.min() <= -MAX_UV):
         v_new = np.clip(v_new, -MAX_UV + 1, MAX_UV - 1)
     s = v_new > (int(vth) << VTH_SHIFT)
-    v_new = np.where(s, 0, v_new)
+    np.copyto(v_new, 0, where=s)
     return s, u_new, v_new
+
+
+def cuba_needs_checks(i_decay: int, v_decay: int, a_max: float, bias_max: float) -> tuple[bool, bool]:
+    """Whether the current can wrap / the voltage saturate, given ``|a_in| <= a_max`` and
+    ``|bias_mant| <= bias_max``: ``(check_u, check_v)``. With decays the states are bounded by
+    geometric sums (``|trunc0(x * keep / 4096)| <= |x| * keep / 4096``)::
+
+        |u| <= 64 a_max * 4096 / iDecay          (iDecay = 0: unbounded)
+        |v| <= (|u| + 64 bias_max) * 4096 / vDecay
+
+    >>> cuba_needs_checks(4096, 2048, 255 * 18, 0), cuba_needs_checks(0, 2048, 1, 0)
+    ((False, False), (True, True))
+    """
+    def bound(x: float, decay: int) -> float:
+        return math.inf if decay == 0 else x * DECAY_UNITY / decay
+
+    u_max = bound(float(a_max) * (1 << ACT_SHIFT), i_decay)
+    v_max = bound(u_max + float(bias_max) * (1 << BIAS_EXP), v_decay)
+    return u_max > MAX_UV - 1, v_max > MAX_UV - 2
 
 
 def _delta_encode(act_new: np.ndarray, act: np.ndarray, residue: np.ndarray, vth: int
@@ -98,9 +134,11 @@ def _delta_encode(act_new: np.ndarray, act: np.ndarray, residue: np.ndarray, vth
 
 
 def neuron_step(neuron: NetxNeuron, a_in: np.ndarray | int, state: dict[str, np.ndarray],
-                bias: np.ndarray | int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+                bias: np.ndarray | int, checks: tuple[bool, bool] = (True, True)
+                ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One step of ``neuron``'s model: ``(out, new_state)``; ``out`` is bool spikes (CUBA) or
-    int32 graded spikes (SDNN); ``state`` holds ``NEURON_STATES[neuron.model]`` (not mutated).
+    int32 graded spikes (SDNN); ``state`` holds ``NEURON_STATES[neuron.model]`` (not mutated);
+    ``checks``: CUBA's ``(check_u, check_v)`` (:func:`cuba_needs_checks`).
 
     >>> from stdl_edge.formats.netx import NetxNeuron, SIGMA_DELTA
     >>> n = NetxNeuron(0, 0, vth=1, type="SDNN", model=SIGMA_DELTA)
@@ -111,9 +149,10 @@ def neuron_step(neuron: NetxNeuron, a_in: np.ndarray | int, state: dict[str, np.
     """
     model = neuron.model
     if model == CUBA_MODEL:
-        s, u, v = cuba_fixed_step(a_in, state["u"], state["v"], neuron.i_decay, neuron.v_decay, bias, neuron.vth)
+        s, u, v = cuba_fixed_step(a_in, state["u"], state["v"], neuron.i_decay, neuron.v_decay, bias, neuron.vth,
+                                  *checks)
         return s, {"u": u, "v": v}
-    a = np.asarray(a_in).astype(np.int32)  # Lava's int32 ports: wraps as a C cast does
+    a = np.asarray(a_in).astype(np.int32)  # Lava's int32 ports
     if model == DELTA:
         act_new = np.broadcast_to(a << np.int32(_SDNN_SHIFT), state["act"].shape)
         out, residue = _delta_encode(act_new, state["act"], state["residue"], neuron.vth)

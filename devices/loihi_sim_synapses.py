@@ -8,7 +8,8 @@
 * **Conv** (``lava.proc.conv.models.PyConvModelFixed``): cross-correlation with the file's kernel
   (PyTorch layout; netx flips it and Lava convolves), wrapped to 24-bit signed.
 
-Exactness: every kernel works on integers held in floats. :func:`exact_dtype` is where the bound is
+Exactness: every kernel works on integers held in floats, and returns them as integer-valued
+floats (the simulator's CUBA states are float64 for the same reason: no conversions). :func:`exact_dtype` is where the bound is
 checked, per call: with ``bound = max_o sum_i |W_oi|`` (the largest sum of weight magnitudes an
 output sees, computed at load) and ``m = max |s|`` of this step's input (1 for spikes), a float32
 product is exact while ``bound * m < 2**24``, float64 while ``< 2**53``; beyond that the kernel
@@ -27,6 +28,8 @@ from stdl_edge.loihi import UV_BITS
 
 #: largest integer every smaller one of which float32 / float64 hold exactly
 FLOAT32_EXACT, FLOAT64_EXACT = 1 << 24, 1 << 53
+#: below this fraction of active inputs a single stream's dense synapse gathers weight rows
+GATHER_FRACTION = 0.25
 
 
 def exact_dtype(bound: float, max_in: float) -> Any:
@@ -42,14 +45,19 @@ def exact_dtype(bound: float, max_in: float) -> Any:
 
 
 def signed_wrap(x: np.ndarray, bits: int) -> np.ndarray:
-    """Two's-complement wrap of int64 ``x`` to ``bits`` signed bits."""
+    """Two's-complement wrap of integer-valued ``x`` (int64 or float) to ``bits`` signed bits."""
     base = 1 << bits
     return (x + base // 2) % base - base // 2
 
 
 def shift(a: np.ndarray, exp: int) -> np.ndarray:
-    """Lava's ``left_shift(a, exp)`` if ``exp > 0`` else ``right_shift(a, -exp)`` (floor)."""
-    return a << exp if exp > 0 else a >> (-exp)
+    """Lava's ``left_shift(a, exp)`` if ``exp > 0`` else ``right_shift(a, -exp)`` (floor), for
+    integer arrays or integer-valued floats (a power-of-two scaling and a floor: exact)."""
+    if exp == 0:
+        return a
+    if np.issubdtype(a.dtype, np.integer):
+        return a << exp if exp > 0 else a >> (-exp)
+    return a * float(1 << exp) if exp > 0 else np.floor(a * (1.0 / (1 << -exp)))
 
 
 def _max_in(x: np.ndarray, graded: bool) -> float:
@@ -57,26 +65,40 @@ def _max_in(x: np.ndarray, graded: bool) -> float:
 
 
 class DenseKernel:
-    """``x (B, I)`` -> integer ``W x`` ``(B, O)`` (before the exponent); ``w (O, I)`` int64."""
+    """``x (B, I)`` -> ``W x`` ``(B, O)`` as integer-valued floats (before the exponent); ``w (O, I)``.
+
+    A sparse single stream (fewer than :data:`GATHER_FRACTION` of the inputs non-zero, spikes)
+    sums the weight rows of its active inputs (Loihi's own event-driven way), which reads a
+    fraction of the matrix; otherwise one BLAS matmul. Both are exact under the same bound.
+    """
 
     def __init__(self, w: np.ndarray) -> None:
-        self.w64 = np.ascontiguousarray(np.asarray(w, dtype=np.int64).T)  # (I, O)
-        self.bound = float(np.abs(self.w64).sum(axis=0).max()) if self.w64.size else 0.0
-        self._w: dict[Any, np.ndarray] = {np.int64: self.w64}
+        wt = np.asarray(w).T  # (I, O)
+        self.bound = float(np.abs(wt).sum(axis=0, dtype=np.int64).max()) if wt.size else 0.0
+        self._w: dict[Any, np.ndarray] = {np.float32: np.ascontiguousarray(wt, dtype=np.float32)}
+        self._wt = wt
+
+    def weights(self, dtype: Any) -> np.ndarray:
+        if dtype not in self._w:
+            self._w[dtype] = np.ascontiguousarray(self._wt, dtype=dtype)
+        return self._w[dtype]
 
     def __call__(self, x: np.ndarray, graded: bool, dtype: Any = None) -> np.ndarray:
         """``dtype``: force one (None: :func:`exact_dtype`); ``graded``: ``x`` holds payloads, not 0/1."""
         dtype = dtype or exact_dtype(self.bound, _max_in(x, graded))
-        if dtype not in self._w:
-            self._w[dtype] = self.w64.astype(dtype)
-        acc = x.astype(dtype, copy=False) @ self._w[dtype]
-        return acc.astype(np.int64) if dtype is np.int64 else np.rint(acc).astype(np.int64)
+        w = self.weights(dtype)
+        if x.shape[0] == 1 and not graded and dtype is not np.int64:
+            active = np.flatnonzero(x[0])
+            if len(active) < GATHER_FRACTION * x.shape[1]:
+                return w[active].sum(axis=0, keepdims=True, dtype=dtype)  # integers: any order is exact
+        acc = x.astype(dtype, copy=False) @ w
+        return acc.astype(np.float64) if dtype is np.int64 else np.rint(acc, out=acc)
 
 
 class DelayedDense:
     """Lava's ``DelayDense`` over a batch: weights ``w (O, I)``, delays ``d (O, I)`` (0..62), exponent.
 
-    State: a ring ``(S, B, O)`` int64 of ``S = max_delay + 1`` slots and the slot sent next.
+    State: a ring ``(S, B, O)`` (integer-valued float64) of ``S = max_delay + 1`` slots and the slot sent next.
     A step is :meth:`pop` (what Lava's ``a_buff[:, 0]`` sends, computed from earlier inputs; then
     Lava's roll) and :meth:`push` (this step's input, delay ``k`` landing ``k`` slots ahead).
     """
@@ -91,7 +113,7 @@ class DelayedDense:
         self.out = o
 
     def initial(self, batch: int) -> np.ndarray:
-        return np.zeros((self.slots, batch, self.out), dtype=np.int64)
+        return np.zeros((self.slots, batch, self.out), dtype=np.float64)
 
     def pop(self, ring: np.ndarray, head: int) -> tuple[np.ndarray, np.ndarray, int]:
         """``(a_out, ring, head)``: what the synapse sends this step; the ring moves one slot on."""
@@ -110,7 +132,8 @@ class DelayedDense:
 
 
 class ConvKernel:
-    """Lava's fixed-point Conv of one block: ``x (B, C, H, W)`` -> ``(B, O, Ho, Wo)`` int64, 24-bit wrapped."""
+    """Lava's fixed-point Conv of one block: ``x (B, C, H, W)`` -> ``(B, O, Ho, Wo)`` integer-valued
+    floats, 24-bit wrapped."""
 
     def __init__(self, layer: NetxLayer) -> None:
         self.layer = layer
@@ -130,16 +153,16 @@ class ConvKernel:
         layer = self.layer
         dtype = dtype or exact_dtype(self.bound, _max_in(x, graded))
         if dtype is np.int64:
-            acc = _im2col_conv(x.astype(np.int64), layer)
+            acc = _im2col_conv(x.astype(np.int64), layer).astype(np.float64)
         else:
             import torch
             import torch.nn.functional as F
 
-            with torch.no_grad():
-                out = F.conv2d(torch.from_numpy(np.ascontiguousarray(x, dtype=dtype)), self._weight(dtype),
-                               stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
-                               groups=layer.groups)
-            acc = np.rint(out.numpy()).astype(np.int64)
+            # neither tensor requires grad, so no autograd graph is recorded (no no_grad() needed)
+            out = F.conv2d(torch.from_numpy(np.ascontiguousarray(x, dtype=dtype)), self._weight(dtype),
+                           stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
+            acc = out.numpy()
+            np.rint(acc, out=acc)
         if self.bound * _max_in(x, graded) >= (1 << (UV_BITS - 1)):
             acc = signed_wrap(acc, UV_BITS)
         return acc
