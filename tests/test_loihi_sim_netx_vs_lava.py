@@ -181,3 +181,50 @@ def test_num_layers_runs_the_first_layers_as_netx(tmp_path):
     path = write_net(tmp_path / "rec.net", "dense_rec")
     trace = compare(path, _spikes(5, (6,)), num_layers=1)
     assert set(trace) == {"layer0", "layer0/u", "layer0/v"}
+
+
+# ----------------------------------------------------------------------------- lava-dl's own exports
+def slayer_export(path: Path, kind: str) -> Path:
+    """A network built with lava-dl's slayer blocks and written by their own ``export_hdf5``."""
+    import torch
+
+    from stdl_edge.devices.lava_compat import import_lava
+
+    slayer = import_lava().slayer
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(5)
+        if kind == "recurrent":  # cuba.Recurrent (dense_rec) into a cuba.Dense with axonal delays
+            p = dict(threshold=0.5, current_decay=0.25, voltage_decay=0.1, requires_grad=False)
+            blocks = [slayer.block.cuba.Recurrent(p, 6, 5, weight_scale=2, weight_norm=False),
+                      slayer.block.cuba.Dense(p, 5, 3, weight_scale=3, weight_norm=False, delay=True)]
+            shape = (6,)
+        else:  # sigma-delta: Input (Delta), Dense (SigmaDelta), Output (Sigma)
+            p = dict(threshold=0.1, tau_grad=0.5, scale_grad=1.0, requires_grad=False, shared_param=True,
+                     activation=torch.nn.functional.relu)
+            blocks = [slayer.block.sigma_delta.Input(p), slayer.block.sigma_delta.Dense(p, 6, 5, weight_scale=2),
+                      slayer.block.sigma_delta.Output(p, 5, 3, weight_scale=2)]
+            shape = (6,)
+        x = (torch.rand(1, *shape, 4) > 0.5).float()  # slayer sizes its neurons on the first forward pass
+        with torch.no_grad():
+            for block in blocks:
+                x = block(x)
+        if kind == "recurrent":
+            blocks[1].delay.delay.data = torch.tensor([2.0, 0.0, 1.0])
+    with h5py.File(path, "w") as f:
+        group = f.create_group("layer")
+        for i, block in enumerate(blocks):
+            block.export_hdf5(group.create_group(str(i)))
+    return path
+
+
+def test_slayer_recurrent_and_delay_exports_are_identical_in_lava(tmp_path):
+    path = slayer_export(tmp_path / "rec.net", "recurrent")
+    with h5py.File(path) as f:
+        assert f["layer/0/type"][0] == b"dense_rec" and "delay" in f["layer/1"]
+    compare(path, _spikes(8, (6,), seed=3))
+
+
+def test_slayer_sigma_delta_export_is_identical_in_lava(tmp_path):
+    frames = np.random.default_rng(4).integers(0, 50, (6, 1, 6)).astype(np.float32)
+    trace = compare(slayer_export(tmp_path / "sdnn.net", "sdnn"), frames)
+    assert np.abs(trace["layer1"]).max() > 1
