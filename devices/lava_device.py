@@ -44,7 +44,7 @@ Every Lava runtime this module starts is stopped: after each whole-sample run (i
 ``finally``), on :meth:`LavaDevice.reset` / :meth:`LavaDevice.close`, when the device is
 garbage collected, and at interpreter exit.
 
-Long file: about 490 lines, one device: Lava's process graph, its step-by-step and whole-sample
+Long file: about 510 lines, one device: Lava's process graph, its step-by-step and whole-sample
 runs, the monitors and the runtime's start and stop belong together, and half of it is the
 workarounds that make Lava's runtime behave (stopping every runtime, aligned resets).
 """

@@ -265,11 +265,12 @@ class LoihiSim(Device):
                     a_in = a_in + self._pop("rec", layer, rec, st)
                 bias = self.net.biases[k]
             s, st["neuron"] = neuron_step(neuron, a_in, st["neuron"], bias, self.net.checks[k])
-            if rec is not None:
-                spikes = s if s.any() else None
-                if spikes is not None:
-                    _tally(self._sent[k], "rec", spikes)
-                self._push("rec", layer, rec, st, spikes, False)
+            if rec is not None:  # netx gives the recurrent synapse the block's *input* message bits
+                graded = layer.input_message_bits > 0
+                own = (s if graded else (s != 0)) if s.any() else None
+                if own is not None:
+                    _tally(self._sent[k], "rec", own)
+                self._push("rec", layer, rec, st, own, graded)
             self._spikes[k] += int(np.count_nonzero(s))
             x = s
             out.append((s, st["neuron"]))

@@ -61,7 +61,8 @@ def decay_toward_zero(x: np.ndarray, decay: int) -> np.ndarray:
         return np.zeros(x.shape, dtype=x.dtype)
     if keep == DECAY_UNITY:
         return x.copy()
-    out = np.trunc(np.multiply(x, keep / DECAY_UNITY, dtype=np.float64))
+    out = np.multiply(x, keep / DECAY_UNITY, dtype=np.float64)
+    np.trunc(out, out=out)
     return out if x.dtype == np.float64 else out.astype(x.dtype)
 
 
@@ -90,9 +91,13 @@ def cuba_fixed_step(a_in: np.ndarray | int, u: np.ndarray, v: np.ndarray, i_deca
     >>> int(u[0]), int(v[0]), int(s[0])   # u = 10 << 6 = 640 = v; 640 > 640 is false
     (640, 640, 0)
     """
-    u_new = decay_toward_zero(u, i_decay)
-    if np.ndim(a_in) or a_in:
-        u_new += np.asarray(a_in, dtype=u_new.dtype) * (1 << ACT_SHIFT)
+    has_input = bool(np.ndim(a_in) or a_in)
+    if i_decay == DECAY_UNITY and has_input and u.dtype == np.float64:  # u forgets: u = a_in << 6, one pass
+        u_new = np.multiply(a_in, float(1 << ACT_SHIFT), dtype=np.float64)
+    else:
+        u_new = decay_toward_zero(u, i_decay)
+        if has_input:
+            u_new += np.asarray(a_in, dtype=u_new.dtype) * (1 << ACT_SHIFT)
     if check_u:
         u_new = wrap_current(u_new)
     v_new = decay_toward_zero(v, v_decay)

@@ -179,3 +179,19 @@ def test_the_float_blas_bound_picks_an_exact_dtype():
     big = x * (1 << 20)  # 300 * 255 * 2**20 > 2**24: float64, still exact
     assert exact_dtype(kernel.bound, 1 << 20) is np.float64
     assert np.array_equal(kernel(big, graded=True), (big @ w.T).astype(np.float64))
+
+
+def test_the_run_command_takes_an_input_mode_for_netx_devices_only(tmp_path):
+    from typer.testing import CliRunner
+
+    from stdl_edge.cli import app, is_user_error
+
+    runner = CliRunner()
+    bad = runner.invoke(app, ["run", str(tmp_path / "run"), "--events", "x.npz", "--device", "torch",
+                              "--input-mode", "graded"])
+    assert isinstance(bad.exception, ValueError) and is_user_error(bad.exception)
+    assert "--input-mode is for the netx devices (loihi-sim, lava), not torch" in str(bad.exception)
+    path = _net(tmp_path / "d.net", lambda f: _dense(f, 0, np.full((2, 3), 10)))
+    wrong = runner.invoke(app, ["run", str(path), "--events", "x.npz", "--device", "loihi-sim",
+                                "--input-mode", "bias"])
+    assert isinstance(wrong.exception, ValueError) and "input_mode='bias' needs an input layer" in str(wrong.exception)

@@ -86,6 +86,10 @@ def write_net(path: Path, kind: str) -> Path:
             _layer(f, 2, "flatten", (8,), neuron=None)
             _layer(f, 3, "dense", (4,), neuron="sdnn", weight=_weights(rng, (4, 8), -40, 80))
             _layer(f, 4, "dense", (2,), neuron="sigma", weight=_weights(rng, (2, 4)))
+        elif kind == "sdnn_rec":  # SigmaDelta dense_rec: its own graded spikes through weight_rec
+            _layer(f, 0, "dense_rec", (4,), neuron="sdnn", weight=_weights(rng, (4, 5), -40, 80),
+                   weight_rec=_weights(rng, (4, 4), -20, 20))
+            _layer(f, 1, "dense", (2,), neuron="sigma", weight=_weights(rng, (2, 4)))
         elif kind == "input":  # a CUBA input block (bias-fed), then dense layers
             g = _layer(f, 0, "input", (6,))
             g.create_dataset("weight", data=np.int64(8))
@@ -163,6 +167,14 @@ def test_sigma_delta_network_is_identical_in_lava(tmp_path):
     trace = compare(write_net(tmp_path / "sdnn.net", "sdnn"), frames)
     assert np.abs(trace["layer1"]).max() > 1  # graded spikes, not 0/1
     assert {"layer1/sigma", "layer1/act", "layer1/residue", "layer0/act", "layer3/sigma"} <= set(trace)
+
+
+def test_sigma_delta_recurrent_dense_is_identical_in_lava(tmp_path):
+    """netx gives the recurrent synapse the block's input message bits: graded input, graded recurrence."""
+    frames = np.random.default_rng(6).integers(-30, 60, (6, 1, 5)).astype(np.float32)
+    trace = compare(write_net(tmp_path / "sdnnrec.net", "sdnn_rec"), frames, input_mode="graded",
+                    input_message_bits=8)
+    assert np.abs(trace["layer0"]).max() > 1
 
 
 def test_input_modes_are_identical_in_lava(tmp_path):
