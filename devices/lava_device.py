@@ -184,7 +184,6 @@ class _StepStream:
             self.net.run(condition=lava.RunSteps(num_steps=1))
         out: dict[str, np.ndarray] = {}
         for layer, block, tap in zip(dev.layers, self.net.layers, self.taps):
-            probes = dev._probes(layer)
             if tap is not None:
                 out[layer.name] = tap.spikes.get()
             for name in dev._state_probes(layer):
