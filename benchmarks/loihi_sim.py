@@ -1,22 +1,32 @@
-"""loihi-sim speed: wall time per step (batch 1), throughput with a batch of streams, and Lava's
-wall time on the same netx network and input (``Loihi2SimCfg(select_tag='fixed_pt')`` through
-``devices.lava_device``), medians over repeats, ratio in one run. Target: loihi-sim >= 100x Lava.
+"""loihi-sim speed at every size: load time, wall/CPU time per step (batch 1), batch throughput per
+core, and Lava's time per step on the same netx file and input (``Loihi2SimCfg(select_tag='fixed_pt')``
+through ``devices.lava_device``), with the readouts checked identical. Target: >= 100x Lava per
+step, load < 0.5 s, a batch of 64 >= 10x the single-stream throughput.
 
-Network: ``dvs-cnn`` (2 x 34 x 34 input, 3 strided convs, dense 128, readout), exported with
-``stdl-edge``'s netx exporter, from a trained run (``--run``) or freshly initialised weights
-(the spiking init makes every layer fire). Input: Bernoulli event frames (``--density``).
+Networks (``--networks``, comma-separated):
 
-Lava is timed two ways on a whole sample of T steps (``classify``: T + latency steps): the total
-per step (process start, compile and teardown included), and the marginal cost of one more step
-(difference between two sample lengths), which is the fair steady-state comparison.
+* ``dvs-cnn``: our dvs-cnn at 2 x 34 x 34 (3 strided convs, dense 128, readout), exported by
+  stdl-edge's netx exporter from fresh weights (or ``--run``);
+* ``dvs-cnn-128``: the same architecture at 2 x 128 x 128;
+* ``pilotnet``: PilotNet-sized, 3 x 66 x 200 -> 5 convs (24/36/48 5x5 stride 2, 64/64 3x3) -> dense
+  100, 50, 10, 1, random integer weights in netx's range, written with h5py in netx's layout.
+
+Input: Bernoulli spike frames (``--density``). Load is file to first step done, in a process that
+has already imported stdl-edge and torch. loihi-sim runs on one core (BLAS and torch threads 1).
+Lava is timed on whole samples of two lengths: total per step (start, compile, teardown included)
+and the marginal cost of one more step (the difference), the fair steady-state comparison; both
+are divided by loihi-sim's wall time per step (batch 1). On a shared machine the wall clock
+depends on the load, so CPU time is reported too: this process's plus its finished children's
+(Lava's worker processes), marginal per step, against loihi-sim's CPU time per step.
 
     .venv/bin/python benchmarks/loihi_sim.py            # writes benchmarks/results/loihi_sim.json
-    .venv/bin/python benchmarks/loihi_sim.py --quick    # fewer repeats, shorter Lava runs
+    .venv/bin/python benchmarks/loihi_sim.py --quick --networks pilotnet
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -28,9 +38,10 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+NETWORKS = ("dvs-cnn", "dvs-cnn-128", "pilotnet")
 
 
-def _model_net(run: str | None, work: Path) -> Path:
+def _dvs_cnn(run: str | None, work: Path, size: int) -> Path:
     from stdl_edge.artifact import StreamInfo, save_model
     from stdl_edge.exporters.netx import export
     from stdl_edge.models import ModelConfig, build_model
@@ -39,24 +50,70 @@ def _model_net(run: str | None, work: Path) -> Path:
         out = work / "netx"
         export(run, out, subnets=False, aux=False)
         return out / "model.net"
-    model = build_model(ModelConfig(arch="dvs-cnn", input_shape=(2, 34, 34), num_classes=10), seed=0).eval()
-    save_model(work / "run", model, StreamInfo((34, 34, 2), 1000, 16))
+    model = build_model(ModelConfig(arch="dvs-cnn", input_shape=(2, size, size), num_classes=10), seed=0).eval()
+    save_model(work / "run", model, StreamInfo((size, size, 2), 1000, 16))
     export(work / "run", subnets=False, aux=False)
     return work / "run" / "export" / "netx" / "model.net"
 
 
+def _pilotnet(work: Path) -> Path:
+    """A PilotNet-sized netx file: random weights in netx's range, thresholds for moderate activity."""
+    import h5py
+
+    rng = np.random.default_rng(0)
+    path = work / "pilotnet.net"
+
+    def text(g, key: str, value: str) -> None:
+        g.create_dataset(key, (1,), "S10", [value.encode("ascii")])
+
+    def neuron(g, vth: int) -> None:
+        n = g.create_group("neuron")
+        text(n, "type", "CUBA")
+        for key, val in (("iDecay", 1024), ("vDecay", 512), ("vThMant", vth), ("refDelay", 1)):
+            n.create_dataset(key, data=np.int64(val))
+        n.create_dataset("gradedSpike", data=np.bool_(False))
+
+    with h5py.File(path, "w") as f:
+        g = f.create_group("layer/0")
+        text(g, "type", "input")
+        g.create_dataset("shape", data=np.array([3, 66, 200]))
+        shape, i = (3, 66, 200), 1
+        for out, k, stride in ((24, 5, 2), (36, 5, 2), (48, 5, 2), (64, 3, 1), (64, 3, 1)):
+            c, h, w = shape
+            shape = (out, (h - k) // stride + 1, (w - k) // stride + 1)
+            g = f.create_group(f"layer/{i}")
+            text(g, "type", "conv")
+            g.create_dataset("shape", data=np.array(shape))
+            g.create_dataset("weight", data=rng.integers(-100, 128, (out, c, k, k)))
+            for key, val in (("stride", stride), ("padding", 0), ("dilation", 1)):
+                g.create_dataset(key, data=np.array([val, val]))
+            g.create_dataset("groups", data=np.int64(1))
+            neuron(g, 3 * k * k * c)
+            i += 1
+        g = f.create_group(f"layer/{i}")
+        text(g, "type", "flatten")
+        g.create_dataset("shape", data=np.array([int(np.prod(shape))]))
+        n_in, i = int(np.prod(shape)), i + 1
+        for out in (100, 50, 10, 1):
+            g = f.create_group(f"layer/{i}")
+            text(g, "type", "dense")
+            g.create_dataset("shape", data=np.array([out]))
+            g.create_dataset("weight", data=rng.integers(-100, 128, (out, n_in)) * 2)
+            neuron(g, 4 * n_in)
+            n_in, i = out, i + 1
+    return path
+
+
 def _one_core():
-    """Single-threaded BLAS for loihi-sim (one core, like the stream benchmark); no-op without threadpoolctl."""
+    """One BLAS thread (threadpoolctl) for loihi-sim; torch's threads are set to 1 in main()."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:
-        import contextlib
-
         return contextlib.nullcontext()
     return threadpool_limits(1)
 
 
-def _median_step_ms(sim, frames: np.ndarray, repeats: int) -> tuple[float, float]:
+def _time_steps(sim, frames: np.ndarray, repeats: int) -> tuple[float, float]:
     """Median wall ms per step and mean CPU ms per step (this process) over ``repeats`` runs."""
     times = []
     cpu0 = time.process_time()
@@ -71,59 +128,43 @@ def _median_step_ms(sim, frames: np.ndarray, repeats: int) -> tuple[float, float
     return 1e3 * float(np.median(times)), cpu
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--run", default=None, help="trained run folder (default: fresh dvs-cnn weights)")
-    ap.add_argument("--steps", type=int, default=16, help="time steps per sample")
-    ap.add_argument("--batch", type=int, default=64, help="streams for the throughput figure")
-    ap.add_argument("--density", type=float, default=0.05, help="fraction of pixels with an event per step")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--lava-repeats", type=int, default=3)
-    ap.add_argument("--no-lava", action="store_true")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "loihi_sim.json"))
-    args = ap.parse_args()
-    if args.quick:
-        args.repeats, args.lava_repeats, args.steps, args.batch = 2, 1, 8, 16
-
-    from stdl_edge.devices.base import classify
+def _load_s(path: Path, repeats: int = 3) -> float:
+    """Median seconds from the file to the first step done (batch 1)."""
     from stdl_edge.devices.loihi_sim import LoihiSim
 
-    rng = np.random.default_rng(0)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = _model_net(args.run, Path(tmp))
-        sim = LoihiSim.from_netx(path)
-        shape = sim.input_shape
-        f1 = (rng.random((args.steps, 1, *shape)) < args.density).astype(np.float32)
-        fb = (rng.random((args.steps, args.batch, *shape)) < args.density).astype(np.float32)
-        step1, cpu1 = _median_step_ms(sim, f1, args.repeats)
-        stepb, cpub = _median_step_ms(sim, fb, args.repeats)
-        with _one_core():
+    times = []
+    with _one_core():
+        for _ in range(repeats):
             t0 = time.perf_counter()
-            classify(sim, f1)
-            sim_sample_s = time.perf_counter() - t0
-        result = {
-            "network": str(args.run or "dvs-cnn (fresh weights)"), "input_shape": list(shape),
-            "layers": [f"{la.kind} {tuple(la.out_shape)}" for la in sim.net.layers], "latency": sim.latency,
-            "steps": args.steps, "density": args.density, "load_average": list(os.getloadavg()),
-            "cpu": platform.processor() or platform.machine(), "python": sys.version.split()[0],
-            "loihi_sim": {"ms_per_step_batch1": step1, "ms_per_step_batch": stepb, "batch": args.batch,
-                          "cpu_ms_per_step_batch1": cpu1, "cpu_ms_per_step_batch": cpub, "blas_threads": 1,
-                          "sample_steps_per_s_batch": 1e3 * args.batch / stepb,
-                          "steps_per_s_batch1": 1e3 / step1,
-                          "s_per_sample_batch1": sim_sample_s},
-        }
-        if not args.no_lava:
-            result["lava"] = _lava(path, f1, sim, args, rng)
-            lava = result["lava"]
-            if "ms_per_step_marginal" in lava:
-                result["speedup_marginal"] = lava["ms_per_step_marginal"] / step1
-                result["speedup_total"] = lava["ms_per_step_total"] / (1e3 * sim_sample_s / (args.steps + sim.latency))
-    _print(result)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {out}")
+            sim = LoihiSim.from_netx(path)
+            sim.reset(1)
+            sim.step(np.zeros((1, *sim.input_shape), np.float32))
+            times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def bench(name: str, path: Path, args: argparse.Namespace, rng: np.random.Generator) -> dict:
+    from stdl_edge.devices.loihi_sim import LoihiSim
+
+    sim = LoihiSim.from_netx(path)
+    shape = sim.input_shape
+    f1 = (rng.random((args.steps, 1, *shape)) < args.density).astype(np.float32)
+    fb = (rng.random((max(args.steps // 4, 2), args.batch, *shape)) < args.density).astype(np.float32)
+    load = _load_s(path)
+    step1, cpu1 = _time_steps(sim, f1, args.repeats)
+    stepb, cpub = _time_steps(sim, fb, max(args.repeats // 2, 1))
+    row = {"network": name, "input_shape": list(shape), "latency": sim.latency,
+           "layers": [f"{la.kind} {tuple(la.out_shape)}" for la in sim.net.layers],
+           "load_s": load, "ms_per_step_batch1": step1, "cpu_ms_per_step_batch1": cpu1,
+           "batch": args.batch, "ms_per_step_batch": stepb, "cpu_ms_per_step_batch": cpub,
+           "batch_gain_per_core": (args.batch * cpu1) / cpub}
+    if not args.no_lava:
+        row["lava"] = _lava(path, f1[: args.lava_steps], sim, args, rng)
+        if "ms_per_step_marginal" in row["lava"]:
+            row["speedup_marginal"] = row["lava"]["ms_per_step_marginal"] / step1
+            row["speedup_total"] = row["lava"]["ms_per_step_total"] / step1
+            row["speedup_cpu_marginal"] = row["lava"]["cpu_ms_per_step_marginal"] / cpu1
+    return row
 
 
 def _lava(path: Path, frames: np.ndarray, sim, args, rng) -> dict:
@@ -134,46 +175,102 @@ def _lava(path: Path, frames: np.ndarray, sim, args, rng) -> dict:
     ok, why = lava_available()
     if not ok:
         return {"skipped": why}
-    dev = open_device("lava", path)
-    long = np.concatenate([frames, (rng.random((2 * args.steps, *frames.shape[1:])) < args.density)
+    dev = open_device("lava", path, count=False)  # readout only: Lava's fastest way to classify
+    long = np.concatenate([frames, (rng.random((len(frames), *frames.shape[1:])) < args.density)
                            .astype(np.float32)])
     totals: dict[int, list[float]] = {len(frames): [], len(long): []}
+    cpus: dict[int, list[float]] = {len(frames): [], len(long): []}
     same = True
-    for _ in range(args.lava_repeats):
-        for fr in (frames, long):
-            t0 = time.perf_counter()
-            y = classify(dev, fr)
-            totals[len(fr)].append(time.perf_counter() - t0)
-            same &= bool(np.array_equal(y, classify(sim, fr)))
-    close = getattr(dev, "close", None)
-    if callable(close):
-        close()
+    try:
+        for _ in range(args.lava_repeats):
+            for fr in (frames, long):
+                t0, c0 = time.perf_counter(), _cpu_with_children()
+                y = classify(dev, fr)  # each stream's runtime is stopped (its processes joined) inside
+                totals[len(fr)].append(time.perf_counter() - t0)
+                cpus[len(fr)].append(_cpu_with_children() - c0)
+                same &= bool(np.array_equal(y, classify(sim, fr)))
+    finally:
+        dev.close()
     short_t, long_t = (float(np.median(totals[n])) for n in (len(frames), len(long)))
+    short_c, long_c = (float(np.median(cpus[n])) for n in (len(frames), len(long)))
     n_short, n_long = len(frames) + sim.latency, len(long) + sim.latency
     return {"s_per_sample": short_t, "ms_per_step_total": 1e3 * short_t / n_short,
             "ms_per_step_marginal": 1e3 * (long_t - short_t) / (n_long - n_short),
-            "readouts_identical_to_loihi_sim": same, "repeats": args.lava_repeats}
+            "cpu_ms_per_step_total": 1e3 * short_c / n_short,
+            "cpu_ms_per_step_marginal": 1e3 * (long_c - short_c) / (n_long - n_short),
+            "steps": [n_short, n_long], "readouts_identical_to_loihi_sim": same, "repeats": args.lava_repeats}
 
 
-def _print(r: dict) -> None:
-    s = r["loihi_sim"]
-    rows = [("loihi-sim, batch 1", f"{s['ms_per_step_batch1']:.2f} ms/step",
-             f"{s['steps_per_s_batch1']:.0f} steps/s (CPU {s['cpu_ms_per_step_batch1']:.2f} ms/step)"),
-            (f"loihi-sim, batch {s['batch']}", f"{s['ms_per_step_batch']:.2f} ms/step",
-             f"{s['sample_steps_per_s_batch']:.0f} sample-steps/s (CPU {s['cpu_ms_per_step_batch']:.1f} ms/step)")]
-    lava = r.get("lava", {})
-    if "ms_per_step_marginal" in lava:
-        rows += [("Lava fixed_pt, total", f"{lava['ms_per_step_total']:.1f} ms/step", f"{lava['s_per_sample']:.1f} s/sample"),
-                 ("Lava fixed_pt, marginal", f"{lava['ms_per_step_marginal']:.1f} ms/step", ""),
-                 ("speedup (marginal / total)", f"{r['speedup_marginal']:.0f}x / {r['speedup_total']:.0f}x",
-                  f"identical readouts: {lava['readouts_identical_to_loihi_sim']}")]
-    elif lava:
-        rows.append(("Lava", "skipped", lava.get("skipped", "")))
-    width = max(len(a) for a, _, _ in rows)
-    print(f"network {r['network']}, input {r['input_shape']}, {r['steps']} steps, density {r['density']}, "
-          f"load {r['load_average'][0]:.1f}")
-    for a, b, c in rows:
-        print(f"  {a:<{width}}  {b:>18}  {c}")
+def _cpu_with_children() -> float:
+    """CPU seconds of this process and of its finished children (Lava runs each process model in
+    a worker process): the load-independent cost, as the shared machine's wall clock is not."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _print(rows: list[dict], meta: dict) -> None:
+    print(f"{meta['steps']} steps, density {meta['density']}, load average {meta['load_average'][0]:.1f}, "
+          f"one core for loihi-sim")
+    head = ("network", "load s", "ms/step", "CPU ms/step", f"batch {meta['batch']} gain/core",
+            "Lava ms/step marginal / total", "speedup marginal / total", "Lava CPU ms/step", "CPU speedup",
+            "identical")
+    table = []
+    for r in rows:
+        lava = r.get("lava", {})
+        table.append((r["network"], f"{r['load_s']:.2f}", f"{r['ms_per_step_batch1']:.2f}",
+                      f"{r['cpu_ms_per_step_batch1']:.2f}", f"{r['batch_gain_per_core']:.1f}x",
+                      f"{lava['ms_per_step_marginal']:.0f} / {lava['ms_per_step_total']:.0f}"
+                      if "ms_per_step_marginal" in lava else "-",
+                      f"{r['speedup_marginal']:.0f}x / {r['speedup_total']:.0f}x" if "speedup_marginal" in r else "-",
+                      f"{lava['cpu_ms_per_step_marginal']:.0f}" if "cpu_ms_per_step_marginal" in lava else "-",
+                      f"{r['speedup_cpu_marginal']:.0f}x" if "speedup_cpu_marginal" in r else "-",
+                      str(lava.get("readouts_identical_to_loihi_sim", "-"))))
+    widths = [max(len(str(x[i])) for x in (head, *table)) for i in range(len(head))]
+    for line in (head, *table):
+        print("  ".join(str(x).rjust(w) for x, w in zip(line, widths)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--networks", default=",".join(NETWORKS), help=f"comma-separated, of {', '.join(NETWORKS)}")
+    ap.add_argument("--run", default=None, help="trained dvs-cnn run folder (default: fresh dvs-cnn weights)")
+    ap.add_argument("--steps", type=int, default=16, help="time steps per sample for loihi-sim")
+    ap.add_argument("--lava-steps", type=int, default=4, help="time steps of Lava's short sample (long: twice)")
+    ap.add_argument("--batch", type=int, default=64, help="streams for the throughput figure")
+    ap.add_argument("--density", type=float, default=0.05, help="fraction of pixels with an event per step")
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--lava-repeats", type=int, default=2)
+    ap.add_argument("--no-lava", action="store_true")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "loihi_sim.json"))
+    args = ap.parse_args()
+    if args.quick:
+        args.repeats, args.lava_repeats, args.steps, args.batch = 2, 1, 8, 16
+    names = [n.strip() for n in args.networks.split(",") if n.strip()]
+    unknown = [n for n in names if n not in NETWORKS]
+    if unknown:
+        ap.error(f"unknown network(s) {', '.join(unknown)}; choose from {', '.join(NETWORKS)}")
+    import torch
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            work = Path(tmp) / name
+            work.mkdir()
+            path = _pilotnet(work) if name == "pilotnet" else _dvs_cnn(args.run, work, 128 if name.endswith("128") else 34)
+            rows.append(bench(name, path, args, rng))
+    meta = {"steps": args.steps, "density": args.density, "batch": args.batch, "load_average": list(os.getloadavg()),
+            "cpu": platform.processor() or platform.machine(), "python": sys.version.split()[0],
+            "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime())}
+    _print(rows, meta)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({**meta, "rows": rows}, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ Every Lava runtime this module starts is stopped: after each whole-sample run (i
 ``finally``), on :meth:`LavaDevice.reset` / :meth:`LavaDevice.close`, when the device is
 garbage collected, and at interpreter exit.
 
-Long file: about 490 lines, one device: Lava's process graph, its step-by-step and whole-sample
+Long file: about 510 lines, one device: Lava's process graph, its step-by-step and whole-sample
 runs, the monitors and the runtime's start and stop belong together, and half of it is the
 workarounds that make Lava's runtime behave (stopping every runtime, aligned resets).
 """
@@ -58,11 +58,13 @@ from typing import Any
 
 import numpy as np
 
-from stdl_edge.formats.netx import ALIGNED_INTERVAL, DENSE, INPUT, NetxLayer, NetxNetwork, read_netx, resolve_netx
+from stdl_edge.formats.netx import ALIGNED_INTERVAL, DENSE, INPUT, NEURON_STATES, READOUT_STATE, NetxLayer, \
+    NetxNetwork, read_netx, resolve_netx
 from stdl_edge.registry import DEVICES
 
 from .base import Device, LayerStats
 from .lava_compat import LavaModules, import_lava
+from .netx_input import BIAS, SPIKE, encode_input, resolve_input_mode
 
 # --------------------------------------------------------------------------- Lava processes
 _PROCS: dict[str, Any] = {}
@@ -162,7 +164,7 @@ class _StepStream:
                 self.net.in_layer.neuron.bias_mant.init = dev._input_bias(frame_whc)
             else:
                 self.source = source_cls(frame_whc)
-                self.source.s_out.connect(self.net.inp)
+                self.source.s_out.connect(dev._input_port(self.net))
                 models[self.source] = source_model
             self.taps = []
             for layer, block in zip(dev.layers, self.net.layers):
@@ -182,13 +184,10 @@ class _StepStream:
             self.net.run(condition=lava.RunSteps(num_steps=1))
         out: dict[str, np.ndarray] = {}
         for layer, block, tap in zip(dev.layers, self.net.layers, self.taps):
-            probes = dev._probes(layer)
             if tap is not None:
                 out[layer.name] = tap.spikes.get()
-            if "u" in probes:
-                out[f"{layer.name}/u"] = block.neuron.u.get()
-            if "v" in probes:
-                out[f"{layer.name}/v"] = block.neuron.v.get()
+            for name in dev._state_probes(layer):
+                out[f"{layer.name}/{name}"] = getattr(block.neuron, name).get()
         return out
 
     def close(self) -> None:
@@ -213,7 +212,8 @@ class LavaDevice(Device):
     name = "lava"
 
     def __init__(self, net: NetxNetwork, record: bool = False, hardware: bool | None = None,
-                 readout: str = "voltage", aligned: bool = True, count: bool = True) -> None:
+                 readout: str = "voltage", aligned: bool = True, count: bool = True, input_mode: str | None = None,
+                 num_layers: int | None = None, skip_layers: int = 0) -> None:
         if readout not in ("voltage", "spikes"):
             raise ValueError(f"lava: readout={readout!r} is unknown; use 'voltage' or 'spikes'")
         self.lava = import_lava()
@@ -221,9 +221,9 @@ class LavaDevice(Device):
             raise RuntimeError("lava: hardware=True needs lava-loihi (Intel's Loihi 2 backend, from the INRC); "
                                "it is not importable here, so open the device without hardware=True "
                                "to use the simulator")
-        if net.layers[0].input_message_bits:
-            raise ValueError("lava: graded input (input_message_bits > 0) is not supported by the lava "
-                             "device; export with binary input")
+        self.input_mode, net = resolve_input_mode(net, input_mode)
+        #: netx's Network(num_layers=, skip_layers=) options (the parsed ``net`` already applies them)
+        self.num_layers, self.skip_layers = num_layers, skip_layers
         self.net = net
         self.path = self.artifact = Path(net.path)
         self.record = record
@@ -239,7 +239,7 @@ class LavaDevice(Device):
         self.input_shape = tuple(net.input_shape)
         self.num_classes = int(np.prod(self.layers[-1].out_shape))
         self.stream = net.stream
-        self.bias_input = self.layers[0].kind == INPUT  # fed through the input neurons' bias
+        self.bias_input = self.input_mode == BIAS  # fed through the input neurons' bias
         self._streams: list[_StepStream] = []
         self._batch = 0
         self._recorded: dict[str, np.ndarray] = {}
@@ -252,7 +252,9 @@ class LavaDevice(Device):
 
     @classmethod
     def load(cls, artifact: Path, record: bool = False, hardware: bool | None = None, readout: str = "voltage",
-             aligned: bool = True, count: bool = True, dt_us: int | None = None, **_: Any) -> LavaDevice:
+             aligned: bool = True, count: bool = True, dt_us: int | None = None, input_mode: str | None = None,
+             input_message_bits: int | None = None, num_layers: int | None = None, skip_layers: int = 0,
+             **_: Any) -> LavaDevice:
         """Open a ``.net`` file, or an export folder holding ``model.net`` (``RUN/export/netx``).
 
         record: keep every layer's spikes, ``u`` and ``v`` (see :meth:`recorded`).
@@ -266,18 +268,31 @@ class LavaDevice(Device):
             makes a Lava step several times slower: ``count=False`` probes only the readout,
             the fastest way to classify with Lava.
         dt_us: the time step of a file that records none (lava-dl's own exports), for binning events.
+        input_mode: 'spike', 'graded' or 'bias' (None: the file's default), as loihi-sim's
+            (:mod:`devices.netx_input`).
+        input_message_bits, num_layers, skip_layers: netx's ``Network`` options.
         """
-        net = read_netx(resolve_netx(artifact), dt_us=dt_us)
-        return cls(net, record=record, hardware=hardware, readout=readout, aligned=aligned, count=count)
+        net = read_netx(resolve_netx(artifact), dt_us=dt_us, input_message_bits=input_message_bits,
+                        num_layers=num_layers, skip_layers=skip_layers)
+        return cls(net, record=record, hardware=hardware, readout=readout, aligned=aligned, count=count,
+                   input_mode=input_mode, num_layers=num_layers, skip_layers=skip_layers)
 
     # ------------------------------------------------------------------ set-up
     def _probes(self, layer: NetxLayer) -> str:
-        """What to read from ``layer`` each step: 's' spikes, 'u' current, 'v' voltage."""
+        """Whether to read ``layer``'s spikes each step: 's' or ''."""
         last = layer is self.layers[-1]
+        return "s" if self.record or self.count or (last and self.readout == "spikes") else ""
+
+    def _state_probes(self, layer: NetxLayer) -> tuple[str, ...]:
+        """The neuron variables to read from ``layer`` each step (Lava Var names)."""
         if self.record:
-            return "suv"
-        spikes = "s" if self.count or (last and self.readout == "spikes") else ""
-        return spikes + ("v" if last and self.readout == "voltage" else "")
+            return NEURON_STATES[layer.neuron.model]
+        last = layer is self.layers[-1]
+        return (READOUT_STATE[layer.neuron.model],) if last and self.readout == "voltage" else ()
+
+    def _input_port(self, net: Any) -> Any:
+        """Where a frame source connects: the network's input, or the neurons of a Delta input layer."""
+        return net.in_layer.neuron.a_in if self.layers[0].kind == INPUT else net.inp
 
     def _run_cfg(self, models: dict[Any, type] | None = None) -> Any:
         """The run configuration; ``models`` maps our own process instances to their models.
@@ -295,6 +310,8 @@ class LavaDevice(Device):
         shape = self.input_shape
         lava_shape = tuple(shape[::-1]) if len(shape) == 3 else None
         return self.lava.netx.hdf5.Network(net_config=str(self.path), input_shape=lava_shape,
+                                           num_layers=self.num_layers, skip_layers=self.skip_layers,
+                                           input_message_bits=self.net.input_message_bits,
                                            reset_interval=self.reset_interval, reset_offset=self.reset_offset)
 
     def _input_bias(self, frame_lava: np.ndarray) -> np.ndarray:
@@ -307,13 +324,13 @@ class LavaDevice(Device):
         return (np.asarray(frame_lava, dtype=np.int64) * int(w) + int(b)).astype(np.int32)
 
     def _to_lava(self, frame: np.ndarray) -> np.ndarray:
-        """A frame ``(C, H, W)`` -> the network's input port: Lava's ``(x, y, c)`` int32 spikes,
-        or ``(C*H*W,)`` in C order when the first block is dense (netx flattens ``(x, y, c)``
-        as ``(c, y, x)``, which is PyTorch's order)."""
-        spikes = (np.asarray(frame) != 0).astype(np.int32)
-        if spikes.ndim != 3 or self.layers[0].kind == DENSE:
-            return spikes.reshape(-1)
-        return np.ascontiguousarray(spikes.transpose(2, 1, 0))
+        """A frame ``(C, H, W)`` -> the network's input port: Lava's ``(x, y, c)`` int32 spikes or
+        payloads (the input mode's integers), or ``(C*H*W,)`` in C order when the first block is
+        dense (netx flattens ``(x, y, c)`` as ``(c, y, x)``, which is PyTorch's order)."""
+        values = encode_input(self.net, self.input_mode, np.asarray(frame)[None], "lava")[0].astype(np.int32)
+        if values.ndim != 3 or self.layers[0].kind == DENSE:
+            return values.reshape(-1)
+        return np.ascontiguousarray(values.transpose(2, 1, 0))
 
     @staticmethod
     def _from_lava(layer: NetxLayer, value: np.ndarray) -> np.ndarray:
@@ -329,13 +346,13 @@ class LavaDevice(Device):
         if self.readout == "spikes":
             value = series[last.name].astype(np.float32)
         else:
-            value = series[f"{last.name}/v"] / last.voltage_scale
+            value = series[f"{last.name}/{READOUT_STATE[last.neuron.model]}"] / last.voltage_scale
         return value.reshape(*value.shape[: value.ndim - len(last.out_shape)], -1).astype(np.float32)
 
     def _check_binary(self, frames: np.ndarray) -> None:
-        if frames.size and not np.isin(frames, (0.0, 1.0)).all():
-            raise ValueError("lava: frames must be 0/1 spikes (bin_mode='binary'); graded input "
-                             "(bin_mode='count') is not supported by the lava device")
+        if self.input_mode == SPIKE and frames.size and not np.isin(frames, (0.0, 1.0)).all():
+            raise ValueError("lava: frames must be 0/1 spikes with input_mode='spike' (bin_mode='binary'); "
+                             "for counts use input_mode='graded'")
 
     # ------------------------------------------------------------------ Device API
     def reset(self, batch: int) -> None:
@@ -401,13 +418,11 @@ class LavaDevice(Device):
             net.in_layer.neuron.bias_mant.init = self._input_bias(lava_frames[0])
         else:
             source = lava.RingBuffer(data=data)
-            source.s_out.connect(net.inp)
+            source.s_out.connect(self._input_port(net))
         probes: list[tuple[str, NetxLayer, Any]] = []
         for layer, block in zip(self.layers, net.layers):
-            wanted = self._probes(layer)
-            targets = [(key, target) for key, target, what in (
-                (layer.name, block.neuron.s_out, "s"), (f"{layer.name}/u", block.neuron.u, "u"),
-                (f"{layer.name}/v", block.neuron.v, "v")) if what in wanted]
+            targets = [(layer.name, block.neuron.s_out)] if self._probes(layer) else []
+            targets += [(f"{layer.name}/{name}", getattr(block.neuron, name)) for name in self._state_probes(layer)]
             for key, target in targets:
                 monitor = lava.Monitor()
                 monitor.probe(target, total)
@@ -449,6 +464,9 @@ class LavaDevice(Device):
                 flat = (np.asarray(x) != 0).reshape(x.shape[0], x.shape[1], -1)
                 self._synops[k] += int((flat * layer.fanout.reshape(1, 1, -1)).sum())
             x = series[layer.name]
+            if layer.fanout_rec is not None:  # dense_rec: the layer's own spikes through weight_rec
+                own = (x != 0).reshape(x.shape[0], x.shape[1], -1)
+                self._synops[k] += int((own * layer.fanout_rec.reshape(1, 1, -1)).sum())
             self._spikes[k] += int(np.count_nonzero(x))
 
     def recorded(self) -> dict[str, np.ndarray]:

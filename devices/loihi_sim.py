@@ -1,292 +1,151 @@
 """``loihi-sim``: a bit-accurate numpy simulator of Lava netx HDF5 networks (Loihi fixed point).
 
-(Long file: about 440 lines: the fixed-point arithmetic, the two synapse paths and the device
-that steps them are one simulator, checked bit for bit against Lava as a whole; reading the
-file is :mod:`stdl_edge.formats.netx`'s job.)
-
-It runs any network lava-dl's ``netx.hdf5.Network`` loads (our exports and lava-dl's own),
+It runs every network lava-dl's ``netx.hdf5.Network`` builds (our exports and lava-dl's own),
 vectorised over a batch of streams, with the integer arithmetic of Lava's
-``Loihi2SimCfg(select_tag='fixed_pt')`` models:
+``Loihi2SimCfg(select_tag='fixed_pt')`` models, checked bit for bit against Lava:
 
-* **Dense synapse** (``lava.proc.dense.models.PyDenseModelBitAcc`` behind
-  ``netx.blocks.process.Dense``): the file's integer weights go through netx's
-  ``optimize_weight_bits`` (shift left by ``scale_bits``, ``weight_exp = -scale_bits``) and
-  Lava's ``clip_weights`` / ``truncate_weights``; then ``a = (W s) >> -weight_exp``
-  (arithmetic shift, floor). :func:`stdl_edge.formats.netx.netx_dense_weights` reproduces that
-  pipeline, including its pathologies (lava-dl issue 170), so a bad file fails as in Lava.
-* **Conv synapse** (``lava.proc.conv.models.PyConvModelFixed``): the file's integer kernel
-  as is (netx passes no exponent), a cross-correlation in PyTorch layout (netx flips the
-  kernel and Lava convolves), result wrapped to 24-bit signed.
-* **Synapse latency**: every synapse sends the activation it computed on the previous
-  step (``a_out.send(a_buff)`` before it receives), so each dense/conv layer adds one
-  step: :attr:`LoihiSim.latency` is the number of synaptic layers.
-* **CUBA neuron** (``lava.proc.lif.models.PyLifModelBitAcc``, netx maps ``iDecay -> du + 1``,
-  ``vDecay -> dv``, ``vThMant -> vth``, ``bias -> bias_mant`` with ``bias_exp = 6``)::
-
-      u = sign(u*(4096 - iDecay)) * (|u*(4096 - iDecay)| >> 12) + (a << 6)   # toward zero
-      u wraps once into 24-bit signed (Lava's two np.where)
-      v = sign(v*(4096 - vDecay)) * (|v*(4096 - vDecay)| >> 12) + u + (bias << 6)
-      v saturates to [-(2**23 - 1), 2**23 - 1]
-      s = v > (vThMant << 6);  v[s] = 0
-
-  netx ignores ``refDelay`` and ``gradedSpike`` (Lava's LIF has no refractory period and
-  emits unary spikes; ``messageBits`` only widens the port), and so does this simulator.
-  Graded payloads enter at the input: with ``input_message_bits > 0`` the frame's integer
-  values multiply the first synapse's weights; with 0 (netx default) any non-zero is a spike.
+* synapses (:mod:`devices.loihi_sim_synapses`): ``Dense``, ``DelayDense`` (a dense layer with
+  ``delay``), netx's ``RecurrentDense`` (``dense_rec``: a second dense synapse from the layer's own
+  spikes, sharing the input's exponent) and ``Conv``;
+* neurons (:mod:`devices.loihi_sim_neurons`): CUBA LIF, and the sigma-delta ``Delta`` /
+  ``SigmaDelta`` / ``Sigma`` of netx's ``SDNN`` neuron, whose graded spikes the next synapse
+  multiplies (``input_message_bits > 0``; with 0 Lava's synapses read any non-zero as a spike).
+* **Synapse latency**: every synapse sends the activation it computed on the previous step
+  (``a_out.send(a_buff)`` before it receives), so each dense/conv layer adds one step, and a
+  delay ``d`` ``d`` more: :attr:`LoihiSim.latency` is ``sum(1 + max delay)`` over the synaptic
+  blocks. The recurrent synapse of a ``dense_rec`` layer delivers step ``t``'s spikes at ``t + 1``.
+* **Input** (:mod:`devices.netx_input`): unary spikes into the first synapse (``spike``), integer
+  payloads (``graded``; into a ``Delta`` input layer's ``a_in``), or the frame written into an
+  input layer's bias (``bias``: ``bias_mant = weight * x + bias``, lava-dl's ``Input`` block).
 
 As a device (``open_device('loihi-sim', ...)``) it runs netx's staggered reset aligned to the
-sample (block ``k`` zeroes ``u, v`` once, at step ``k + 1``, when the first input reaches it;
-Lava: ``Network(reset_interval=R, reset_offset=1)``), so the bias-only steps of the pipeline
-fill do not perturb the readout; :meth:`LoihiSim.run` is the plain ``Network`` by default.
+sample (CUBA block ``k`` zeroes ``u, v`` once, at step ``k + 1``, when the first input reaches it;
+Lava: ``Network(reset_interval=R, reset_offset=1)``; SDNN blocks ignore resets, as in netx, and
+delayed input already in flight is not cleared), so the bias-only steps of the pipeline fill do
+not perturb the readout; :meth:`LoihiSim.run` is the plain ``Network`` by default.
 
-States are int64 arrays in the model's layout ``(B, C, H, W)`` / ``(B, N)``; Lava keeps
-``(x, y, c)`` (transpose to compare). Layer names are ``layer<k>``, ``k`` indexing the
-blocks of ``netx.hdf5.Network.layers`` (input-with-neuron, dense, conv; a neuron-less input
-and flatten make no block). The readout is the last block's voltage, in float units
-``v / (64 * scale)`` with ``scale`` the layer's weight scale recorded by our exporter (64,
-lava-dl's ``w_scale``, for other files).
+States are int64 (CUBA) / int32 (SDNN, as Lava) arrays in the model's layout ``(B, C, H, W)`` /
+``(B, N)``; Lava keeps ``(x, y, c)`` (transpose to compare). Layer names are ``layer<k>``, ``k``
+indexing the blocks of ``netx.hdf5.Network.layers`` (input-with-neuron, dense, conv; a
+neuron-less input and flatten make no block). The readout is the last block's voltage (SDNN:
+``sigma``), in float units ``v / (64 * scale)`` with ``scale`` the layer's weight scale recorded by
+our exporter (64, lava-dl's ``w_scale``, for other files).
 
 The file is read by :func:`stdl_edge.formats.netx.read_netx` (the one netx parser, shared with
-the ``lava`` device and the exporter); this module holds only the simulation: the fixed-point
-maths, the synapses (dense matmul; conv as event scatter or im2col) and the device.
+the ``lava`` device and the exporter); this module holds the network state and the device.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from stdl_edge.artifact import StreamInfo
-from stdl_edge.formats.netx import ALIGNED_INTERVAL, DENSE, INPUT, NetxLayer, NetxNetwork, read_netx, resolve_netx
-from stdl_edge.loihi import ACT_SHIFT, BIAS_EXP, DECAY_SHIFT, DECAY_UNITY, MAX_UV, UV_BITS, VTH_SHIFT
+from stdl_edge.formats.netx import ALIGNED_INTERVAL, CUBA_MODEL, INPUT, NEURON_STATES, READOUT_STATE, NetxLayer, \
+    NetxNetwork, read_netx, resolve_netx
+from stdl_edge.loihi import UV_BITS
 from stdl_edge.registry import DEVICES
 
 from .base import Device, LayerStats
+from .loihi_sim_neurons import cuba_fixed_step, cuba_needs_checks, decay_toward_zero, initial_state, \
+    neuron_step, wrap_current
+from .loihi_sim_synapses import ConvKernel, DelayedDense, DenseKernel, feed_forward, recurrent, shift
+from .netx_input import BIAS, encode_input, resolve_input_mode
 
-#: an event's scatter costs about this many dense multiply-adds (BLAS, batch <= 4); picks the conv path
-EVENT_COST = 4
-
-
-# ----------------------------------------------------------------------------- fixed-point maths
-def decay_toward_zero(x: np.ndarray, decay: int) -> np.ndarray:
-    """``sign(x * (4096 - decay)) * (|x * (4096 - decay)| >> 12)``: Lava's 12-bit decay, int64.
-
-    >>> decay_toward_zero(np.array([5, -5, 4095]), 2048)
-    array([   2,   -2, 2047])
-    """
-    keep = DECAY_UNITY - int(decay)
-    if keep == 0:
-        return np.zeros(np.shape(x), dtype=np.int64)
-    if keep == DECAY_UNITY:
-        return np.asarray(x, dtype=np.int64).copy()
-    prod = np.asarray(x, dtype=np.int64) * keep
-    mag = np.abs(prod) >> DECAY_SHIFT
-    return np.where(prod < 0, -mag, mag)
-
-
-def wrap_current(u: np.ndarray) -> np.ndarray:
-    """Lava's 24-bit wrap of the current: one subtraction/addition of ``2**24`` (exactly as
-    ``AbstractPyLifModelFixed.subthr_dynamics``: ``> 2**23`` and ``<= -2**23``)."""
-    if u.size == 0 or (u.max() <= MAX_UV and u.min() > -MAX_UV):
-        return u  # nothing to wrap (the common case)
-    w = np.where(u > MAX_UV, u - 2 * MAX_UV, u)
-    return np.where(w <= -MAX_UV, u + 2 * MAX_UV, w)
-
-
-def cuba_fixed_step(a_in: np.ndarray, u: np.ndarray, v: np.ndarray, i_decay: int, v_decay: int,
-                    bias: np.ndarray | int, vth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One step of Lava's bit-accurate CUBA LIF; all int64, returns ``(s, u, v)`` (new arrays).
-
-    ``a_in``: synaptic input (integer, before the 6-bit shift); ``i_decay``/``v_decay``:
-    the netx ``iDecay``/``vDecay`` (effective 12-bit decays); ``bias``: ``bias_mant``;
-    ``vth``: ``vThMant``. Spikes are ``v > vth << 6`` (strict), then ``v = 0`` where spiked.
-
-    >>> s, u, v = cuba_fixed_step(np.array([10]), np.array([0]), np.array([0]), 4096, 2048, 0, 10)
-    >>> int(u[0]), int(v[0]), int(s[0])   # u = 10 << 6 = 640 = v; 640 > 640 is false
-    (640, 640, 0)
-    """
-    u_new = decay_toward_zero(u, i_decay) + (np.asarray(a_in, dtype=np.int64) << ACT_SHIFT)
-    u_new = wrap_current(u_new)
-    v_new = decay_toward_zero(v, v_decay) + u_new + (np.asarray(bias, dtype=np.int64) << BIAS_EXP)
-    if v_new.size and (v_new.max() >= MAX_UV or v_new.min() <= -MAX_UV):
-        v_new = np.clip(v_new, -MAX_UV + 1, MAX_UV - 1)
-    s = v_new > (int(vth) << VTH_SHIFT)
-    v_new = np.where(s, 0, v_new)
-    return s, u_new, v_new
-
-
-def _shift(a: np.ndarray, exp: int) -> np.ndarray:
-    return a << exp if exp > 0 else a >> (-exp)
-
-
-# ----------------------------------------------------------------------------- the network
-@dataclass(frozen=True, eq=False)
-class _Kernel:
-    """A synaptic block's weights prepared for numpy.
-
-    wmat: dense ``(I, O)``; conv per group ``(g, I/g*kh*kw, O/g)`` for im2col, in ``dtype``
-        (float32 where every sum of integers stays exact, below ``2**24``, else float64).
-    fan_idx, fan_w: conv only, per input element the flat output indices and weights it reaches
-        ``(C*H*W, F)`` (the event-driven scatter).
-    """
-
-    wmat: np.ndarray
-    dtype: Any
-    fan_idx: np.ndarray | None = None
-    fan_w: np.ndarray | None = None
-
-
-def _kernel(layer: NetxLayer) -> _Kernel:
-    w = layer.weight
-    max_in = 1 if layer.input_message_bits == 0 else (1 << max(layer.input_message_bits, 1))
-    bound = float(np.abs(w).reshape(w.shape[0], -1).sum(axis=1).max()) * max_in
-    dtype = np.float32 if bound < 2 ** 24 else np.float64
-    if layer.kind == DENSE:
-        return _Kernel(np.ascontiguousarray(w.T.astype(dtype)), dtype)
-    o, g = w.shape[0], layer.groups
-    wmat = np.stack([w[k * (o // g):(k + 1) * (o // g)].reshape(o // g, -1).T for k in range(g)]).astype(dtype)
-    return _Kernel(wmat, dtype, *_conv_fanout_table(layer))
+__all__ = ["LoihiNet", "LoihiSim", "cuba_fixed_step", "decay_toward_zero", "wrap_current"]
 
 
 class LoihiNet:
     """A parsed netx network (:class:`~stdl_edge.formats.netx.NetxNetwork`) prepared for simulation.
 
     ``layers`` are the network's :class:`~stdl_edge.formats.netx.NetxLayer` blocks; each synaptic
-    block gets its numpy kernel once, here.
+    block gets its kernels once, here (no tables: loading is parsing plus one transpose per layer).
     """
 
     def __init__(self, spec: NetxNetwork) -> None:
         self.spec = spec
         self.layers = spec.layers
         self.input_shape = spec.input_shape
-        self._kernels = [_kernel(layer) if layer.synaptic else None for layer in spec.layers]
+        self.feed_forward = [feed_forward(layer) if layer.synaptic else None for layer in spec.layers]
+        self.recurrent = [recurrent(layer) for layer in spec.layers]
+        #: each block's bias_mant (0 when all zero: nothing to add) and CUBA range checks
+        self.biases = [layer.bias if np.any(layer.bias) else 0 for layer in spec.layers]
+        self.checks = [_range_checks(layer) for layer in spec.layers]
 
     @classmethod
-    def from_netx(cls, path: str | Path, input_message_bits: int | None = None, dt_us: int | None = None) -> LoihiNet:
+    def from_netx(cls, path: str | Path, input_message_bits: int | None = None, dt_us: int | None = None,
+                  num_layers: int | None = None, skip_layers: int = 0) -> LoihiNet:
         """Read ``path`` (:func:`~stdl_edge.formats.netx.read_netx`) and prepare it."""
-        return cls(read_netx(path, input_message_bits=input_message_bits, dt_us=dt_us))
+        return cls(read_netx(path, input_message_bits=input_message_bits, dt_us=dt_us, num_layers=num_layers,
+                             skip_layers=skip_layers))
 
     @property
     def latency(self) -> int:
         return self.spec.latency
 
-    def synapse(self, layer: NetxLayer, x: np.ndarray, method: str | None = None) -> np.ndarray:
-        """Integer synaptic output ``(B, *out_shape)`` int64 of input ``x`` (B, *in_shape).
-
-        Conv layers pick the event-driven scatter (sparse input) or im2col + matmul (dense
-        input) by cost; ``method='event'`` or ``'dense'`` forces one (both are exact)."""
-        b = x.shape[0]
-        kernel = self._kernels[layer.block]
-        if layer.kind == DENSE:
-            xm = x.reshape(b, -1).astype(kernel.dtype, copy=False)
-            acc = np.rint(xm @ kernel.wmat).astype(np.int64)
-            return _shift(acc, layer.weight_exp)
-        o, ho, wo = layer.out_shape
-        flat = x.reshape(b, -1)
-        nz_b, nz_i = np.nonzero(flat)
-        fan = kernel.fan_idx.shape[1]
-        if method is None:
-            cost = EVENT_COST if b <= 4 else 4 * EVENT_COST  # BLAS gets more efficient with the batch
-            method = "event" if len(nz_i) * fan * cost < b * ho * wo * kernel.wmat.shape[1] * o else "dense"
-        if method == "event":
-            # event-driven (Loihi's own way): scatter each input event's fan-out
-            idx = kernel.fan_idx[nz_i] + (nz_b * (o * ho * wo))[:, None]
-            wts = kernel.fan_w[nz_i]
-            if layer.input_message_bits > 0:
-                wts = wts * flat[nz_b, nz_i][:, None]
-            acc = np.bincount(idx.ravel(), weights=wts.ravel(), minlength=b * o * ho * wo)
-            return _signed_wrap(np.rint(acc).astype(np.int64).reshape(b, o, ho, wo), UV_BITS)
-        cols = _im2col(x.astype(kernel.dtype, copy=False), layer)  # (g, B*Ho*Wo, I/g*kh*kw)
-        acc = np.matmul(cols, kernel.wmat)  # (g, B*Ho*Wo, O/g)
-        acc = np.rint(acc).astype(np.int64).reshape(layer.groups, b, ho, wo, o // layer.groups)
-        acc = acc.transpose(1, 0, 4, 2, 3).reshape(b, o, ho, wo)
-        return _signed_wrap(acc, UV_BITS)
+    def synapse(self, layer: NetxLayer, x: np.ndarray, exact: bool = False) -> np.ndarray:
+        """Integer output ``(B, *out_shape)`` int64 of a block's undelayed feed-forward synapse for
+        input ``x (B, *in_shape)``; ``exact=True`` forces the int64 path (both agree bit for bit)."""
+        graded = layer.input_message_bits > 0
+        kernel = self.feed_forward[layer.block]
+        if isinstance(kernel, DelayedDense):
+            raise ValueError(f"loihi-sim: {layer.name} has delays; step it with LoihiSim")
+        return _feed(layer, kernel, x if graded else (x != 0), graded, np.int64 if exact else None).astype(np.int64)
 
 
-def _signed_wrap(x: np.ndarray, bits: int) -> np.ndarray:
-    base = 1 << bits
-    return (x + base // 2) % base - base // 2
+def _range_checks(layer: NetxLayer) -> tuple[bool, bool]:
+    """Which of the CUBA wrap / saturation tests a block can need (:func:`cuba_needs_checks`), from
+    the largest synaptic input its weights allow: ``sum |W|`` per neuron times the largest input
+    payload, through the exponent, plus one per delay for the floors of Lava's per-delay shifts."""
+    if layer.kind == INPUT or layer.neuron.model != CUBA_MODEL:
+        return True, True
+    bits = layer.input_message_bits
+    total = float(np.abs(layer.weight).reshape(layer.weight.shape[0], -1).sum(axis=1, dtype=np.int64).max())
+    total *= 1 if bits == 0 else (1 << bits) - 1
+    if layer.weight_rec is not None:
+        total += float(np.abs(layer.weight_rec).sum(axis=1, dtype=np.int64).max())
+    a_max = min(total * 2.0 ** layer.weight_exp, float(1 << (UV_BITS - 1))) + 2 * (layer.max_delay + 1)
+    return cuba_needs_checks(layer.neuron.i_decay, layer.neuron.v_decay, a_max, float(np.abs(layer.bias).max()))
 
 
-def _im2col(x: np.ndarray, layer: NetxLayer) -> np.ndarray:
-    """``x (B, C, H, W)`` -> patches ``(groups, B*Ho*Wo, C/g*kh*kw)`` for cross-correlation."""
-    b, c, h, w = x.shape
-    _, _, kh, kw = layer.weight.shape
-    (sy, sx), (py, px), (dy, dx) = layer.stride, layer.padding, layer.dilation
-    _, ho, wo = layer.out_shape
-    xp = np.pad(x, ((0, 0), (0, 0), (py, py), (px, px))) if (py or px) else x
-    ext_h, ext_w = dy * (kh - 1) + 1, dx * (kw - 1) + 1
-    win = np.lib.stride_tricks.sliding_window_view(xp, (ext_h, ext_w), axis=(2, 3))
-    win = win[:, :, :(ho - 1) * sy + 1:sy, :(wo - 1) * sx + 1:sx, ::dy, ::dx]  # (B, C, Ho, Wo, kh, kw)
-    g = layer.groups
-    win = win.reshape(b, g, c // g, ho, wo, kh, kw).transpose(1, 0, 3, 4, 2, 5, 6)
-    return win.reshape(g, b * ho * wo, (c // g) * kh * kw)
-
-
-def _conv_fanout_table(layer: NetxLayer) -> tuple[np.ndarray, np.ndarray]:
-    """Per input element, the flat output indices and weights it reaches: ``(C*H*W, F)`` each.
-
-    Output ``(o, oy, ox)`` gets ``W[o, c % (C/g), ky, kx]`` from input ``(c, y, x)`` when
-    ``y = oy * sy - py + ky * dy`` (same for x); unused slots have weight 0 (index 0).
-    """
-    c, h, w = layer.in_shape
-    o, ho, wo = layer.out_shape
-    _, ig, kh, kw = layer.weight.shape
-    (sy, sx), (py, px), (dy, dx) = layer.stride, layer.padding, layer.dilation
-    og = o // layer.groups
-    grp = np.arange(c) // ig
-    outs = grp[:, None] * og + np.arange(og)[None, :]  # (C, O/g) output channels of each input channel
-    ys, xs = np.arange(h), np.arange(w)
-    slots_i, slots_w, slots_ok = [], [], []
-    for ky in range(kh):
-        ny = ys + py - ky * dy
-        oky = (ny % sy == 0) & (ny >= 0) & (ny // sy < ho)
-        for kx in range(kw):
-            nx = xs + px - kx * dx
-            okx = (nx % sx == 0) & (nx >= 0) & (nx // sx < wo)
-            ok = oky[:, None] & okx[None, :]  # (H, W)
-            pos = (np.where(oky, ny // sy, 0)[:, None] * wo + np.where(okx, nx // sx, 0)[None, :])  # (H, W)
-            wsel = layer.weight[outs, (np.arange(c) % ig)[:, None], ky, kx]  # (C, O/g)
-            idx = outs[:, None, None, :] * (ho * wo) + pos[None, :, :, None]  # (C, H, W, O/g)
-            wk = np.where(ok[None, :, :, None], wsel[:, None, None, :], 0)
-            slots_i.append(np.where(ok[None, :, :, None], idx, 0))
-            slots_w.append(wk)
-            slots_ok.append(ok)
-    ok_all = np.stack(slots_ok, axis=-1)  # (H, W, K)
-    order = np.argsort(~ok_all, axis=-1, kind="stable")  # valid kernel offsets first
-    keep = int(ok_all.sum(axis=-1).max())
-    order = order[..., :keep]
-    idx = np.stack(slots_i, axis=3)  # (C, H, W, K, O/g)
-    wts = np.stack(slots_w, axis=3)
-    sel = np.broadcast_to(order[None, :, :, :, None], (c, h, w, keep, og))
-    idx = np.take_along_axis(idx, sel, axis=3).reshape(c * h * w, keep * og)
-    wts = np.take_along_axis(wts, sel, axis=3).reshape(c * h * w, keep * og).astype(np.float64)
-    return idx.astype(np.int64), wts
+def _feed(layer: NetxLayer, kernel: DenseKernel | ConvKernel, x: np.ndarray, graded: bool, dtype: Any = None
+          ) -> np.ndarray:
+    """``x (B, *in_shape)`` through an undelayed synapse: ``(B, *out_shape)`` integer-valued floats,
+    exponent applied."""
+    if isinstance(kernel, ConvKernel):
+        return kernel(x, graded, dtype)
+    acc = shift(kernel(x.reshape(x.shape[0], -1), graded, dtype), layer.weight_exp)
+    return acc.reshape(x.shape[0], *layer.out_shape)
 
 
 # ----------------------------------------------------------------------------- the device
 class LoihiSim(Device):
-    """Bit-accurate Loihi CUBA simulator of a netx HDF5 network, batched over streams.
+    """Bit-accurate Loihi simulator of a netx HDF5 network, batched over streams.
 
     Raw integer API (for cross-checks with Lava)::
 
         sim = LoihiSim.from_netx("model.net")
-        out = sim.run(spikes)        # spikes (T, B, *input_shape) -> dict of (T, B, ...) arrays:
-                                     # 'layer<k>' spikes (int8), 'layer<k>/u', 'layer<k>/v' (int64)
+        out = sim.run(frames)        # (T, B, *input_shape) -> dict of (T, B, ...) arrays:
+                                     # 'layer<k>' spikes (int8; SDNN graded int32), and each state
+                                     # 'layer<k>/u', '/v' (CUBA, int64) or '/sigma', '/act', '/residue'
 
     Device API: ``reset(batch)``, ``step(frame (B, C, H, W)) -> (B, classes)`` float32 readout
     (last block's voltage in float units), ``stats()``, ``recorded()`` with ``record=True``.
+    ``input_mode``: 'spike', 'graded' or 'bias' (None: what the file's first block takes; see
+    :func:`devices.netx_input.resolve_input_mode`).
     """
 
     name = "loihi-sim"
 
     def __init__(self, net: LoihiNet, stream: StreamInfo | None = None, record: bool = False,
-                 readout: str = "voltage", aligned: bool = True) -> None:
+                 readout: str = "voltage", aligned: bool = True, input_mode: str | None = None) -> None:
         if readout not in ("voltage", "spikes"):
             raise ValueError(f"loihi-sim readout={readout!r} is unknown; use 'voltage' or 'spikes'")
+        self.input_mode, spec = resolve_input_mode(net.spec, input_mode)
+        if spec is not net.spec:
+            net = LoihiNet(spec)
         #: netx's staggered reset (Network(reset_interval, reset_offset)): block k zeroes u and v
         #: when Lava's time step t (1-based) has t % interval == (offset + 1 + k) % interval.
         #: ``aligned`` (device mode) resets block k once, at step k + 1 of the sample, when the
@@ -305,19 +164,24 @@ class LoihiSim(Device):
         self.artifact = net.spec.path
         self.layer_names = [layer.name for layer in net.layers]
         self._batch = 0
-        self._state: list[dict[str, np.ndarray]] | None = None
+        self._state: list[dict[str, Any]] | None = None
         self._recorded: dict[str, np.ndarray] = {}
         n = len(net.layers)
         self._spikes = np.zeros(n, dtype=np.int64)
-        self._synops = np.zeros(n, dtype=np.int64)
+        #: per block, how often each input element (and, for dense_rec, each own neuron) sent a
+        #: non-zero: synaptic operations are these counts times the fan-outs, summed in stats()
+        self._sent: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
         self._steps = 0
 
     @classmethod
     def from_netx(cls, path: str | Path, record: bool = False, input_message_bits: int | None = None,
-                  dt_us: int | None = None, **options: Any) -> LoihiSim:
-        """Open a netx file; ``dt_us``: the time step of a file that records none (lava-dl's own)."""
-        return cls(LoihiNet.from_netx(path, input_message_bits=input_message_bits, dt_us=dt_us), record=record,
-                   **options)
+                  dt_us: int | None = None, num_layers: int | None = None, skip_layers: int = 0,
+                  **options: Any) -> LoihiSim:
+        """Open a netx file; ``dt_us``: the time step of a file that records none (lava-dl's own);
+        ``input_message_bits``, ``num_layers``, ``skip_layers``: netx's ``Network`` options."""
+        net = LoihiNet.from_netx(path, input_message_bits=input_message_bits, dt_us=dt_us, num_layers=num_layers,
+                                 skip_layers=skip_layers)
+        return cls(net, record=record, **options)
 
     @classmethod
     def load(cls, artifact: Path, **options: Any) -> LoihiSim:
@@ -331,14 +195,16 @@ class LoihiSim(Device):
             raise ValueError(f"loihi-sim: batch={batch} must be >= 1")
         self._batch = batch
         self._state = []
-        for layer in self.net.layers:
-            st = {"u": np.zeros((batch, *layer.out_shape), dtype=np.int64),
-                  "v": np.zeros((batch, *layer.out_shape), dtype=np.int64)}
-            if layer.synaptic:
-                st["buf"] = np.zeros((batch, *layer.out_shape), dtype=np.int64)
+        for layer, ff, rec in zip(self.net.layers, self.net.feed_forward, self.net.recurrent):
+            st: dict[str, Any] = {"neuron": initial_state(layer.neuron, (batch, *layer.out_shape))}
+            for key, syn in (("ff", ff), ("rec", rec)):
+                if isinstance(syn, DelayedDense):
+                    st[key] = (syn.initial(batch), 0)
+                elif syn is not None:
+                    st[key] = np.zeros((batch, *layer.out_shape), dtype=np.float64)
             self._state.append(st)
         self._spikes[:] = 0
-        self._synops[:] = 0
+        self._sent = [{} for _ in self.net.layers]
         self._steps = 0
         self._recorded = {}
 
@@ -348,98 +214,137 @@ class LoihiSim(Device):
             raise ValueError(f"loihi-sim: reset_interval={interval} must be >= 1 (or None)")
         self.reset_interval, self.reset_offset = interval, int(offset)
 
-    def _input(self, frame: np.ndarray) -> np.ndarray:
-        first = self.net.layers[0]
-        if first.kind == INPUT or first.input_message_bits > 0:
-            if not np.all(frame == np.round(frame)):
-                raise ValueError("loihi-sim: graded input must be whole numbers (spike payloads)")
-            return frame.astype(np.int64)
-        return (frame != 0).astype(np.int64)
+    @staticmethod
+    def _pop(key: str, layer: NetxLayer, syn: Any, st: dict[str, Any]) -> np.ndarray:
+        """What synapse ``key`` ('ff' or 'rec') sends this step (computed on earlier steps)."""
+        if isinstance(syn, DelayedDense):
+            out, ring, head = syn.pop(*st[key])
+            st[key] = (ring, head)
+            return out.reshape(out.shape[0], *layer.out_shape)
+        return st[key]
 
-    def step_int(self, x: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """One step on integer input ``x (B, *input_shape)``; returns ``(s, u, v)`` per layer."""
+    @staticmethod
+    def _push(key: str, layer: NetxLayer, syn: Any, st: dict[str, Any], x: np.ndarray | None, graded: bool) -> None:
+        """Synapse ``key`` takes this step's input ``x`` (None: nothing non-zero)."""
+        if isinstance(syn, DelayedDense):
+            if x is not None:
+                ring, head = st[key]
+                st[key] = (syn.push(ring, head, x, graded), head)
+        else:
+            st[key] = _feed(layer, syn, x, graded) if x is not None else np.zeros_like(st[key])
+
+    def step_int(self, x: np.ndarray) -> list[tuple[np.ndarray, dict[str, np.ndarray]]]:
+        """One step on integer input ``x (B, *input_shape)``; returns ``(out, state)`` per block
+        (``out``: bool spikes or int32 graded spikes; ``state``: the neuron's variables)."""
         if self._state is None:
             raise RuntimeError("loihi-sim: call reset(batch) before step()")
         out = []
         t_lava = self._steps + 1  # Lava counts time steps from 1
         for k, (layer, st) in enumerate(zip(self.net.layers, self._state)):
-            if self.reset_interval is not None:
+            neuron = layer.neuron
+            if self.reset_interval is not None and neuron.model == CUBA_MODEL:
                 r = self.reset_interval
-                if t_lava % r == (self.reset_offset + 1 + k) % r:
-                    st["u"] = np.zeros_like(st["u"])  # new arrays: earlier outputs keep their values
-                    st["v"] = np.zeros_like(st["v"])
+                if t_lava % r == (self.reset_offset + 1 + k) % r:  # LIFReset zeroes u and v only
+                    st["neuron"] = initial_state(neuron, st["neuron"]["u"].shape)
+            rec = self.net.recurrent[k]
             if layer.kind == INPUT:
-                w, b = layer.transform
-                bias = x * w + b
-                a_in = 0
+                if self.input_mode == BIAS:
+                    w, b = layer.transform
+                    a_in, bias = 0, x * w + b
+                else:  # a Delta input layer: the frame into a_in
+                    a_in, bias = x, 0
             else:
-                bias = layer.bias
-                a_in = st["buf"]
-                if x.any():
-                    st["buf"] = self.net.synapse(layer, x)
-                    flat = x.reshape(x.shape[0], -1)
-                    self._synops[k] += int((flat * layer.fanout.reshape(1, -1)).sum()) if layer.kind == DENSE \
-                        else int((x * layer.fanout[None]).sum())
-                else:
-                    st["buf"] = np.zeros_like(st["buf"])
-            n = layer.neuron
-            s, st["u"], st["v"] = cuba_fixed_step(a_in, st["u"], st["v"], n.i_decay, n.v_decay, bias, n.vth)
-            self._spikes[k] += int(s.sum())
-            x = s.astype(np.int64)
-            out.append((s, st["u"], st["v"]))
+                graded = layer.input_message_bits > 0
+                xin = (x if graded else (x != 0)) if x.any() else None
+                if xin is not None:
+                    _tally(self._sent[k], "ff", xin)
+                ff = self.net.feed_forward[k]
+                a_in = self._pop("ff", layer, ff, st)
+                self._push("ff", layer, ff, st, xin, graded)
+                if rec is not None:  # the layer's own spikes of the step before (RecurrentDense)
+                    a_in = a_in + self._pop("rec", layer, rec, st)
+                bias = self.net.biases[k]
+            s, st["neuron"] = neuron_step(neuron, a_in, st["neuron"], bias, self.net.checks[k])
+            if rec is not None:  # netx gives the recurrent synapse the block's *input* message bits
+                graded = layer.input_message_bits > 0
+                own = (s if graded else (s != 0)) if s.any() else None
+                if own is not None:
+                    _tally(self._sent[k], "rec", own)
+                self._push("rec", layer, rec, st, own, graded)
+            self._spikes[k] += int(np.count_nonzero(s))
+            x = s
+            out.append((s, st["neuron"]))
         self._steps += 1
         return out
+
+    def _input(self, frame: np.ndarray) -> np.ndarray:
+        return encode_input(self.net.spec, self.input_mode, frame, "loihi-sim")
 
     def step(self, frame: np.ndarray) -> np.ndarray:
         frame = self.check_frame(frame, self._batch)
         out = self.step_int(self._input(frame))
         if self.record:
             self._recorded = {}
-            for layer, (s, u, v) in zip(self.net.layers, out):
+            for layer, (s, state) in zip(self.net.layers, out):
                 self._recorded[layer.name] = s.astype(np.float32)
-                self._recorded[f"{layer.name}/u"] = u.copy()
-                self._recorded[f"{layer.name}/v"] = v.copy()
-        s, _, v = out[-1]
+                for name, value in state.items():
+                    self._recorded[f"{layer.name}/{name}"] = value.astype(np.int64)
+        s, state = out[-1]
         last = self.net.layers[-1]
         if self.readout == "spikes":
             return s.reshape(self._batch, -1).astype(np.float32)
-        return (v.reshape(self._batch, -1) / last.voltage_scale).astype(np.float32)
+        value = state[READOUT_STATE[last.neuron.model]]
+        return (value.reshape(self._batch, -1) / last.voltage_scale).astype(np.float32)
 
-    def run(self, spikes: np.ndarray, reset_interval: int | None = None, reset_offset: int = 0
+    def run(self, frames: np.ndarray, reset_interval: int | None = None, reset_offset: int = 0
             ) -> dict[str, np.ndarray]:
-        """Integer run of ``spikes (T, B, *input_shape)`` from rest, as Lava runs
+        """Integer run of ``frames (T, B, *input_shape)`` from rest, as Lava runs
         ``netx.hdf5.Network(path, reset_interval=..., reset_offset=...)``; returns per-layer time
-        series ``'layer<k>'`` (T, B, ...) int8 spikes and ``'layer<k>/u'``, ``'layer<k>/v'`` int64."""
+        series ``'layer<k>'`` (T, B, ...) spikes (int8, or int32 graded) and each neuron state
+        ``'layer<k>/<var>'`` (int64)."""
         saved = (self.reset_interval, self.reset_offset)
         self.set_reset(reset_interval, reset_offset)
         try:
-            return self._run(np.asarray(spikes))
+            return self._run(np.asarray(frames))
         finally:
             self.reset_interval, self.reset_offset = saved
 
-    def _run(self, spikes: np.ndarray) -> dict[str, np.ndarray]:
-        if spikes.ndim != 2 + len(self.input_shape) or tuple(spikes.shape[2:]) != self.input_shape:
-            raise ValueError(f"loihi-sim run: spikes have shape {spikes.shape}, expected (T, B, "
+    def _run(self, frames: np.ndarray) -> dict[str, np.ndarray]:
+        if frames.ndim != 2 + len(self.input_shape) or tuple(frames.shape[2:]) != self.input_shape:
+            raise ValueError(f"loihi-sim run: frames have shape {frames.shape}, expected (T, B, "
                              f"{', '.join(map(str, self.input_shape))})")
-        steps, batch = spikes.shape[:2]
+        steps, batch = frames.shape[:2]
         self.reset(batch)
         series: dict[str, list[np.ndarray]] = {}
         for t in range(steps):
-            out = self.step_int(self._input(spikes[t]))
-            for layer, (s, u, v) in zip(self.net.layers, out):
-                series.setdefault(layer.name, []).append(s.astype(np.int8))
-                series.setdefault(f"{layer.name}/u", []).append(u)
-                series.setdefault(f"{layer.name}/v", []).append(v)
+            out = self.step_int(self._input(frames[t]))
+            for layer, (s, state) in zip(self.net.layers, out):
+                series.setdefault(layer.name, []).append(s.astype(np.int8 if s.dtype == bool else np.int32))
+                for name in NEURON_STATES[layer.neuron.model]:
+                    series.setdefault(f"{layer.name}/{name}", []).append(state[name].astype(np.int64))
         return {k: np.stack(v) for k, v in series.items()}
 
     def stats(self) -> LayerStats:
-        return LayerStats(names=list(self.layer_names), spikes=self._spikes.copy(), synops=self._synops.copy(),
+        synops = np.array([sum(int(sent[key] @ fan.reshape(-1)) for key, fan in (("ff", layer.fanout),
+                                                                                   ("rec", layer.fanout_rec))
+                               if key in sent) for layer, sent in zip(self.net.layers, self._sent)], dtype=np.int64)
+        return LayerStats(names=list(self.layer_names), spikes=self._spikes.copy(), synops=synops,
                           neurons=np.array([int(np.prod(layer.out_shape)) for layer in self.net.layers],
                                            dtype=np.int64),
                           steps=self._steps, batch=self._batch)
 
     def recorded(self) -> dict[str, np.ndarray]:
         return dict(self._recorded)
+
+
+def _tally(sent: dict[str, np.ndarray], key: str, x: np.ndarray) -> None:
+    """Add this step's non-zero elements of ``x (B, ...)`` to the per-element counts ``sent[key]``."""
+    nz = (x if x.dtype == bool else x != 0).reshape(x.shape[0], -1)
+    counts = nz.sum(axis=0, dtype=np.int64) if nz.shape[0] > 1 else nz[0]
+    if key in sent:
+        sent[key] += counts
+    else:
+        sent[key] = counts.astype(np.int64)
 
 
 DEVICES.register("loihi-sim", LoihiSim.load, "bit-accurate Loihi fixed-point simulator of netx HDF5 (numpy)",

@@ -156,7 +156,9 @@ def open_device(artifact: str | Path, device: str | None = None, **options: Any)
     another device opens the run's export for it (exported first when missing). options go
     to the device: ``record=True`` (per-layer spikes and states after each step), ``chain=True``
     (onnxruntime: subnetwork chain, early exit), ``threads=N`` (torch: compute threads during
-    each step, default 1, restored after it), ``intra_op_threads=N`` (onnxruntime, default 1), ...
+    each step, default 1, restored after it), ``intra_op_threads=N`` (onnxruntime, default 1),
+    ``input_mode='spike'|'graded'|'bias'`` and netx's ``input_message_bits``, ``num_layers``,
+    ``skip_layers`` (loihi-sim and lava; see ``docs/loihi.md``), ...
 
     The device steps a batch: ``dev.reset(B)``, then ``dev.step(frame)`` with ``frame (B, 2, H, W)``
     float32 spikes gives the readout ``(B, classes)``; ``dev.stream`` says how events are binned::

@@ -205,14 +205,14 @@ def test_conv_synapse_is_pytorch_cross_correlation(tmp_path, stride, padding, di
     x = (rng.random((3, c, h, wd)) < 0.5).astype(np.int64)
     ref = F.conv2d(torch.from_numpy(x).double(), torch.from_numpy(w).double(), stride=stride, padding=padding,
                    dilation=dilation, groups=groups).round().long().numpy()
-    for method in ("event", "dense", None):  # event-driven scatter and im2col agree exactly
-        assert np.array_equal(net.synapse(net.layers[0], x, method=method), ref), method
+    for exact in (False, True):  # torch's float conv and the int64 im2col agree exactly
+        assert np.array_equal(net.synapse(net.layers[0], x, exact=exact), ref), exact
     graded = x * rng.integers(1, 4, x.shape)  # graded payloads multiply the weights
     graded_net = LoihiNet.from_netx(tmp_path / "c.net", input_message_bits=8)
     gref = F.conv2d(torch.from_numpy(graded).double(), torch.from_numpy(w).double(), stride=stride,
                     padding=padding, dilation=dilation, groups=groups).round().long().numpy()
-    for method in ("event", "dense"):
-        assert np.array_equal(graded_net.synapse(graded_net.layers[0], graded, method=method), gref), method
+    for exact in (False, True):
+        assert np.array_equal(graded_net.synapse(graded_net.layers[0], graded, exact=exact), gref), exact
     # synaptic-operation count: non-zero synapses leaving each input element
     fan = F.conv_transpose2d(torch.ones(1, 4, *ref.shape[2:]).double(), torch.from_numpy((w != 0) * 1.0).double(),
                              stride=stride, padding=padding, dilation=dilation, groups=groups,
@@ -301,9 +301,17 @@ def test_unsupported_layers_name_the_layer(tmp_path):
         g.create_dataset("shape", data=np.array([1]))
         g.create_dataset("weight", data=np.array([[2.0]]))
         n = g.create_group("neuron")
-        _str(n, "type", "SDNN")
+        _str(n, "type", "RF")
         n.create_dataset("vThMant", data=1)
-    with pytest.raises(NetxError, match="layer/0: neuron type 'SDNN'"):
+    with pytest.raises(NetxError, match="layer/0: neuron type 'RF'"):
         LoihiSim.from_netx(tmp_path / "s.net")
+    with h5py.File(tmp_path / "c.net", "w") as f:  # complex dense: netx's ComplexDense needs RF neurons
+        g = f.create_group("layer/0")
+        _str(g, "type", "dense")
+        g.create_dataset("shape", data=np.array([1]))
+        g.create_dataset("weight/real", data=np.array([[2.0]]))
+        g.create_dataset("weight/imag", data=np.array([[2.0]]))
+    with pytest.raises(NetxError, match="layer/0: complex dense weights"):
+        LoihiSim.from_netx(tmp_path / "c.net")
     with pytest.raises(FileNotFoundError):
         LoihiSim.from_netx(tmp_path / "missing.net")

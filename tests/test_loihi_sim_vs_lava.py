@@ -9,12 +9,16 @@ Lava feeds through the neurons' bias).
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from stdl_edge.devices.lava_compat import lava_available
+
+sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: the tests' own helper module
+from lava_traces import assert_same_traces  # noqa: E402
 
 OK, WHY = lava_available()
 pytestmark = [pytest.mark.lava, pytest.mark.skipif(not OK, reason=f"Lava cannot be imported here: {WHY}")]
@@ -116,13 +120,7 @@ def compare(path: Path, shape: tuple[int, ...], aligned: bool, steps: int = 6, b
     sim_stats = sim.stats()
 
     assert lava.latency == sim.latency and lava.layers[0].name == "layer0"
-    assert set(lava_trace) == set(trace)
-    for key in sorted(trace):
-        a, b = trace[key].astype(np.int64), lava_trace[key].astype(np.int64)
-        assert a.shape == b.shape, key
-        bad = np.argwhere(a != b)
-        assert bad.size == 0, f"{key}: first difference at (step, batch, ...) {tuple(bad[0])}: " \
-                              f"loihi-sim {a[tuple(bad[0])]}, Lava {b[tuple(bad[0])]}"
+    assert_same_traces(trace, lava_trace)
     np.testing.assert_array_equal(lava_stats.spikes, sim_stats.spikes)
     np.testing.assert_array_equal(lava_stats.synops, sim_stats.synops)
     # the float readout too: loihi-sim's own step() (its device mode) against Lava's

@@ -167,7 +167,7 @@ def test_subnetworks_chain_to_the_whole_model(run_folder):
     for t in range(8):
         s0 = parts[0].step_int(frames[t])[last][0].astype(np.int64)
         s1 = parts[1].step_int(s0)
-        assert np.array_equal(s1[-1][2], ref[f"layer{len(whole.net.layers) - 1}/v"][t])
+        assert np.array_equal(s1[-1][1]["v"], ref[f"layer{len(whole.net.layers) - 1}/v"][t])
 
 
 def _bars(n: int, seed: int, steps: int = 5, size: int = 12):

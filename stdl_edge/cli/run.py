@@ -64,6 +64,10 @@ def run(
                                                          "window; the next starts at the next event"),
     threads: int = typer.Option(1, "--threads", min=1, help="compute threads of the device (torch, "
                                                            "onnxruntime); 1 is fastest for one stream"),
+    input_mode: str | None = typer.Option(None, "--input-mode", help="loihi-sim, lava: how frames enter the netx "
+                                                                    "network: spike | graded (counts as payloads) "
+                                                                    "| bias (into an input layer's bias) "
+                                                                    "[default: from the file]", show_default=False),
 ) -> None:
     """Run a network on an event stream and print predictions, latency, activity and energy."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -90,6 +94,10 @@ def run(
         options["dt_us"] = dt_us
     device = device or device_for(artifact)
     options |= thread_options(device, threads)
+    if input_mode is not None:
+        if device not in ("loihi-sim", "lava"):
+            raise ValueError(f"--input-mode is for the netx devices (loihi-sim, lava), not {device}")
+        options["input_mode"] = input_mode
     dev = open_artifact(artifact, device, export=export, notify=lambda msg: console.print(f"[yellow]{msg}[/]"),
                         record=bool(plot), **options)
     stream = dev.stream

@@ -10,7 +10,11 @@ The layout is what lava-dl's ``netx.hdf5.Network`` reads (and slayer's ``export_
              [y, x] or scalar, groups, bias (optional), neuron/{type='CUBA', iDecay, vDecay,
              vThMant, refDelay, gradedSpike[, messageBits]}
     layer/i  type='flatten', shape=[N]              (netx flattens (x, y, c) as (c, y, x) = PyTorch)
-    layer/i  type='dense', shape=[N], weight (N, N_in), bias (optional), neuron/...
+    layer/i  type='dense', shape=[N], weight (N, N_in), bias (optional), delay (optional), neuron/...
+    layer/i  type='dense_rec', as dense plus weight_rec (N, N): recurrent dense (netx's RecurrentDense)
+
+Neurons: ``CUBA``/``LOIHI`` (Lava's LIF) and ``SDNN`` (sigma-delta: ``Delta`` in an input layer,
+``Sigma`` with a ``sigma_output`` key, ``SigmaDelta`` otherwise), as netx's ``get_neuron_params``.
 
 stdl-edge adds what netx ignores as HDF5 attributes: at the root ``format`` (:data:`FORMAT`),
 ``format_version`` (:data:`VERSION`), the stream (:meth:`StreamInfo.to_attrs
@@ -26,6 +30,7 @@ A file without our attributes gets a stream with ``dt_us = None`` (supply ``dt_u
 from __future__ import annotations
 
 import math
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from functools import cached_property
@@ -49,10 +54,23 @@ VERSION = 2
 MODEL_FILE = "model.net"
 #: an export folder's record, written last: ``kind``, ``export_id`` and ``files`` (name -> sha256)
 EXPORT_RECORD, EXPORT_KIND = "export.json", "stdl-edge-netx-export"
-INPUT, FLATTEN, DENSE, CONV = "input", "flatten", "dense", "conv"
-LAYER_TYPES = (INPUT, FLATTEN, DENSE, CONV)
-#: neuron types netx builds as CUBA
+INPUT, FLATTEN, DENSE, CONV, DENSE_REC = "input", "flatten", "dense", "conv", "dense_rec"
+LAYER_TYPES = (INPUT, FLATTEN, DENSE, CONV, DENSE_REC)
+#: neuron types netx builds as CUBA (Lava's LIF), and as sigma-delta
 NEURON_TYPES = ("CUBA", "LOIHI")
+SDNN = "SDNN"
+#: the neuron models a block can have (``NetxNeuron.model``): Lava's LIF, and lava.proc.sdn's
+#: Delta (an SDNN input layer), Sigma (an SDNN layer with ``sigma_output``) and SigmaDelta
+CUBA_MODEL, DELTA, SIGMA, SIGMA_DELTA = "cuba", "delta", "sigma", "sigma_delta"
+#: each neuron model's state variables (the Var names of its Lava process), in recording order
+NEURON_STATES = {CUBA_MODEL: ("u", "v"), DELTA: ("act", "residue"), SIGMA: ("sigma",),
+                 SIGMA_DELTA: ("sigma", "act", "residue")}
+#: the state a readout of the last block reads: a CUBA layer's voltage, an SDNN layer's accumulator
+READOUT_STATE = {CUBA_MODEL: "v", DELTA: "act", SIGMA: "sigma", SIGMA_DELTA: "sigma"}
+#: netx's defaults for SDNN neurons: graded spikes of 16 bits, ``spike_exp = state_exp = 6``
+SDNN_MESSAGE_BITS, SPIKE_EXP, STATE_EXP = 16, 6, 6
+#: netx clamps delays to ``0..MAX_DELAY`` (``DelayDense(max_delay=62)``)
+MAX_DELAY = 62
 #: netx ``Network(reset_interval=ALIGNED_INTERVAL, reset_offset=1)``: each block is reset once, when
 #: the sample's first input reaches it (the aligned mode of the loihi-sim and lava devices)
 ALIGNED_INTERVAL = 1 << 40
@@ -78,7 +96,9 @@ class NetxNeuron:
     i_decay, v_decay: ``iDecay``, ``vDecay`` in 1/4096 per step (0..4096; 4096 forgets all).
     vth: ``vThMant`` (the neuron fires when ``v > vth << 6``).
     ref_delay, graded_spike: read and ignored by netx's CUBA (Lava's LIF has neither).
-    message_bits: payload bits of the spikes it sends (0: unary).
+    message_bits: payload bits of the spikes it sends (0: unary; SDNN default 16).
+    model: :data:`CUBA_MODEL`, or for ``type='SDNN'`` :data:`DELTA`, :data:`SIGMA` or
+        :data:`SIGMA_DELTA` (vth is then the delta threshold, compared after ``<< 12``).
     """
 
     i_decay: int
@@ -88,6 +108,7 @@ class NetxNeuron:
     ref_delay: int = 1
     graded_spike: bool = False
     message_bits: int = 0
+    model: str = CUBA_MODEL
 
 
 #: netx's neuron for a layer group without one: a non-leaky integrator that never fires
@@ -99,7 +120,8 @@ class NetxLayer:
     """One block of a netx network (``netx.hdf5.Network.layers[block]``).
 
     index: the HDF5 group ``layer/<index>``; block: position among the blocks (name ``layer<block>``).
-    kind: 'input' (an input layer with a neuron, lava-dl's Input block), 'dense' or 'conv'.
+    kind: 'input' (an input layer with a neuron, lava-dl's Input block), 'dense' (also for
+        'dense_rec', which has ``weight_rec``) or 'conv'.
     out_shape: ``(C, H, W)`` or ``(N,)``; in_shape: what the block receives (a dense layer after a
         flatten receives ``(C, H, W)`` and flattens it in ``(c, y, x)`` order).
     bias: ``bias_mant`` broadcast to ``out_shape``, int64.
@@ -110,6 +132,10 @@ class NetxLayer:
     input_message_bits: payload bits of what the block receives (0: unary spikes).
     transform: an input block's ``(weight, bias)``: its neurons get ``bias_mant = weight * x + bias``.
     scale: weight units per 1.0 (the ``scale`` attribute of our exporter; lava-dl's 64 otherwise).
+    delay: dense only, per synapse ``(O, I)`` delays in steps (0..62) on top of the synapse's one
+        step, as netx hands them to ``DelayDense``; None without a ``delay`` dataset.
+    weight_rec: dense_rec only, the effective recurrent weights ``(O, O)`` (same exponent as
+        ``weight``); delay_rec: their delays (netx reuses ``delay``), None without delays.
     """
 
     index: int
@@ -128,6 +154,14 @@ class NetxLayer:
     input_message_bits: int = 0
     transform: tuple[int, int] = (INPUT_WEIGHT, 0)
     scale: float = BASE_SCALE
+    delay: np.ndarray | None = None
+    weight_rec: np.ndarray | None = None
+    delay_rec: np.ndarray | None = None
+
+    @property
+    def max_delay(self) -> int:
+        """The longest delay of the block's feed-forward synapses (0 without delays)."""
+        return int(self.delay.max()) if self.delay is not None and self.delay.size else 0
 
     @property
     def name(self) -> str:
@@ -165,6 +199,12 @@ class NetxLayer:
         return fan
 
 
+    @cached_property
+    def fanout_rec(self) -> np.ndarray | None:
+        """Non-zero recurrent synapses leaving each neuron of a dense_rec block ``(O,)``; None otherwise."""
+        return None if self.weight_rec is None else (self.weight_rec != 0).sum(axis=0).astype(np.int64)
+
+
 def _tap_hits(size: int, out: int, stride: int, pad: int, offset: int) -> np.ndarray:
     """Input positions ``i`` whose kernel tap at ``offset`` lands on an output ``(i + pad - offset) / stride``."""
     n = np.arange(size) + pad - offset
@@ -179,6 +219,8 @@ class NetxNetwork:
         ``num_steps = 1`` and ``dt_us = None`` (unless ``read_netx(..., dt_us=)`` supplied it).
     input_message_bits: payload bits of the network's input (0: unary spikes, netx's default).
     version: our ``format_version``; None for a file stdl-edge did not write.
+    bits_from_file: the input's message bits are those of a layer in the file (a skipped block or
+        an input neuron), which netx uses in place of ``Network(input_message_bits=...)``.
     """
 
     path: Path
@@ -187,11 +229,23 @@ class NetxNetwork:
     stream: StreamInfo
     input_message_bits: int = 0
     version: int | None = None
+    bits_from_file: bool = False
 
     @property
     def latency(self) -> int:
-        """Steps from an input frame to the readout it causes: one per synapse (Lava's ``a_buff``)."""
-        return sum(1 for layer in self.layers if layer.synaptic)
+        """Steps from an input frame to the last readout it causes: one per synapse (Lava's
+        ``a_buff``) plus each dense layer's longest delay (``DelayDense``)."""
+        return sum(1 + layer.max_delay for layer in self.layers if layer.synaptic)
+
+
+    def with_input_message_bits(self, bits: int) -> NetxNetwork:
+        """The same network with its first synapse reading ``bits``-bit payloads (netx's
+        ``Network(input_message_bits=bits)``); an input-layer network is returned unchanged."""
+        first = self.layers[0]
+        if first.kind == INPUT:
+            return self
+        return replace(self, layers=(replace(first, input_message_bits=int(bits)), *self.layers[1:]),
+                       input_message_bits=int(bits))
 
 
 def resolve_netx(artifact: str | Path) -> Path:
@@ -243,7 +297,23 @@ def netx_dense_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
     >>> eff.tolist(), exp, (eff >> -exp).tolist()
     ([[32, 128, 0]], -1, [[16, 64, 0]])
     """
-    w = np.asarray(weight).astype(np.int64)
+    shifted, num_weight_bits, exp = optimize_weight_bits(weight)
+    return lava_synapse_weights(shifted, num_weight_bits), exp
+
+
+def netx_recurrent_weights(weight: np.ndarray, weight_rec: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """netx's ``RecurrentDense``: ``(W_eff, W_rec_eff, exp)``. ``optimize_weight_bits`` runs on
+    ``hstack(weight, weight_rec)`` (one exponent and weight width for both), then each synapse
+    does its own sign mode, clip and truncation (Lava's ``Dense`` model, per process)."""
+    shifted, num_weight_bits, exp = optimize_weight_bits(np.hstack([weight, weight_rec]))
+    n_in = np.shape(weight)[1]
+    return (lava_synapse_weights(shifted[:, :n_in], num_weight_bits),
+            lava_synapse_weights(shifted[:, n_in:], num_weight_bits), exp)
+
+
+def optimize_weight_bits(weight: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """``lava.lib.dl.netx.utils.optimize_weight_bits``: ``(W << scale_bits, num_weight_bits, -scale_bits)``."""
+    w = np.asarray(weight).astype(np.int32)  # netx's int after its clip to 9 bits: int32 is plenty
     max_w, min_w = int(w.max()), int(w.min())
     if max_w > 254 and min_w < 0:  # netx clips and warns
         w = np.clip(w, -256, 254)
@@ -263,17 +333,20 @@ def netx_dense_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
         pos = 127 / max_w if max_w > 0 else math.inf
         scale = min(pos, -128 / min_w)
     scale_bits = int(math.floor(math.log2(scale))) + is_signed
-    n = WEIGHT_BITS
-    while n > 0 and np.any(w % (1 << n)):
-        n -= 1
+    # netx's loop: the largest n <= 8 with every weight a multiple of 2**n; in two's complement that
+    # is the number of trailing zero bits of all weights OR-ed together (one pass instead of eight)
+    low = int(np.bitwise_or.reduce(w, axis=None)) & 0xFF
+    n = WEIGHT_BITS if low == 0 else (low & -low).bit_length() - 1
     n -= is_signed
-    num_weight_bits = WEIGHT_BITS - scale_bits - n
-    exp = -scale_bits
     if scale_bits < 0:
         raise NetxError(f"dense weights up to {max_w} need a negative shift in netx (undefined); "
                         "keep |weight| <= 254")
-    shifted = w << scale_bits
-    # Lava's PyDenseModelBitAcc: sign mode of the shifted weights, clip to 8 bits, truncate
+    return w << scale_bits, WEIGHT_BITS - scale_bits - n, -scale_bits
+
+
+def lava_synapse_weights(shifted: np.ndarray, num_weight_bits: int) -> np.ndarray:
+    """Lava's ``PyDenseModelBitAcc`` weight set-up: its own sign mode of ``shifted``, then
+    ``clip_weights(num_bits=8)`` and ``truncate_weights(num_weight_bits)``."""
     if shifted.min() >= 0:
         mode = "exc"
     elif shifted.max() <= 0:
@@ -285,7 +358,7 @@ def netx_dense_weights(weight: np.ndarray) -> tuple[np.ndarray, int]:
     x = np.clip(x, -(1 << WEIGHT_BITS) * mixed, (1 << WEIGHT_BITS) - 1)
     t = WEIGHT_BITS - num_weight_bits + mixed
     x = (x >> t) << t
-    return (-x if mode == "inh" else x), exp
+    return -x if mode == "inh" else x
 
 
 # ----------------------------------------------------------------------------- the writer
@@ -359,18 +432,27 @@ def write_netx(path: str | Path, layers: Sequence[LayerQuant | FoldedLayer], inp
 
 
 # ----------------------------------------------------------------------------- the parser
-def read_netx(path: str | Path, input_message_bits: int | None = None, dt_us: int | None = None) -> NetxNetwork:
+def read_netx(path: str | Path, input_message_bits: int | None = None, dt_us: int | None = None,
+              num_layers: int | None = None, skip_layers: int = 0) -> NetxNetwork:
     """Parse a netx file into its blocks, as ``netx.hdf5.Network`` builds them.
 
     input_message_bits: payload bits of the input (default: the file's attribute, else 0).
     dt_us: the time step of a file that records none (a lava-dl export); must agree with the
         file's own otherwise.
+    num_layers, skip_layers: netx's options: read only the first ``num_layers`` layer groups
+        (``layer/0 .. layer/<num_layers - 1>``, flatten and shape-only input included), and leave
+        out the blocks of the first ``skip_layers`` groups (a skipped block's output shape and
+        message bits become the network's input, as in netx).
     """
     import h5py
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"netx file {path} does not exist")
+    if num_layers is not None and num_layers < 1:
+        raise NetxError(f"num_layers={num_layers} must be >= 1 (or None for all layers)")
+    if skip_layers < 0:
+        raise NetxError(f"skip_layers={skip_layers} must be >= 0")
     try:
         f = h5py.File(path, "r")
     except OSError as e:
@@ -383,17 +465,20 @@ def read_netx(path: str | Path, input_message_bits: int | None = None, dt_us: in
                 input_message_bits = _int(attrs, "input_message_bits", 0)
         if "layer" not in f or not hasattr(f["layer"], "keys"):
             raise NetxError(f"{path} has no 'layer' group: it is not a netx network")
-        layers, input_shape = _read_layers(path, f["layer"], input_message_bits)
+        layers, input_shape, from_file = _read_layers(path, f["layer"], input_message_bits, num_layers, skip_layers)
     if not layers:
-        raise NetxError(f"{path}: the network has no dense or conv layer")
+        raise NetxError(f"{path}: the network has no block (input neuron, dense or conv layer) "
+                        f"with num_layers={num_layers}, skip_layers={skip_layers}")
     c, h, w = input_shape if len(input_shape) == 3 else (1, 1, int(np.prod(input_shape)))
     with _reading(f"{path}: the stream attributes"):
         stream = StreamInfo.from_attrs(attrs, sensor_size=(w, h, c))
+    if skip_layers:
+        stream = replace(stream, sensor_size=(w, h, c))
     if dt_us is not None and stream.dt_us not in (None, dt_us):
         raise NetxError(f"{path} records dt_us={stream.dt_us}; dt_us={dt_us} disagrees (leave dt_us out)")
     if dt_us is not None:
         stream = replace(stream, dt_us=dt_us)
-    return NetxNetwork(path, input_shape, tuple(layers), stream, input_message_bits, version)
+    return NetxNetwork(path, input_shape, tuple(layers), stream, layers[0].input_message_bits, version, from_file)
 
 
 def _version(path: Path, attrs: dict[str, Any]) -> int | None:
@@ -426,52 +511,67 @@ def _layer_keys(path: Path, group: Any) -> list[str]:
     return sorted(keys, key=int)
 
 
-def _read_layers(path: Path, group: Any, input_message_bits: int) -> tuple[list[NetxLayer], tuple[int, ...]]:
-    """The blocks of ``layer/``; a malformed group is a :class:`NetxError` naming ``layer/<i>``."""
+def _read_layers(path: Path, group: Any, input_message_bits: int, num_layers: int | None = None,
+                 skip_layers: int = 0) -> tuple[list[NetxLayer], tuple[int, ...], bool]:
+    """The blocks of ``layer/`` (netx's ``Network._create``), the input shape, and whether the first
+    block's message bits come from the file; a malformed group is a :class:`NetxError` naming ``layer/<i>``."""
     layers: list[NetxLayer] = []
     input_shape: tuple[int, ...] | None = None
     cur_shape: tuple[int, ...] | None = None
     msg_bits = input_message_bits
+    from_file = False
     flatten_next = False
-    for key in _layer_keys(path, group):
+    keys = _layer_keys(path, group)
+    if num_layers is not None:
+        keys = keys[:num_layers]
+    for key in keys:
         where = f"{path.name}: layer/{key}"
         with _reading(where):
             g, i = group[key], int(key)
             ltype = _read_str(g, "type")
             block = len(layers)
+            keep = i >= skip_layers
             scale = float(g.attrs.get("scale", BASE_SCALE))
             if ltype == INPUT:
                 shape = _shape(g, where)
                 if "neuron" in g:
-                    neuron = _neuron(g["neuron"], where)
+                    neuron = _neuron(g["neuron"], where, is_input=True)
                     transform = (_int(g, "weight", INPUT_WEIGHT), _int(g, "bias", 0))
-                    layers.append(NetxLayer(i, block, INPUT, shape, shape, neuron, np.zeros(shape, dtype=np.int64),
-                                            transform=transform, scale=scale))
-                    msg_bits = neuron.message_bits
+                    if keep:
+                        layers.append(NetxLayer(i, block, INPUT, shape, shape, neuron,
+                                                np.zeros(shape, dtype=np.int64), transform=transform, scale=scale))
+                    msg_bits, from_file = neuron.message_bits, from_file or not layers
                 input_shape = cur_shape = shape
             elif ltype == FLATTEN:
                 flatten_next = True
-            elif ltype in (DENSE, CONV):
+            elif ltype in (DENSE, CONV, DENSE_REC):
                 neuron = _neuron(g["neuron"], where) if "neuron" in g else DEFAULT_NEURON
-                if "delay" in g:
-                    raise NetxError(f"{where}: {ltype} layer with synaptic delays is not supported by loihi-sim")
-                if ltype == DENSE:
-                    layer = _dense(g, i, block, neuron, cur_shape, flatten_next, where)
-                    input_shape = input_shape or layer.in_shape
-                else:
+                if ltype == CONV:
                     if cur_shape is None:
                         raise NetxError(f"{where}: conv layer with no input shape before it; netx needs "
                                         "an 'input' layer with a shape (or input_shape=...)")
+                    if "delay" in g:
+                        warnings.warn(f"{where}: netx ignores a conv layer's 'delay' (Network.create_conv); "
+                                      "loihi-sim runs it without delays too, as Lava does", stacklevel=3)
                     layer = _conv(g, i, block, neuron, cur_shape, where)
+                else:
+                    layer = _dense(g, i, block, neuron, cur_shape, flatten_next, where, ltype == DENSE_REC)
+                if neuron.model == SIGMA and np.any(layer.bias):
+                    raise NetxError(f"{where}: an SDNN 'sigma_output' neuron with a 'bias': netx passes the "
+                                    "bias to lava.proc.sdn.Sigma, which takes none (Lava cannot build it)")
                 layer = replace(layer, input_message_bits=msg_bits, scale=scale)
-                layers.append(layer)
+                if keep:
+                    layers.append(layer)
+                    input_shape = input_shape or layer.in_shape
+                else:
+                    input_shape, from_file = layer.out_shape, True
                 cur_shape, msg_bits, flatten_next = layer.out_shape, neuron.message_bits, False
             else:
                 raise NetxError(f"{where} has type {ltype!r}, which netx cannot build (netx.hdf5.Network "
                                 f"supports {', '.join(LAYER_TYPES)}); loihi-sim runs the same subset")
     if input_shape is None:
         raise NetxError(f"{path}: cannot infer the input shape")
-    return layers, input_shape
+    return layers, input_shape, from_file
 
 
 def _read(group: Any, key: str, default: Any = None) -> Any:
@@ -496,11 +596,11 @@ def _shape(group: Any, where: str) -> tuple[int, ...]:
     return shape
 
 
-def _weight(group: Any, where: str) -> np.ndarray:
+def _weight(group: Any, where: str, key: str = "weight") -> np.ndarray:
     """The ``weight`` dataset as integers, refused above :data:`MAX_WEIGHTS` values before it is read."""
-    ds = group["weight"]
+    ds = group[key]
     if not hasattr(ds, "size") or ds.size > MAX_WEIGHTS or ds.size == 0:
-        raise NetxError(f"{where}: 'weight' must be a dataset of 1..{MAX_WEIGHTS} values "
+        raise NetxError(f"{where}: '{key}' must be a dataset of 1..{MAX_WEIGHTS} values "
                         f"(has {getattr(ds, 'size', 'none')}); the file is corrupt (re-export)")
     return np.asarray(ds[()]).astype(int)
 
@@ -520,11 +620,18 @@ def _pair(value: Any, default: int) -> tuple[int, int]:
     return (int(arr[0]), int(arr[0])) if arr.size == 1 else (int(arr[0]), int(arr[1]))
 
 
-def _neuron(g: Any, where: str) -> NetxNeuron:
+def _neuron(g: Any, where: str, is_input: bool = False) -> NetxNeuron:
+    """A ``neuron`` group as ``netx.hdf5.Network.get_neuron_params`` reads it."""
     ntype = _read_str(g, "type")
+    if ntype == SDNN:
+        model = DELTA if is_input else SIGMA if "sigma_output" in g else SIGMA_DELTA
+        if model != SIGMA and "vThMant" not in g:
+            raise NetxError(f"{where}: SDNN neuron without a 'vThMant' (delta threshold) dataset")
+        return NetxNeuron(i_decay=0, v_decay=0, vth=_int(g, "vThMant", 0), type=ntype,
+                          message_bits=_int(g, "messageBits", SDNN_MESSAGE_BITS), model=model)
     if ntype not in NEURON_TYPES:
-        raise NetxError(f"{where}: neuron type {ntype!r} is not supported by loihi-sim (CUBA only; "
-                        "SDNN/RF models need Lava)")
+        raise NetxError(f"{where}: neuron type {ntype!r} is not supported by loihi-sim (CUBA, LOIHI and SDNN "
+                        "are; netx's RF/RF_IZ resonate-and-fire neurons need Lava)")
     if "vThMant" not in g:
         raise NetxError(f"{where}: neuron without a 'vThMant' (threshold) dataset")
     neuron = NetxNeuron(i_decay=_int(g, "iDecay", 0), v_decay=_int(g, "vDecay", 0), vth=_int(g, "vThMant", 0),
@@ -534,6 +641,33 @@ def _neuron(g: Any, where: str) -> NetxNeuron:
         if not 0 <= val <= DECAY_UNITY:
             raise NetxError(f"{where}: neuron {label}={val} is outside 0..{DECAY_UNITY}")
     return neuron
+
+
+def _delay(g: Any, shape: tuple[int, int], where: str) -> np.ndarray:
+    """netx's ``create_dense`` delays for a weight of ``shape (O, I)``: clamped to ``0..62`` when
+    one exceeds 62, a scalar or 1-D vector spread to ``(O, I)`` (per output if it has ``O``
+    entries, per input if ``I``), truncated to integers (``astype(int)``)."""
+    d = np.asarray(g["delay"][()])
+    if d.size and d.max() > MAX_DELAY:
+        warnings.warn(f"{where}: delay {d.max()} is above {MAX_DELAY}; netx clamps the delays to 0..{MAX_DELAY} "
+                      "(and so does loihi-sim)", stacklevel=4)
+        d = np.clip(d, 0, MAX_DELAY)
+    if d.ndim == 0:
+        d = np.full(shape, d)
+    elif d.ndim == 1 and d.size == shape[0]:
+        d = np.repeat(d.reshape(-1, 1), shape[1], axis=1)
+    elif d.ndim == 1 and d.size == shape[1]:
+        d = np.repeat(d.reshape(1, -1), shape[0], axis=0)
+    elif d.ndim == 1:
+        raise NetxError(f"{where}: delay of shape {d.shape} fits neither the {shape[0]} outputs nor the "
+                        f"{shape[1]} inputs of weight {shape} (netx raises the same)")
+    if d.shape != shape:
+        raise NetxError(f"{where}: delay of shape {d.shape} differs from the weight's {shape} "
+                        "(Lava's DelayDense refuses it)")
+    d = d.astype(int)
+    if d.size and d.min() < 0:
+        raise NetxError(f"{where}: negative delay {int(d.min())} (Lava's DelayDense accepts 0..62 only)")
+    return d.astype(np.int64)
 
 
 def _bias(g: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
@@ -552,10 +686,13 @@ def _bias(g: Any, shape: tuple[int, ...], where: str) -> np.ndarray:
 
 
 def _dense(g: Any, i: int, block: int, neuron: NetxNeuron, cur_shape: tuple[int, ...] | None,
-           flatten_next: bool, where: str) -> NetxLayer:
+           flatten_next: bool, where: str, recurrent: bool = False) -> NetxLayer:
     if "weight" not in g:
-        raise NetxError(f"{where}: dense layer without a real 'weight' dataset (has {', '.join(g.keys())}); "
-                        "complex weights are not supported")
+        raise NetxError(f"{where}: dense layer without a 'weight' dataset (has {', '.join(g.keys())}); "
+                        "netx needs one")
+    if not hasattr(g["weight"], "shape"):
+        raise NetxError(f"{where}: complex dense weights ('weight/real', 'weight/imag': netx's ComplexDense, "
+                        "which needs RF neurons) are not supported by loihi-sim")
     shape = (math.prod(_shape(g, where)),)
     w = _weight(g, where)
     if w.ndim == 1:
@@ -568,12 +705,30 @@ def _dense(g: Any, i: int, block: int, neuron: NetxNeuron, cur_shape: tuple[int,
     if cur_shape is not None and len(cur_shape) > 1 and not flatten_next:
         raise NetxError(f"{where}: dense layer after a {len(cur_shape)}-D layer without a 'flatten' "
                         "layer; netx cannot connect them")
+    delay = _delay(g, w.shape, where) if "delay" in g else None
+    w_rec = delay_rec = None
     try:
-        w_eff, exp = netx_dense_weights(w)
+        if recurrent:
+            if "weight_rec" not in g:
+                raise NetxError("a dense_rec layer needs a 'weight_rec' dataset (netx reads it)")
+            wr = _weight(g, where, "weight_rec")
+            wr = wr.reshape(shape[0], -1) if wr.ndim == 1 else wr
+            if wr.shape != (shape[0], shape[0]):
+                raise NetxError(f"weight_rec of shape {wr.shape} must be ({shape[0]}, {shape[0]})")
+            w_eff, w_rec, exp = netx_recurrent_weights(w, wr)
+            if delay is not None:
+                if in_n != shape[0]:
+                    raise NetxError(f"dense_rec with delays and {in_n} inputs for {shape[0]} neurons: netx reuses "
+                                    "the input delays for the recurrent synapse and Lava's DelayDense refuses them")
+                # lava-dl 0.6's RecurrentDense passes no weight_exp to DelayDense: both synapses run unshifted
+                delay_rec, exp = delay, 0
+        else:
+            w_eff, exp = netx_dense_weights(w)
     except NetxError as e:
         raise NetxError(f"{where}: {e}") from None
     in_shape = tuple(cur_shape) if cur_shape is not None else (in_n,)
-    return NetxLayer(i, block, DENSE, shape, in_shape, neuron, _bias(g, shape, where), weight=w_eff, weight_exp=exp)
+    return NetxLayer(i, block, DENSE, shape, in_shape, neuron, _bias(g, shape, where), weight=w_eff, weight_exp=exp,
+                     delay=delay, weight_rec=w_rec, delay_rec=delay_rec)
 
 
 def _conv_out(size: int, k: int, s: int, p: int, d: int) -> int:
