@@ -14,7 +14,9 @@ device returns the same time-averaged readout for the same frames.
 
 from __future__ import annotations
 
+import weakref
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from itertools import chain
@@ -292,11 +294,48 @@ def stream_windows(device: Device, chunks: Iterable[np.ndarray | EventColumns], 
 
 def thread_options(device: str, threads: int) -> dict[str, int]:
     """The load options that give ``device`` ``threads`` compute threads (``--threads``): torch's
-    ``threads``, onnxruntime's ``intra_op_threads``; none for the others (loihi-sim steps with
-    numpy, whose BLAS follows ``OMP_NUM_THREADS``)."""
+    and loihi-sim's ``threads``, onnxruntime's ``intra_op_threads``; none for lava (its own
+    processes)."""
     if int(threads) != threads or threads < 1:
         raise ValueError(f"--threads {threads} must be a whole number >= 1")
-    return {"torch": {"threads": int(threads)}, "onnxruntime": {"intra_op_threads": int(threads)}}.get(device, {})
+    return {"torch": {"threads": int(threads)}, "loihi-sim": {"threads": int(threads)},
+            "onnxruntime": {"intra_op_threads": int(threads)}}.get(device, {})
+
+
+def check_threads(threads: int | None) -> int | None:
+    """A device's ``threads=`` option: a whole number >= 1, or None (the process's setting)."""
+    if threads is not None and (int(threads) != threads or threads < 1):
+        raise ValueError(f"threads={threads} must be a whole number >= 1 (or None: the process's setting)")
+    return None if threads is None else int(threads)
+
+
+@contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """torch's intra-op threads set to ``n`` inside the block and restored after it (None: left
+    as they are). Cheap enough per step (two calls of well under a microsecond)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n is None or n == before:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def limit_blas_threads(owner: object, n: int | None) -> None:
+    """Limit numpy's BLAS to ``n`` threads while ``owner`` (a device) lives, restored when it is
+    collected. Per step the limit would cost 40-80 us (``threadpoolctl``), a tenth of a
+    loihi-sim step, so it is set once at load; None leaves BLAS as it is."""
+    if n is None:
+        return
+    from threadpoolctl import ThreadpoolController
+
+    limiter = ThreadpoolController().limit(limits=n, user_api="blas")
+    weakref.finalize(owner, limiter.restore_original_limits)
 
 
 def open_device(name: str, artifact: str | Path, *, export: ExportFn | None = None,

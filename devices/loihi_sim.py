@@ -48,7 +48,7 @@ from stdl_edge.formats.netx import ALIGNED_INTERVAL, CUBA_MODEL, INPUT, NEURON_S
 from stdl_edge.loihi import UV_BITS
 from stdl_edge.registry import DEVICES
 
-from .base import Device, LayerStats
+from .base import Device, LayerStats, check_threads, limit_blas_threads, torch_threads
 from .loihi_sim_neurons import cuba_fixed_step, cuba_needs_checks, decay_toward_zero, initial_state, \
     neuron_step, wrap_current
 from .loihi_sim_synapses import ConvKernel, DelayedDense, DenseKernel, feed_forward, recurrent, shift
@@ -140,7 +140,8 @@ class LoihiSim(Device):
     name = "loihi-sim"
 
     def __init__(self, net: LoihiNet, stream: StreamInfo | None = None, record: bool = False,
-                 readout: str = "voltage", aligned: bool = True, input_mode: str | None = None) -> None:
+                 readout: str = "voltage", aligned: bool = True, input_mode: str | None = None,
+                 threads: int | None = 1) -> None:
         if readout not in ("voltage", "spikes"):
             raise ValueError(f"loihi-sim readout={readout!r} is unknown; use 'voltage' or 'spikes'")
         self.input_mode, spec = resolve_input_mode(net.spec, input_mode)
@@ -172,6 +173,10 @@ class LoihiSim(Device):
         #: non-zero: synaptic operations are these counts times the fan-outs, summed in stats()
         self._sent: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
         self._steps = 0
+        #: compute threads of its torch convolutions (set around each step) and numpy's BLAS (set
+        #: while the device lives): 1 by default, as a batch-1 stream only oversubscribes more
+        self.threads = check_threads(threads)
+        limit_blas_threads(self, self.threads)
 
     @classmethod
     def from_netx(cls, path: str | Path, record: bool = False, input_message_bits: int | None = None,
@@ -282,7 +287,8 @@ class LoihiSim(Device):
 
     def step(self, frame: np.ndarray) -> np.ndarray:
         frame = self.check_frame(frame, self._batch)
-        out = self.step_int(self._input(frame))
+        with torch_threads(self.threads):
+            out = self.step_int(self._input(frame))
         if self.record:
             self._recorded = {}
             for layer, (s, state) in zip(self.net.layers, out):

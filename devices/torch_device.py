@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -15,7 +14,7 @@ from stdl_edge.models import SpikingNet
 from stdl_edge.neuron import CubaState
 from stdl_edge.registry import DEVICES
 
-from .base import Device, LayerStats
+from .base import Device, LayerStats, check_threads, torch_threads
 
 
 class TorchDevice(Device):
@@ -31,9 +30,7 @@ class TorchDevice(Device):
 
     def __init__(self, model: SpikingNet, stream, device: str = "cpu", record: bool = False,
                  threads: int | None = 1) -> None:
-        if threads is not None and (int(threads) != threads or threads < 1):
-            raise ValueError(f"threads={threads} must be a whole number >= 1 (or None: the process's setting)")
-        self.threads = None if threads is None else int(threads)
+        self.threads = check_threads(threads)
         self.model = model.to(device).eval()
         self.record = record
         self._recorded: dict[str, np.ndarray] = {}
@@ -65,7 +62,7 @@ class TorchDevice(Device):
             raise RuntimeError("torch device: call reset(batch) before step()")
         x = torch.from_numpy(self.check_frame(frame, self._batch)).to(self.device)
         outputs: list[torch.Tensor] = []
-        with _threads(self.threads):
+        with torch_threads(self.threads):
             y, self._states = self.model.step(x, self._states, record=outputs)
         for i, (layer, out) in enumerate(zip(self.model.layers, outputs)):
             if layer.spiking:
@@ -81,20 +78,6 @@ class TorchDevice(Device):
     def stats(self) -> LayerStats:
         return LayerStats(names=self.model.layer_names(), spikes=self._spikes.copy(),
                           steps=self._steps, batch=self._batch)
-
-
-@contextmanager
-def _threads(n: int | None) -> Iterator[None]:
-    """torch's intra-op threads set to ``n`` inside the block and restored after it."""
-    before = torch.get_num_threads()
-    if n is None or n == before:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _record(model: SpikingNet, outputs: list[torch.Tensor], states: list[Any]) -> dict[str, np.ndarray]:

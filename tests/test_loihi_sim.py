@@ -315,3 +315,28 @@ def test_unsupported_layers_name_the_layer(tmp_path):
         LoihiSim.from_netx(tmp_path / "c.net")
     with pytest.raises(FileNotFoundError):
         LoihiSim.from_netx(tmp_path / "missing.net")
+
+
+def test_compute_threads_default_to_one_and_are_restored(tmp_path):
+    """A batch-1 stream on more threads only oversubscribes the cores (issue 15): loihi-sim steps
+    its torch convolutions on ``threads`` (default 1) and gives the caller's setting back; numpy's
+    BLAS is held at ``threads`` while the device lives. A bad value is refused by name."""
+    from threadpoolctl import threadpool_info
+
+    path = write_dense_chain(tmp_path / "one.net", [np.array([[4]])], [dict(vth=10)], input_shape=[1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        sim = LoihiSim.from_netx(path)
+        assert sim.threads == 1
+        assert all(lib["num_threads"] == 1 for lib in threadpool_info() if lib["user_api"] == "blas")
+        seen = []
+        real = sim.step_int
+        sim.step_int = lambda x: (seen.append(torch.get_num_threads()), real(x))[1]
+        sim.reset(1)
+        sim.step(np.ones((1, 1), np.float32))
+        assert seen == [1] and torch.get_num_threads() == 2
+        with pytest.raises(ValueError, match="threads=0 must be a whole number >= 1"):
+            LoihiSim.from_netx(path, threads=0)
+    finally:
+        torch.set_num_threads(before)

@@ -63,7 +63,7 @@ def run(
                                                     help="a gap between events longer than this ends the "
                                                          "window; the next starts at the next event"),
     threads: int = typer.Option(1, "--threads", min=1, help="compute threads of the device (torch, "
-                                                           "onnxruntime); 1 is fastest for one stream"),
+                                                           "onnxruntime, loihi-sim); 1 is fastest for one stream"),
     input_mode: str | None = typer.Option(None, "--input-mode", help="loihi-sim, lava: how frames enter the netx "
                                                                     "network: spike | graded (counts as payloads) "
                                                                     "| bias (into an input layer's bias) "
