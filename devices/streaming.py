@@ -76,7 +76,7 @@ class _Meter:
         self.spikes: np.ndarray | None = None
         self.synops: np.ndarray | None = None
         self.neurons: np.ndarray | None = None
-        self.steps = 0  # device steps x batch (sample-steps)
+        self.steps = 0  # input steps x batch (sample-steps; not the latency padding)
         self.keep_steps = keep_steps  # for plots: frames and readouts of the first window
         self.kept_frames: list[np.ndarray] = []
         self.kept_outputs: list[np.ndarray] = []
@@ -99,7 +99,9 @@ class _Meter:
             self.spikes += s.spikes
             if self.synops is not None and len(s.synops):
                 self.synops += s.synops
-        self.steps += s.steps * max(s.batch, 1) if s.steps else 0
+        # input steps: the device also stepped ``latency`` empty frames to drain its pipeline, whose
+        # spikes belong to the input steps before them, so rates are per input step on every device
+        self.steps += max(s.steps - int(getattr(self.device, "latency", 0)), 0) * max(s.batch, 1)
         self._open = False
 
     def reset(self, batch: int) -> None:

@@ -246,3 +246,23 @@ def test_a_run_with_nothing_to_classify_leaves_no_output_file(tmp_path, run_fold
                                       f"{S},{S}", "--window-ms", "8", "--t-start", "+99999999", "--out", str(out)])
     assert isinstance(result.exception, ValueError) and "no complete window" in str(result.exception)
     assert list(tmp_path.glob("*pred.jsonl*")) == []
+
+
+def test_firing_rates_are_per_input_step_on_every_device(run_folder, tmp_path, rng):
+    """loihi-sim steps ``latency`` empty frames after each window to drain its pipeline; those
+    spikes belong to the window's input steps, so the steps the rates divide by are the input
+    steps on every device (the plots and the summary once divided loihi-sim's by T + latency)."""
+    from stdl_edge.devices.streaming import run_events
+    from stdl_edge.exporters import netx as netx_export
+
+    netx_export.export(run_folder, tmp_path / "netx")
+    events = _events(rng, 3000, S, 3 * STEPS * DT)
+    steps = {}
+    for name, artifact in (("torch", run_folder), ("loihi-sim", tmp_path / "netx")):
+        dev = open_device(name, artifact)
+        result = run_events(dev, open_source(events, sensor_size=(S, S)), window_steps=STEPS)
+        steps[name] = (result.sample_steps, len(result.predictions), dev.latency)
+    assert steps["loihi-sim"][2] > 0 == steps["torch"][2]
+    assert steps["torch"][:2] == steps["loihi-sim"][:2]
+    sample_steps, windows, _ = steps["torch"]
+    assert (windows - 1) * STEPS < sample_steps <= windows * STEPS  # the last window ends at the last event
