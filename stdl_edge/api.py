@@ -169,13 +169,13 @@ def open_device(artifact: str | Path, device: str | None = None, **options: Any)
 
 
 def run_events(device: Device, events: Any, *, sensor_size: tuple[int, int] | None = None,
-               **options: Any) -> RunResult:
+               data_root: str | Path | None = None, **options: Any) -> RunResult:
     """Run an event stream on an opened ``device`` and measure it.
 
     events: an :class:`~stdl_edge.sources.EventSource`, or what
     :func:`~stdl_edge.sources.open_source` opens (an event file, a ``NAME:SPLIT`` data
     set, an event array with ``sensor_size=(W, H)``, ...), then cropped and downsampled to fit
-    the artifact's sensor. options (:func:`stdl_edge.devices.streaming.run_events`):
+    the artifact's sensor. data_root: where the tonic data sets are (``nmnist:test``). options (:func:`stdl_edge.devices.streaming.run_events`):
     ``window_steps`` (classify windows of that many time steps), ``per_sample`` (labelled
     sources: one prediction per sample, their default), ``limit``, ``batch``, ``energy``,
     ``keep_steps``, ``early_exit``, ``on_prediction``, ``on_progress``; for windows ``span``
@@ -194,7 +194,8 @@ def run_events(device: Device, events: Any, *, sensor_size: tuple[int, int] | No
     from .devices.streaming import run_events as run
 
     if not isinstance(events, EventSource):
-        events = open_source(events, sensor_size=sensor_size, fit=device.stream.sensor[:2])
+        events = open_source(events, sensor_size=sensor_size, fit=device.stream.sensor[:2],
+                             **({"root": str(data_root)} if data_root else {}))
     elif sensor_size is not None:
         raise ValueError("sensor_size= is for events that are not opened yet; this EventSource has its own")
     return run(device, events, **options)
