@@ -11,7 +11,8 @@ from the disk cache of binned frames, so a data set larger than memory trains.
 - ``mode="cache"``: the split is binned once into :mod:`.cache` (keyed by the binning
   parameters, rebuilt when they change) and samples are read back with ``os.pread``.
 
-``workers`` DataLoader worker processes share the reading and binning (0: in the main process).
+``workers`` DataLoader worker processes share the reading and binning (0: in the main process);
+they start with the first pass and stay up for the next ones (``persistent_workers``).
 """
 
 from __future__ import annotations
@@ -50,19 +51,19 @@ def bin_sample(events: np.ndarray, stream: StreamInfo) -> np.ndarray:
 
 
 class _Binned(Dataset):
-    """``samples[i]`` binned (and augmented): ``(uint8 tensor (T, C, H, W), label)``."""
+    """``samples[i]`` binned (and augmented with ``epoch``): item ``(epoch, i)`` -> ``(uint8 (T, C, H, W), label)``."""
 
     def __init__(self, samples: Samples, stream: StreamInfo, augment: Augmenter | None = None) -> None:
         self.samples, self.stream, self.augment = samples, stream, augment
-        self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        epoch, i = item
         ev = self.samples.events(i)
         if self.augment is not None:
-            ev = self.augment(ev, self.epoch, int(i))
+            ev = self.augment(ev, epoch, i)
         return torch.from_numpy(bin_sample(ev, self.stream)), int(self.samples.labels[i])
 
 
@@ -73,8 +74,23 @@ class _Cached(Dataset):
     def __len__(self) -> int:
         return len(self.cache.labels)
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        return torch.from_numpy(self.cache.read(int(i)).copy()), int(self.cache.labels[i])
+    def __getitem__(self, item: tuple[int, int]) -> tuple[torch.Tensor, int]:
+        _, i = item
+        return torch.from_numpy(self.cache.read(i).copy()), int(self.cache.labels[i])
+
+
+class _Batches:
+    """The batch sampler of a persistent DataLoader: the batches of the pass about to start, each a
+    list of ``(epoch, sample)`` (set in the main process before every pass; the workers stay up)."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[int, int]]] = []
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 def _collate(items: list[tuple[torch.Tensor, int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -106,6 +122,10 @@ class FrameData:
             self._dataset = _Cached(self.cache)
         else:
             self._dataset = _Binned(samples, stream, augment)
+        self._order = _Batches()
+        # one loader for every pass: its workers start once and stay up (persistent_workers)
+        self._loader = DataLoader(self._dataset, batch_sampler=self._order, num_workers=self.workers,
+                                  collate_fn=_collate, persistent_workers=self.workers > 0)
 
     def cache_key(self) -> dict[str, Any]:
         """What the binned frames depend on (the frame cache's key)."""
@@ -119,7 +139,8 @@ class FrameData:
         if found is not None and len(found.labels) == len(self.samples):
             return found
         n = len(self.samples)
-        binned = DataLoader(_Binned(self.samples, self.stream), batch_size=None, num_workers=self.workers)
+        binned = DataLoader(_Binned(self.samples, self.stream), batch_size=None, num_workers=self.workers,
+                            sampler=[(0, i) for i in range(n)])
 
         def frames() -> Iterator[np.ndarray]:
             for k, (f, _) in enumerate(binned):
@@ -141,11 +162,8 @@ class FrameData:
         if batch_size < 1:
             raise ValueError(f"batch size {batch_size} must be >= 1")
         order = torch.arange(len(self)) if order is None else torch.as_tensor(order, dtype=torch.long)
-        if isinstance(self._dataset, _Binned):
-            self._dataset.epoch = int(epoch)  # before the workers start: each gets a copy
-        index = [order[k:k + batch_size].tolist() for k in range(0, len(order), batch_size)]
-        loader = DataLoader(self._dataset, batch_sampler=index, num_workers=self.workers, collate_fn=_collate,
-                            pin_memory=torch.device(device).type == "cuda")
-        for frames, labels in loader:
+        self._order.batches = [[(int(epoch), i) for i in order[k:k + batch_size].tolist()]
+                               for k in range(0, len(order), batch_size)]
+        for frames, labels in self._loader:
             yield (frames.to(device=device, dtype=torch.float32, non_blocking=True).transpose(0, 1).contiguous(),
                    labels.to(device))
