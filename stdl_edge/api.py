@@ -41,7 +41,9 @@ def train(out: str | Path, config: TrainConfig | None = None, *, resume: bool = 
 
     config: a :class:`~stdl_edge.stdl.trainer.TrainConfig`; ``options`` are its fields
     (``dataset``, ``model``, ``method``, ``subnets``, ``epochs``, ``batch_size``, ``lr``,
-    ``steps``, ``limit``, ``width``, ``device``, ...), given alone or overriding ``config``.
+    ``steps``, ``limit``, ``width``, ``device``, ...; for the data: ``dataset="folder:PATH"`` or a tonic
+    name with ``data_root``, ``sensor_size``, ``slice_by``/``slice_length``/``slice_overlap``, ``augment``,
+    ``loader``, ``workers``, ``skip_bad``; docs/data.md), given alone or overriding ``config``.
     resume: continue the interrupted run in ``out`` from its last checkpoint.
     data: ``(train, test, stream)`` instead of a named data set (frames ``(N, T, C, H, W)``).
     on_epoch(metrics): after each epoch. progress(epoch, batch, batches): after each batch.

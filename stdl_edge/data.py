@@ -1,11 +1,13 @@
-"""Event-camera data sets: a registry, a cache, and binned splits ready for training.
+"""Event-camera data sets: a registry, the generated sets' cache, and binned splits ready for training.
 
 A data set is a :class:`DatasetBuilder` registered by name (:func:`register_dataset`): its
-:class:`DatasetInfo` and a function that makes its raw events. Built events are cached as
-``<name>-v<version>-seed<seed>.npz`` under ``$STDL_EDGE_CACHE`` (default
-``~/.cache/stdl-edge``), with a fixed stratified train/test split (80/20, from the seed).
-:func:`load_dataset` bins the events once with :func:`stdl_edge.binning.bin_events` into a
-compact uint8 array, so training epochs only index memory::
+:class:`DatasetInfo` and either a function that generates its raw events (``build``: the
+bundled sets, cached as ``<name>-v<version>-seed<seed>.npz`` under ``$STDL_EDGE_CACHE``, default
+``~/.cache/stdl-edge``, with a fixed stratified train/test split, 80/20 from the seed) or one
+that opens its own files and splits (``open``: the tonic sets). ``folder:PATH`` and entry-point
+plug-ins are found by name too (:mod:`stdl_edge.datasets`). :func:`load_dataset` returns an
+:class:`EventDataset` whose frames are binned with :func:`stdl_edge.binning.bin_events` into a
+compact uint8 array on first use, so training epochs only index memory::
 
     ds = load_dataset("digits-dvs", "train")        # EventDataset
     frames, label = ds[0]                           # float32 (T, 2, H, W), int
@@ -13,12 +15,15 @@ compact uint8 array, so training epochs only index memory::
     for x, y in materialize(ds).batches(32):        # (T, B, 2, H, W) float32, (B,) int64
         ...
 
-The two bundled data sets (``digits-dvs``, ``shapes-dvs``, made by the DVS emulator) live
-in :mod:`stdl_edge.bundled` and register on import of this module; tonic's (N-MNIST, say)
-plug in through :mod:`stdl_edge.datasets_tonic`.
+Data sets larger than memory train through :class:`stdl_edge.datasets.loader.FrameData`
+(a DataLoader, binned on the fly or from the frame cache) instead of :func:`materialize`.
+The two bundled data sets (``digits-dvs``, ``shapes-dvs``, made by the DVS emulator) live in
+:mod:`stdl_edge.bundled` and the tonic ones in :mod:`stdl_edge.datasets_tonic`; both register
+on import of this module.
 
-Long file: just over 400 lines: the registry, the cache, the splits, the binned
-``EventDataset`` and its batches are one contract; the bundled generators live in ``bundled.py``.
+Long file: the registry, the generated-set cache and splits, the binned ``EventDataset`` and the
+in-memory batches are one contract; reading recordings, slicing, caching frames and streaming
+live in ``stdl_edge/datasets/``, the bundled generators in ``bundled.py``.
 """
 
 from __future__ import annotations
