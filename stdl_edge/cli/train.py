@@ -53,7 +53,8 @@ def _mib(nbytes: float) -> str:
 
 @app.command()
 def train(
-    dataset: Optional[str] = typer.Option(None, help="data set: digits-dvs, shapes-dvs, ... (default digits-dvs)"),
+    dataset: Optional[str] = typer.Option(None, help="data set: digits-dvs, shapes-dvs, nmnist, dvs-gesture, ..., "
+                                          "folder:PATH or a plug-in's (stdl-edge data --list; default digits-dvs)"),
     model: Optional[str] = typer.Option(None, help="model zoo name: dvs-cnn, vgg11, resnet (default dvs-cnn)"),
     method: Optional[str] = typer.Option(None, help="stdl | bptt | sltt | local (default stdl)"),
     subnets: Optional[int] = typer.Option(None, help="K subnetworks (default 4 for stdl/local, 1 otherwise)"),
