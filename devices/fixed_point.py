@@ -35,7 +35,8 @@ def evaluate_fixed_point(run_folder: str | Path, model_net: str | Path, limit: i
         return None
     trained = folder.load()
     model, stream = trained.model, trained.stream
-    ds = load_dataset(name, "test", num_steps=stream.num_steps, dt_us=stream.dt_us, bin_mode=stream.bin_mode)
+    ds = load_dataset(name, "test", num_steps=stream.num_steps, dt_us=stream.dt_us, bin_mode=stream.bin_mode,
+                      **folder.data_options())
     n = len(ds.labels) if limit is None else min(limit, len(ds.labels))
     sim = LoihiSim.from_netx(model_net)
     correct_f = correct_q = agree = 0

@@ -33,11 +33,13 @@ BatchCallback = Callable[[int, "int | None"], None]
 
 
 def dataset_batches(name: str, stream: StreamInfo, input_shape: tuple[int, ...], samples: int, batch: int,
-                    seed: int = 0) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
+                    seed: int = 0, data_options: dict[str, Any] | None = None
+                    ) -> Iterator[tuple[np.ndarray, np.ndarray | None]]:
     """``(frames (T, B, C, H, W) float32, labels (B,) | None)`` of the first ``samples`` test samples
     of data set ``name``, binned as ``stream`` says (``T = stream.num_steps``).
 
     ``name = "random"`` gives seeded random binary frames (10 % active pixels) without labels.
+    data_options: how to rebuild the data set (:meth:`~stdl_edge.artifact.RunFolder.data_options`).
     """
     if name == "random":
         rng = np.random.default_rng(seed)
@@ -49,7 +51,8 @@ def dataset_batches(name: str, stream: StreamInfo, input_shape: tuple[int, ...],
 
     from stdl_edge.data import load_dataset, materialize
 
-    ds = load_dataset(name, "test", num_steps=stream.num_steps, dt_us=stream.dt_us, bin_mode=stream.bin_mode)
+    ds = load_dataset(name, "test", num_steps=stream.num_steps, dt_us=stream.dt_us, bin_mode=stream.bin_mode,
+                      **(data_options or {}))
     frame_shape = tuple(ds.frames.shape[2:])
     if frame_shape != tuple(input_shape):
         raise ValueError(f"data set {name!r} gives frames {frame_shape} but the model takes {tuple(input_shape)}; "
@@ -88,7 +91,9 @@ def run_verify(run: str | Path, devices: list[str], samples: int = 64, dataset: 
                          "(or --dataset random)")
     comparison = Comparison(opened)
     total = samples if name == "random" else None
-    for frames, labels in dataset_batches(name, first.stream, first.input_shape, samples, batch):
+    own = dataset is None or dataset == folder.dataset()
+    for frames, labels in dataset_batches(name, first.stream, first.input_shape, samples, batch,
+                                          data_options=folder.data_options() if own else None):
         comparison.add_batch(frames, labels)
         if on_batch is not None:
             on_batch(comparison.samples, total)

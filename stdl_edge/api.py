@@ -41,7 +41,9 @@ def train(out: str | Path, config: TrainConfig | None = None, *, resume: bool = 
 
     config: a :class:`~stdl_edge.stdl.trainer.TrainConfig`; ``options`` are its fields
     (``dataset``, ``model``, ``method``, ``subnets``, ``epochs``, ``batch_size``, ``lr``,
-    ``steps``, ``limit``, ``width``, ``device``, ...), given alone or overriding ``config``.
+    ``steps``, ``limit``, ``width``, ``device``, ...; for the data: ``dataset="folder:PATH"`` or a tonic
+    name with ``data_root``, ``sensor_size``, ``slice_by``/``slice_length``/``slice_overlap``, ``augment``,
+    ``loader``, ``workers``, ``skip_bad``; docs/data.md), given alone or overriding ``config``.
     resume: continue the interrupted run in ``out`` from its last checkpoint.
     data: ``(train, test, stream)`` instead of a named data set (frames ``(N, T, C, H, W)``).
     on_epoch(metrics): after each epoch. progress(epoch, batch, batches): after each batch.
@@ -171,13 +173,13 @@ def open_device(artifact: str | Path, device: str | None = None, **options: Any)
 
 
 def run_events(device: Device, events: Any, *, sensor_size: tuple[int, int] | None = None,
-               **options: Any) -> RunResult:
+               data_root: str | Path | None = None, **options: Any) -> RunResult:
     """Run an event stream on an opened ``device`` and measure it.
 
     events: an :class:`~stdl_edge.sources.EventSource`, or what
     :func:`~stdl_edge.sources.open_source` opens (an event file, a ``NAME:SPLIT`` data
     set, an event array with ``sensor_size=(W, H)``, ...), then cropped and downsampled to fit
-    the artifact's sensor. options (:func:`stdl_edge.devices.streaming.run_events`):
+    the artifact's sensor. data_root: where the tonic data sets are (``nmnist:test``). options (:func:`stdl_edge.devices.streaming.run_events`):
     ``window_steps`` (classify windows of that many time steps), ``per_sample`` (labelled
     sources: one prediction per sample, their default), ``limit``, ``batch``, ``energy``,
     ``keep_steps``, ``early_exit``, ``on_prediction``, ``on_progress``; for windows ``span``
@@ -196,7 +198,8 @@ def run_events(device: Device, events: Any, *, sensor_size: tuple[int, int] | No
     from .devices.streaming import run_events as run
 
     if not isinstance(events, EventSource):
-        events = open_source(events, sensor_size=sensor_size, fit=device.stream.sensor[:2])
+        events = open_source(events, sensor_size=sensor_size, fit=device.stream.sensor[:2],
+                             **({"root": str(data_root)} if data_root else {}))
     elif sensor_size is not None:
         raise ValueError("sensor_size= is for events that are not opened yet; this EventSource has its own")
     return run(device, events, **options)

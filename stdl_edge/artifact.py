@@ -197,6 +197,15 @@ def dataset_of_record(record: dict[str, Any]) -> str | None:
     return None
 
 
+def data_options_of_record(record: dict[str, Any]) -> dict[str, Any]:
+    """The ``load_dataset`` options that rebuild a run's data set, from ``stdl.train`` in its record
+    (:func:`stdl_edge.datasets.load_options`); ``{}`` for runs without them."""
+    from .datasets import load_options
+
+    stdl = record.get("stdl") if isinstance(record.get("stdl"), dict) else {}
+    return load_options(stdl.get("train") if isinstance(stdl.get("train"), dict) else {})
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """A run folder on disk (layout in the module docstring); ``path`` need not exist yet."""
@@ -265,6 +274,10 @@ class RunFolder:
     def dataset(self) -> str | None:
         """The data set the run was trained on, if its record names one."""
         return dataset_of_record(self.record())
+
+    def data_options(self) -> dict[str, Any]:
+        """The ``load_dataset`` options that rebuild the run's data set (:func:`data_options_of_record`)."""
+        return data_options_of_record(self.record())
 
     def save(self, model: SpikingNet, stream: StreamInfo, boundaries: list[tuple[int, int]] | None = None,
              heads: list[SpikingNet] = (), stdl: dict[str, Any] | None = None,

@@ -1,11 +1,13 @@
-"""Event-camera data sets: a registry, a cache, and binned splits ready for training.
+"""Event-camera data sets: a registry, the generated sets' cache, and binned splits ready for training.
 
 A data set is a :class:`DatasetBuilder` registered by name (:func:`register_dataset`): its
-:class:`DatasetInfo` and a function that makes its raw events. Built events are cached as
-``<name>-v<version>-seed<seed>.npz`` under ``$STDL_EDGE_CACHE`` (default
-``~/.cache/stdl-edge``), with a fixed stratified train/test split (80/20, from the seed).
-:func:`load_dataset` bins the events once with :func:`stdl_edge.binning.bin_events` into a
-compact uint8 array, so training epochs only index memory::
+:class:`DatasetInfo` and either a function that generates its raw events (``build``: the
+bundled sets, cached as ``<name>-v<version>-seed<seed>.npz`` under ``$STDL_EDGE_CACHE``, default
+``~/.cache/stdl-edge``, with a fixed stratified train/test split, 80/20 from the seed) or one
+that opens its own files and splits (``open``: the tonic sets). ``folder:PATH`` and entry-point
+plug-ins are found by name too (:mod:`stdl_edge.datasets`). :func:`load_dataset` returns an
+:class:`EventDataset` whose frames are binned with :func:`stdl_edge.binning.bin_events` into a
+compact uint8 array on first use, so training epochs only index memory::
 
     ds = load_dataset("digits-dvs", "train")        # EventDataset
     frames, label = ds[0]                           # float32 (T, 2, H, W), int
@@ -13,12 +15,15 @@ compact uint8 array, so training epochs only index memory::
     for x, y in materialize(ds).batches(32):        # (T, B, 2, H, W) float32, (B,) int64
         ...
 
-The two bundled data sets (``digits-dvs``, ``shapes-dvs``, made by the DVS emulator) live
-in :mod:`stdl_edge.bundled` and register on import of this module; tonic's (N-MNIST, say)
-plug in through :mod:`stdl_edge.datasets_tonic`.
+Data sets larger than memory train through :class:`stdl_edge.datasets.loader.FrameData`
+(a DataLoader, binned on the fly or from the frame cache) instead of :func:`materialize`.
+The two bundled data sets (``digits-dvs``, ``shapes-dvs``, made by the DVS emulator) live in
+:mod:`stdl_edge.bundled` and the tonic ones in :mod:`stdl_edge.datasets_tonic`; both register
+on import of this module.
 
-Long file: just over 400 lines: the registry, the cache, the splits, the binned
-``EventDataset`` and its batches are one contract; the bundled generators live in ``bundled.py``.
+Long file: the registry, the generated-set cache and splits, the binned ``EventDataset`` and the
+in-memory batches are one contract; reading recordings, slicing, caching frames and streaming
+live in ``stdl_edge/datasets/``, the bundled generators in ``bundled.py``.
 """
 
 from __future__ import annotations
@@ -96,17 +101,27 @@ class RawData(NamedTuple):
 
 @dataclass(frozen=True)
 class DatasetBuilder:
-    """A registered data set: its info and ``build(seed, limit, progress) -> RawData``.
+    """A registered data set: its info and either ``build`` or ``open``.
 
-    ``limit`` (or None for all) asks for a class-balanced subset of about that many samples
-    (tests and quick looks). ``requires`` lists importable modules the builder needs and
-    ``extra`` the pip extra that installs them.
+    build(seed, limit, progress) -> RawData: generates every sample's events (the bundled sets,
+    small plug-ins); they are cached and split 80/20 here. ``limit`` (or None for all) asks for a
+    class-balanced subset of about that many samples.
+    open(split, options) -> :class:`stdl_edge.datasets.samples.Samples`: a data set that reads
+    its own files and splits ("train", "test"; tonic, folders); ``options`` holds ``root``.
+    where(options) -> (where it looks, present): for ``stdl-edge data --list`` (``open`` sets).
+    ``requires`` lists importable modules the builder needs and ``extra`` the pip extra.
     """
 
     info: DatasetInfo
-    build: Callable[[int, int | None, Progress | None], RawData]
+    build: Callable[[int, int | None, Progress | None], RawData] | None = None
     requires: tuple[str, ...] = ()
     extra: str = ""
+    open: Callable[[str, dict[str, Any]], Any] | None = None
+    where: Callable[[dict[str, Any]], tuple[str, bool]] | None = None
+
+    def __post_init__(self) -> None:
+        if (self.build is None) == (self.open is None):
+            raise ValueError(f"data set {self.info.name!r}: give a DatasetBuilder exactly one of build= and open=")
 
 
 _BUILDERS: Registry[DatasetBuilder] = Registry("data set")
@@ -135,17 +150,46 @@ def unregister_dataset(name: str) -> None:
     _BUILDERS._entries.pop(name, None)
 
 
-def _builder(name: str) -> DatasetBuilder:
+def _known(name: str) -> None:
+    """ValueError for a name that is neither registered nor found as a plug-in (entry point)."""
     if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
+        from .datasets.plugins import load_plugin
+
+        load_plugin(name)
+    if name not in DATASETS:
+        raise ValueError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}, folder:PATH "
+                         "or an installed plug-in")
+
+
+def _builder(name: str) -> DatasetBuilder:
+    _known(name)
     return _BUILDERS.get(name)
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """The :class:`DatasetInfo` of a registered data set (ValueError for an unknown name)."""
-    if name not in DATASETS:
-        raise ValueError(f"unknown data set {name!r}; available: {', '.join(DATASETS)}")
+    """The :class:`DatasetInfo` of a registered data set (ValueError for an unknown name);
+    ``folder:PATH`` is scanned (:mod:`stdl_edge.datasets.folder`)."""
+    from .datasets.folder import is_folder_name
+
+    if is_folder_name(name):
+        from .datasets import folder_info
+
+        return folder_info(name)
+    _known(name)
     return next(e.target.info for e in _BUILDERS.entries() if e.name == name)  # needs no optional package
+
+
+def dataset_entry(name: str, check: bool = True) -> DatasetBuilder:
+    """The registered builder of ``name``; ``check``: an ``UnavailableError`` naming what to install
+    when its optional packages are missing (``check=False`` for listings)."""
+    _known(name)
+    return _BUILDERS.get(name) if check else next(e.target for e in _BUILDERS.entries() if e.name == name)
+
+
+def dataset_missing(name: str) -> str | None:
+    """Why the registered data set ``name`` cannot load here (a missing package), or None."""
+    _known(name)
+    return next(e.why_unavailable() for e in _BUILDERS.entries() if e.name == name)
 
 
 # ----------------------------------------------------------------------------- cache
@@ -229,6 +273,8 @@ def build_dataset(name: str, *, seed: int = 0, limit: int | None = None, rebuild
     """
     builder = _builder(name)
     info = builder.info
+    if builder.build is None:
+        raise ValueError(f"data set {name!r} reads its own files and splits; open it with load_dataset")
     _check_int("seed", seed, minimum=0)
     if limit is not None:
         _check_int("limit", limit, minimum=info.num_classes)
@@ -282,44 +328,41 @@ def resolve_binning(info: DatasetInfo, num_steps: int | None, dt_us: int | None)
 
 
 class EventDataset(Dataset):
-    """One split of a data set, binned once: a ``torch.utils.data.Dataset`` of ``(frames, label)``.
+    """One split of a data set, binned on first use: a ``torch.utils.data.Dataset`` of ``(frames, label)``.
 
     frames: float32 tensor ``(T, 2, H, W)`` (channel 0 OFF, 1 ON), label: int.
     Attributes: ``info`` (DatasetInfo), ``split``, ``stream`` (StreamInfo to record with a
-    model), ``labels`` (np.int64 ``(N,)``), ``frames`` (the uint8 ``(N, T, 2, H, W)`` array
-    behind ``__getitem__``, for fast batching), ``is_test`` (bool ``(N,)``), ``cache_path``,
-    ``meta`` (the build record).
+    model), ``labels`` (np.int64 ``(N,)``), ``samples`` (the
+    :class:`~stdl_edge.datasets.samples.Samples` read), ``frames`` (the uint8
+    ``(N, T, 2, H, W)`` array behind ``__getitem__``, binned on first access, for fast
+    batching), ``is_test`` (bool ``(N,)``), ``cache_path`` (bundled sets), ``meta`` (the build record).
     """
 
-    def __init__(self, info: DatasetInfo, split: str, stored: Stored, stream: StreamInfo, path: Path) -> None:
+    def __init__(self, info: DatasetInfo, split: str, samples: Any, stream: StreamInfo, path: Path | None = None,
+                 meta: dict[str, Any] | None = None) -> None:
         self.info = info
         self.split = split
         self.stream = stream
+        self.samples = samples
         self.cache_path = path
-        self.meta = dict(stored.meta)
-        if split == "all":
-            index = np.arange(len(stored.labels))
-        else:
-            index = np.flatnonzero(stored.is_test == (split == "test"))
-        self._index = index
-        self._events = stored.events
-        self._offsets = stored.offsets
-        self.labels = stored.labels[index].copy()
-        self.is_test = stored.is_test[index].copy()
-        spec = stream.bin_spec
-        dtype = np.uint8
-        frames = np.zeros((len(index), stream.num_steps, *info.sensor.frame_shape), dtype=dtype)
-        for i, j in enumerate(index):
-            f = bin_events(self._raw(j), info.sensor, spec, stream.num_steps)
-            np.minimum(f, np.iinfo(dtype).max, out=f)  # counts above 255 in one step saturate
-            frames[i] = f
-        self.frames = frames
+        self.meta = dict(meta or {})
+        self.labels = np.asarray(samples.labels, dtype=np.int64)
+        self.is_test = np.asarray(samples.is_test, dtype=bool)
+        self._frames: np.ndarray | None = None
 
-    def _raw(self, j: int) -> np.ndarray:
-        return self._events[self._offsets[j]:self._offsets[j + 1]]
+    @property
+    def frames(self) -> np.ndarray:
+        if self._frames is None:
+            from .datasets.loader import bin_sample
+
+            frames = np.zeros((len(self), self.stream.num_steps, *self.stream.sensor.frame_shape), dtype=np.uint8)
+            for i in range(len(self)):
+                frames[i] = bin_sample(self.samples.events(i), self.stream)
+            self._frames = frames
+        return self._frames
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self.labels)
 
     def _check_index(self, i: int) -> int:
         n = len(self)
@@ -329,16 +372,20 @@ class EventDataset(Dataset):
         return i % n
 
     def events(self, i: int) -> np.ndarray:
-        """Events of sample ``i`` (a copy, EVENT_DTYPE, sorted, ``t`` in ``[0, duration_us)``)."""
-        return self._raw(int(self._index[self._check_index(i)])).copy()
+        """Events of sample ``i`` (a copy, EVENT_DTYPE, sorted, ``t`` from the sample's start)."""
+        return self.samples.events(self._check_index(i))
 
     def num_events(self) -> np.ndarray:
         """Events per sample, int64 ``(N,)``."""
-        return np.diff(self._offsets)[self._index]
+        return self.samples.num_events()
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         i = self._check_index(i)
-        return torch.from_numpy(self.frames[i].astype(np.float32)), int(self.labels[i])
+        if self._frames is None:  # one sample: bin it alone rather than the whole split
+            from .datasets.loader import bin_sample
+
+            return torch.from_numpy(bin_sample(self.events(i), self.stream).astype(np.float32)), int(self.labels[i])
+        return torch.from_numpy(self._frames[i].astype(np.float32)), int(self.labels[i])
 
     def __repr__(self) -> str:
         return (f"EventDataset({self.info.name!r}, split={self.split!r}, samples={len(self)}, "
@@ -347,24 +394,33 @@ class EventDataset(Dataset):
 
 def load_dataset(name: str, split: str, *, num_steps: int | None = None, dt_us: int | None = None,
                  bin_mode: str = "binary", seed: int = 0, limit: int | None = None, rebuild: bool = False,
-                 progress: Progress | None = None) -> EventDataset:
-    """The ``split`` ("train", "test" or "all") of data set ``name``, binned into frames.
+                 progress: Progress | None = None, root: str | os.PathLike | None = None,
+                 sensor_size: tuple[int, int] | None = None, slicing: Any = None,
+                 skip_bad: bool = False) -> EventDataset:
+    """The ``split`` ("train", "test" or "all") of data set ``name``, binned into frames on first use.
 
+    name: a registered data set (``digits-dvs``, ``nmnist``, a plug-in's) or ``folder:PATH``.
     num_steps, dt_us: binning (defaults from :func:`dataset_info`; give one and the other
-    covers the sample duration). bin_mode: "binary" or "count". seed: generation and split.
-    limit: a class-balanced subset of about that many samples (its own cache file).
-    rebuild: regenerate even if cached. progress: ``progress(done, total)`` while generating.
+    covers the sample duration). bin_mode: "binary" or "count". seed: generation and split of
+    the generated sets. limit: a class-balanced subset of about that many samples (generated
+    sets; its own cache file). rebuild: regenerate even if cached. progress: ``progress(done,
+    total)`` while generating. root: where tonic data sets are (``--data-root``). sensor_size:
+    (W, H) for a folder whose files do not say. slicing: a
+    :class:`~stdl_edge.datasets.windows.Slicing` (or its dict) to cut recordings into windows.
+    skip_bad: leave unreadable recordings out (counted) instead of stopping.
     """
-    info = dataset_info(name)
+    from .datasets import open_samples
+
     if split not in SPLITS:
         raise ValueError(f"split {split!r} is unknown; use one of {', '.join(SPLITS)}")
     if bin_mode not in BIN_MODES:
         raise ValueError(f"bin_mode {bin_mode!r} is unknown; use one of {', '.join(BIN_MODES)}")
+    samples, info, path, meta = open_samples(name, split, seed=seed, limit=limit, rebuild=rebuild, progress=progress,
+                                             root=root, sensor_size=sensor_size, slicing=slicing, skip_bad=skip_bad)
     steps, dt = resolve_binning(info, num_steps, dt_us)
-    stored, path = build_dataset(name, seed=seed, limit=limit, rebuild=rebuild, progress=progress)
-    stream = StreamInfo(sensor_size=info.sensor_size, dt_us=dt, num_steps=steps, bin_mode=bin_mode,
-                        class_names=info.class_names)
-    return EventDataset(info, split, stored, stream, path)
+    stream = StreamInfo(sensor_size=tuple(samples.sensor_size), dt_us=dt, num_steps=steps, bin_mode=bin_mode,
+                        class_names=samples.class_names)
+    return EventDataset(info, split, samples, stream, path, meta)
 
 
 # ----------------------------------------------------------------------------- batches
@@ -385,9 +441,15 @@ class TensorData:
         x = self.frames[index].to(device=device, dtype=torch.float32).transpose(0, 1).contiguous()
         return x, self.labels[index].to(device)
 
-    def batches(self, batch_size: int, order: torch.Tensor | None = None, device: torch.device | str = "cpu"
-                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """:meth:`batch` after batch of ``batch_size`` samples, taken in ``order`` (default: all, in order)."""
+    @property
+    def frame_shape(self) -> tuple[int, ...]:
+        """``(C, H, W)`` of one frame."""
+        return tuple(self.frames.shape[2:])
+
+    def batches(self, batch_size: int, order: torch.Tensor | None = None, device: torch.device | str = "cpu",
+                epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """:meth:`batch` after batch of ``batch_size`` samples, taken in ``order`` (default: all, in order).
+        ``epoch`` is unused (frames in memory are not augmented; see :class:`stdl_edge.datasets.FrameData`)."""
         if batch_size < 1:
             raise ValueError(f"batch size {batch_size} must be >= 1")
         order = torch.arange(len(self)) if order is None else torch.as_tensor(order, dtype=torch.long)
@@ -423,5 +485,8 @@ def materialize(dataset: Dataset, limit: int | None = None, seed: int = 0) -> Te
     return TensorData(stacked, torch.tensor(label_list, dtype=torch.long))
 
 
-# the bundled data sets register themselves; imported last because they build on the above
+# the bundled and tonic data sets register themselves; imported last because they build on the above
 from . import bundled  # noqa: E402,F401
+from .datasets_tonic import register_tonic_datasets  # noqa: E402
+
+register_tonic_datasets()

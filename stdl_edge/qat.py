@@ -119,7 +119,8 @@ def fine_tune_qat(run: str, epochs: int = 1, lr: float = 1e-4, batch_size: int =
     if not name:
         raise ValueError(f"{folder.record_file} does not name its data set; cannot fine-tune")
     stream = trained.stream
-    ds = load_dataset(name, "train", num_steps=stream.num_steps, dt_us=stream.dt_us, bin_mode=stream.bin_mode)
+    ds = load_dataset(name, "train", num_steps=stream.num_steps, dt_us=stream.dt_us, bin_mode=stream.bin_mode,
+                      **folder.data_options())
     model = trained.model
     model.train()
     attach_fake_quant(model, config)

@@ -68,6 +68,9 @@ def run(
                                                                     "network: spike | graded (counts as payloads) "
                                                                     "| bias (into an input layer's bias) "
                                                                     "[default: from the file]", show_default=False),
+    data_root: str | None = typer.Option(None, "--data-root", help="folder holding the tonic data sets, for "
+                                                                  "--events nmnist:test and the like "
+                                                                  "[default: $STDL_EDGE_DATA_ROOT]"),
 ) -> None:
     """Run a network on an event stream and print predictions, latency, activity and energy."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -103,7 +106,8 @@ def run(
     stream = dev.stream
     src = open_source(events, format=fmt, time_unit=time_unit, sensor_size=int_tuple(sensor, "--sensor", 2),
                       crop=int_tuple(crop, "--crop", 4), downsample=downsample if downsample is not None else 1,
-                      limit=limit if (per_sample or window_ms is None) else None)
+                      limit=limit if (per_sample or window_ms is None) else None,
+                      **({"root": data_root} if data_root else {}))
     if crop is None and downsample is None and tuple(src.sensor_size[:2]) != tuple(stream.sensor[:2]):
         src.geometry = fit_geometry(src.native_size, stream.sensor[:2])
         console.print(f"[dim]source {src.native_size.width}x{src.native_size.height} -> model "

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from .app import app, console
+from .options import int_tuple
 
 
 def _ints(text: str | None, what: str) -> list[int] | None:
@@ -52,7 +53,8 @@ def _mib(nbytes: float) -> str:
 
 @app.command()
 def train(
-    dataset: Optional[str] = typer.Option(None, help="data set: digits-dvs, shapes-dvs, ... (default digits-dvs)"),
+    dataset: Optional[str] = typer.Option(None, help="data set: digits-dvs, shapes-dvs, nmnist, dvs-gesture, ..., "
+                                          "folder:PATH or a plug-in's (stdl-edge data --list; default digits-dvs)"),
     model: Optional[str] = typer.Option(None, help="model zoo name: dvs-cnn, vgg11, resnet (default dvs-cnn)"),
     method: Optional[str] = typer.Option(None, help="stdl | bptt | sltt | local (default stdl)"),
     subnets: Optional[int] = typer.Option(None, help="K subnetworks (default 4 for stdl/local, 1 otherwise)"),
@@ -71,6 +73,23 @@ def train(
     limit: Optional[int] = typer.Option(None, help="use a class-balanced subset of about this many samples (80/20 train/test)"),
     width: Optional[float] = typer.Option(None, help="channel multiplier of the model (default 1.0)"),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default 1: fastest for these small ops)"),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="folder holding the tonic data sets "
+                                            "(default $STDL_EDGE_DATA_ROOT; see stdl-edge data --list)"),
+    sensor_size: Optional[str] = typer.Option(None, "--sensor-size", help="W,H of a folder data set whose files "
+                                              "do not say their sensor"),
+    slice_by: Optional[str] = typer.Option(None, "--slice-by", help="cut recordings into windows by 'time' or "
+                                           "'events' (with --slice-length)"),
+    slice_length: Optional[int] = typer.Option(None, "--slice-length", help="window length: microseconds "
+                                               "(--slice-by time) or events"),
+    slice_overlap: Optional[int] = typer.Option(None, "--slice-overlap", help="overlap of consecutive windows, "
+                                                "same unit (default 0)"),
+    augment: Optional[str] = typer.Option(None, "--augment", help="tonic transforms for training samples, e.g. "
+                                          "'RandomFlipPolarity p=0.5; SpatialJitter var_x=1 var_y=1'"),
+    loader: Optional[str] = typer.Option(None, "--loader", help="auto | memory | stream | cache (default auto: "
+                                         "memory for the bundled sets, cache of binned frames for others)"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes (stream, cache)"),
+    skip_bad: Optional[bool] = typer.Option(None, "--skip-bad", help="leave unreadable recordings out (counted) "
+                                            "instead of stopping"),
     config: Optional[Path] = typer.Option(None, help="JSON/TOML file with the same keys; flags override it"),
     out: Path = typer.Option(..., help="run folder to write (model, aux heads, checkpoint, metrics, plots)"),
     resume: bool = typer.Option(False, help="continue the interrupted run in --out from its last checkpoint"),
@@ -83,9 +102,20 @@ def train(
     flags = {"dataset": dataset, "model": model, "method": method, "subnets": subnets,
              "splits": _ints(splits, "--splits"), "epochs": epochs, "batch_size": batch_size, "lr": lr,
              "seed": seed, "steps": steps, "budget_mb": budget_mb, "mse_weight": mse_weight, "online": online,
-             "device": device, "bf16": bf16, "limit": limit, "width": width, "threads": threads}
+             "device": device, "bf16": bf16, "limit": limit, "width": width, "threads": threads,
+             "data_root": data_root, "sensor_size": int_tuple(sensor_size, "--sensor-size", 2, "W,H, e.g. 346,260"), "slice_by": slice_by,
+             "slice_length": slice_length, "slice_overlap": slice_overlap, "augment": augment, "loader": loader,
+             "workers": workers, "skip_bad": skip_bad}
     options.update({k: v for k, v in flags.items() if v is not None})
     cfg = TrainConfig.from_dict(options)
+    if cfg.skip_bad:
+        from stdl_edge.data import load_dataset
+
+        for split in ("train", "test"):
+            skipped = getattr(load_dataset(cfg.dataset, split, **cfg.data_options()).samples, "skipped", [])
+            if skipped:
+                console.print(f"[yellow]{split}: skipped {len(skipped)} unreadable recording(s), first {skipped[0][0]}: "
+                              f"{skipped[0][1]}[/]", soft_wrap=True, highlight=False)
 
     console.print(f"[bold]train[/] {cfg.model} on {cfg.dataset} with [bold]{cfg.method}[/] "
                   f"(K={cfg.subnets}, T={cfg.steps or 'default'}, batch {cfg.batch_size}, lr {cfg.lr}, "

@@ -13,6 +13,10 @@ from typing import Any, Callable
 import torch
 
 from ..checks import boolean, number, table, text, whole, wholes
+from ..datasets.augment import parse_augment
+from ..datasets.folder import canonical, is_folder_name
+from ..datasets.loader import MODES as LOADER_MODES, choose_loader
+from ..datasets.windows import SLICE_BY
 from ..models import ARCHS
 from .auxiliary import METHODS
 
@@ -41,6 +45,16 @@ class TrainConfig:
     threads: torch CPU threads while training (None = 1 on CPU: the per-step, per-subnetwork
         ops are small, and on a shared 2-core machine 2 threads measured 10-36x slower than 1
         from oversubscription; see docs/stdl.md). Restored afterwards. Ignored on CUDA.
+    data_root: folder of the tonic data sets (None = ``$STDL_EDGE_DATA_ROOT``, docs/data.md).
+    sensor_size: (W, H) of a ``folder:PATH`` data set whose files do not say it.
+    slice_by, slice_length, slice_overlap: cut recordings into windows, by "time" (microseconds)
+        or "events" (event counts) (:class:`stdl_edge.datasets.Slicing`); None = one sample per recording.
+    augment: tonic transforms for training samples (:mod:`stdl_edge.datasets.augment`), a list of
+        ``{"name": ..., <param>: ...}`` or the ``--augment`` text; seeded by ``seed``.
+    loader: "memory" (the split binned in memory), "stream" (DataLoader, binned on the fly) or
+        "cache" (DataLoader over the disk cache of binned frames); "auto" = memory for generated
+        sets, stream with ``augment``, else cache. workers: DataLoader worker processes.
+    skip_bad: leave unreadable recordings out (counted) instead of stopping.
 
     Every option is checked on construction (the Python API and ``--config`` alike): a count is
     a whole number (``2.0`` is taken as 2, ``1.5`` and ``true`` are refused), a rate a finite
@@ -67,6 +81,15 @@ class TrainConfig:
     limit: int | None = None
     width: float = 1.0
     threads: int | None = None
+    data_root: str | None = None
+    sensor_size: tuple[int, ...] | None = None
+    slice_by: str | None = None
+    slice_length: int | None = None
+    slice_overlap: int = 0
+    augment: tuple[dict[str, Any], ...] = ()
+    loader: str = "auto"
+    workers: int = 0
+    skip_bad: bool = False
 
     def __post_init__(self) -> None:
         """Check every option (type and range, one line naming it) and normalise it (``2.0`` -> 2)."""
@@ -74,6 +97,13 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None or name not in _OPTIONAL:
                 object.__setattr__(self, name, check(value, "--" + name.replace("_", "-")))
+        object.__setattr__(self, "augment", parse_augment(self.augment))
+        if is_folder_name(self.dataset):  # recorded absolute, so verify and run find it from anywhere
+            object.__setattr__(self, "dataset", canonical(self.dataset))
+        if self.augment and self.loader != "auto":
+            choose_loader(self.loader, generated=False, augment=True)  # augmenting needs the stream loader
+        if (self.slice_by is None) != (self.slice_length is None):
+            raise ValueError("--slice-by and --slice-length go together, e.g. --slice-by time --slice-length 1500000")
         if self.subnets is None:
             k = len(self.splits) + 1 if self.splits else (4 if self.method in ("stdl", "local") else 1)
             object.__setattr__(self, "subnets", k)
@@ -86,7 +116,15 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["splits"] = list(self.splits)
+        d["augment"] = [dict(a) for a in self.augment]
+        d["sensor_size"] = None if self.sensor_size is None else list(self.sensor_size)
         return d
+
+    def data_options(self) -> dict[str, Any]:
+        """The ``load_dataset`` options of this run's data set (root, sensor size, slicing, skip_bad)."""
+        from ..datasets import load_options
+
+        return load_options(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
@@ -111,6 +149,11 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "dt_us": partial(whole, minimum=1), "budget_mb": partial(number, above=0),
     "mse_weight": partial(number, minimum=0), "online": boolean, "device": text, "bf16": boolean,
     "limit": partial(whole, minimum=1), "width": partial(number, above=0), "threads": partial(whole, minimum=1),
+    "data_root": text, "sensor_size": partial(wholes, length=2, minimum=1),
+    "slice_by": partial(text, choices=SLICE_BY), "slice_length": partial(whole, minimum=1),
+    "slice_overlap": partial(whole, minimum=0), "loader": partial(text, choices=("auto", "memory", *LOADER_MODES)),
+    "workers": partial(whole, minimum=0), "skip_bad": boolean,
 }
 #: options where None means "the default"
-_OPTIONAL = ("subnets", "steps", "dt_us", "budget_mb", "limit", "threads")
+_OPTIONAL = ("subnets", "steps", "dt_us", "budget_mb", "limit", "threads", "data_root", "sensor_size", "slice_by",
+             "slice_length")

@@ -41,6 +41,8 @@ import torch
 
 from ..artifact import RunFolder, StreamInfo, save_run
 from ..data import TensorData, load_dataset, materialize
+from ..datasets.augment import Augmenter
+from ..datasets.loader import FrameData, choose_loader
 from ..io import DiskFullError, atomic_path, check_writable, remove_temp_files
 from ..models import ModelConfig, SpikingNet, build_model
 from .auxiliary import Plan, make_plan
@@ -68,11 +70,17 @@ def resolve_device(name: str) -> torch.device:
 # ----------------------------------------------------------------------------------- data
 
 
-def load_split(config: TrainConfig, split: str) -> tuple[TensorData, StreamInfo]:
-    """The ``split`` of ``config.dataset`` in memory, with its :class:`StreamInfo`."""
+def load_split(config: TrainConfig, split: str) -> tuple[TensorData | FrameData, StreamInfo]:
+    """The ``split`` of ``config.dataset`` as the trainer batches it, with its :class:`StreamInfo`:
+    in memory (:class:`TensorData`) or through a DataLoader (:class:`FrameData`), as ``config.loader``
+    says (:func:`stdl_edge.datasets.loader.choose_loader`); augmentation on the train split only."""
     ds = load_dataset(config.dataset, split, num_steps=config.steps, dt_us=config.dt_us, seed=0,
-                      limit=config.limit)
-    return materialize(ds), ds.stream
+                      limit=config.limit, **config.data_options())
+    mode = choose_loader(config.loader, generated=ds.cache_path is not None, augment=bool(config.augment))
+    if mode == "memory":
+        return materialize(ds), ds.stream
+    augment = Augmenter(config.augment, ds.stream.sensor_size, config.seed) if config.augment and split == "train" else None
+    return FrameData(ds.samples, ds.stream, mode=mode, workers=config.workers, augment=augment), ds.stream
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -128,7 +136,7 @@ class EpochMetrics:
         return asdict(self)
 
 
-def run_epoch(state: TrainState, data: TensorData, config: TrainConfig, device: torch.device,
+def run_epoch(state: TrainState, data: TensorData | FrameData, config: TrainConfig, device: torch.device,
               epoch: int, progress: Callable[[int, int], None] | None = None) -> tuple[float, float, list[float], MemoryReport]:
     """One pass over ``data`` in the order of :func:`epoch_order`; returns loss, accuracy, per-subnet loss, memory."""
     model, heads = state.model, state.heads
@@ -151,9 +159,7 @@ def run_epoch(state: TrainState, data: TensorData, config: TrainConfig, device: 
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for b in range(n_batches):
-        index = order[b * config.batch_size:(b + 1) * config.batch_size]
-        frames, labels = data.batch(index, device)
+    for b, (frames, labels) in enumerate(data.batches(config.batch_size, order, device, epoch=epoch)):
         opt.zero_grad(set_to_none=True)
         with SavedTensorMeter(exclude=params) as meter:
             result = train_batch(model, heads, state.plan.boundaries, frames, labels, temporal=temporal,
@@ -192,7 +198,7 @@ def _named_parameters(state: TrainState) -> Iterator[tuple[str, torch.nn.Paramet
         yield from ((f"aux{k}.{name}", p) for name, p in head.named_parameters())
 
 
-def evaluate(model: SpikingNet, heads: list[SpikingNet], boundaries: list[tuple[int, int]], data: TensorData,
+def evaluate(model: SpikingNet, heads: list[SpikingNet], boundaries: list[tuple[int, int]], data: TensorData | FrameData,
              device: torch.device, batch_size: int = 128) -> tuple[float, list[float], dict[str, float]]:
     """Test accuracy of the full model, of each early exit, and the mean firing rate per layer."""
     model.eval()
@@ -201,13 +207,11 @@ def evaluate(model: SpikingNet, heads: list[SpikingNet], boundaries: list[tuple[
     correct = [0] * len(boundaries)
     rates: dict[str, float] = {}
     n = len(data)
-    for start in range(0, n, batch_size):
-        index = torch.arange(start, min(n, start + batch_size))
-        frames, labels = data.batch(index, device)
+    for frames, labels in data.batches(batch_size, device=device):
         batch_rates: dict[str, float] = {}
         outs = evaluate_batch(model, heads, boundaries, frames, spikes=batch_rates)
         for name, r in batch_rates.items():
-            rates[name] = rates.get(name, 0.0) + r * len(index) / n
+            rates[name] = rates.get(name, 0.0) + r * len(labels) / n
         for k, logits in enumerate(outs):
             correct[k] += int((logits.argmax(1) == labels).sum())
     accs = [c / max(n, 1) for c in correct]
@@ -259,7 +263,7 @@ def _train(config: TrainConfig, out: Path, device: torch.device, resume: bool, o
         test_data, _ = load_split(config, "test")
     else:
         train_data, test_data, stream = data
-    input_shape = tuple(int(v) for v in train_data.frames.shape[2:])
+    input_shape = tuple(int(v) for v in train_data.frame_shape)
     num_classes = len(stream.class_names) if stream.class_names else int(train_data.labels.max()) + 1
     batches = math.ceil(len(train_data) / config.batch_size)
     ckpt = resume_from(out, config, resume)
