@@ -67,6 +67,17 @@ def test_folder_train_and_test_subfolders_are_the_split(tmp_path, rng):
     assert all("/train/" in train.samples.where(i) for i in range(6))
 
 
+def test_a_folder_split_is_a_labelled_source_with_its_class_names(tmp_path, rng):
+    """``stdl-edge run --events folder:PATH:test``: the split is the part after the last colon."""
+    from stdl_edge.sources import open_source
+
+    _folder(tmp_path, rng, per_class=4, split_folders=True)
+    src = open_source(f"folder:{tmp_path}:test")
+    assert src.labelled and src.class_names == ("left", "right")
+    labels = [label for _, label in src.samples()]
+    assert sorted(labels) == [0, 1]
+
+
 def test_folder_sensor_size_from_the_flag_when_files_do_not_say(tmp_path, rng):
     for c, cls in enumerate(("a", "b")):
         for k in range(3):

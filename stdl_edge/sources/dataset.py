@@ -29,7 +29,7 @@ class DatasetSource(EventSource):
         self.ds = data.load_dataset(name, split, **load_options)
         info = data.dataset_info(name)
         self.native_size = SensorSize(*info.sensor_size)
-        self.class_names = tuple(info.class_names)
+        self.class_names = tuple(info.class_names) or tuple(getattr(self.ds.stream, "class_names", ()) or ())
         self.period_us = int(info.duration_us)
         self.count = len(self.ds) if limit is None else min(int(limit), len(self.ds))
 
@@ -40,7 +40,11 @@ class DatasetSource(EventSource):
         from stdl_edge import data
         from stdl_edge.datasets_tonic import register_tonic_datasets
 
-        name, _, split = spec.partition(":")
+        from stdl_edge.datasets.folder import is_folder_name
+
+        name, _, split = spec.rpartition(":")  # the split is last: folder:PATH:test
+        if is_folder_name(name):
+            return cls(name, split, limit=options.limit, **options.extra)
         if name not in data.DATASETS:
             register_tonic_datasets()
         if name not in data.DATASETS:
