@@ -290,8 +290,8 @@ def check_model_name(value: Any, what: str = "--model") -> str:
     name = text(value, what)
     if name in ARCHS or name in _REGISTERED or name in _entry_points():
         return name
-    raise ValueError(f"{what} {name!r} is unknown; available: {', '.join(model_names())} (or a model file "
-                     ".toml/.json, or a layer list)")
+    raise ValueError(f"{what} {name!r} is unknown; use one of {', '.join(model_names())}, a .toml/.json model "
+                     "file, or custom with a layer list")
 
 
 def _builder(name: str) -> ModelBuilder:
@@ -307,6 +307,17 @@ def _builder(name: str) -> ModelBuilder:
     return target if callable(target) else (lambda cfg: list(target))
 
 
+def _plugin_specs(name: str, base: ModelConfig) -> Sequence[Any]:
+    """The layer specs the registered or plug-in model ``name`` gives for ``base``."""
+    builder = _builder(name)
+    try:
+        return builder(base)
+    except ValueError:
+        raise
+    except Exception as e:  # a plug-in's bug: name the plug-in, whatever it raised
+        raise ValueError(f"model {name!r} failed to build its layers: {type(e).__name__}: {e}") from None
+
+
 def resolve_model(name: str, base: ModelConfig, layers: Sequence[Any] = ()) -> ModelConfig:
     """The :class:`ModelConfig` of model ``name`` on ``base``'s input shape, classes, width,
     BatchNorm and neuron: a zoo model by its name; ``'custom'`` (the layer specs ``layers``), a
@@ -316,7 +327,7 @@ def resolve_model(name: str, base: ModelConfig, layers: Sequence[Any] = ()) -> M
 
     if name in ARCHS and name != "custom":
         return base.replace(arch=name)
-    raw = layers if name == "custom" else _builder(name)(base)
+    raw = layers if name == "custom" else _plugin_specs(name, base)
     specs = parse_specs(list(raw), "layers" if name == "custom" else f"model {name!r} layers")
     with torch.random.fork_rng(devices=[]):  # the layers here only carry their specs; no draw is used
         built = build_layers(specs, base.input_shape, base.num_classes, base.neuron, bool(base.batchnorm),
