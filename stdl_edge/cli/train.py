@@ -187,7 +187,7 @@ def train(
 
 @app.command()
 def plan(
-    model: str = typer.Option("dvs-cnn", help="model zoo name"),
+    model: str = typer.Option("dvs-cnn", help="model: a zoo name, a plug-in, or a .toml/.json file of layers"),
     method: str = typer.Option("stdl", help="stdl | local | sltt | bptt"),
     subnets: Optional[int] = typer.Option(None, help="K subnetworks (default 4 for stdl/local, 1 otherwise)"),
     splits: Optional[str] = typer.Option(None, help="explicit split points, e.g. 1,2,3"),
@@ -198,8 +198,9 @@ def plan(
     width: float = typer.Option(1.0, help="channel multiplier"),
 ) -> None:
     """Show how a model is partitioned, which auxiliary layers each subnetwork gets, and their memory."""
-    from stdl_edge.models import ModelConfig, build_model
+    from stdl_edge.models import ModelConfig, build_model, resolve_model
     from stdl_edge.stdl.auxiliary import make_plan
+    from stdl_edge.stdl.config import with_model_file
 
     shape = _ints(input, "--input")
     if shape is None or len(shape) != 3:
@@ -207,7 +208,9 @@ def plan(
     split_list = _ints(splits, "--splits")
     if subnets is None:
         subnets = len(split_list) + 1 if split_list else (4 if method in ("stdl", "local") else 1)
-    net = build_model(ModelConfig(arch=model, input_shape=tuple(shape), num_classes=classes, width=width), seed=0)
+    chosen = with_model_file({"model": model})
+    base = ModelConfig(input_shape=tuple(shape), num_classes=classes, width=width)
+    net = build_model(resolve_model(chosen["model"], base, chosen.get("layers", ())), seed=0)
     p = make_plan(net, method, subnets, split_list, budget_mb, batch)
     table = Table(title=f"{method} plan of {model} {tuple(shape)}, batch {batch}: one time step, "
                         f"budget {_mib(p.budget_bytes)} MiB")
