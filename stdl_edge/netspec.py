@@ -161,9 +161,7 @@ def parse_spec(value: Any, where: str) -> LayerSpec:
         elif name == "mode":
             d[name] = text(v, what, choices=POOL_MODES)
         else:
-            d[name] = whole(v, what, minimum=0 if name in ("padding", "kernel") else 1)
-    if kind in ("conv",) and d.get("kernel", 3) < 1:
-        raise ValueError(f"{where}.kernel {d['kernel']} must be a whole number >= 1")
+            d[name] = whole(v, what, minimum=0 if name == "padding" or (kind, name) == ("pool", "kernel") else 1)
     return cls(**d)
 
 
