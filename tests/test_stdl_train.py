@@ -504,3 +504,23 @@ def test_cli_neuron_and_convenience_flags(tmp_path, monkeypatch):
     bad = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "r2"), "--reset", "soft"])
     assert isinstance(bad.exception, ValueError)  # main() maps it to exit 2 with the line
     assert str(bad.exception) == "--reset 'soft' is unknown; use one of zero, subtract"
+
+
+def test_tensorboard_shows_each_epoch_once_after_a_resume(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from stdl_edge.stdl.trainer import EpochMetrics, TensorBoardLog
+
+    def metrics(epoch: int, loss: float) -> EpochMetrics:
+        return EpochMetrics(epoch, 1e-3, loss, 0.5, 0.5, [], [loss], {"total_bytes": 0, "activation_bytes": 0},
+                            {"0.conv": 0.1}, 1.0)
+
+    for attempt in (((1, 3.0), (2, 2.0), (3, 1.5)), ((2, 2.5), (3, 1.0))):  # killed after 3, resumed from 1
+        board = TensorBoardLog(tmp_path)
+        for epoch, loss in attempt:
+            board.log(metrics(epoch, loss))
+        board.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss/train")] == [(1, 3.0), (2, 2.5), (3, 1.0)]

@@ -269,15 +269,18 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(config.threads or 1)
+    board = TensorBoardLog(out / TENSORBOARD_DIR) if config.tensorboard else None
     try:
-        return _train(config, out, device, resume, on_epoch, progress, data)
+        return _train(config, out, device, resume, on_epoch, progress, data, board)
     finally:
         torch.set_num_threads(threads)
+        if board is not None:
+            board.close()
 
 
 def _train(config: TrainConfig, out: Path, device: torch.device, resume: bool, on_epoch: EpochCallback | None,
            progress: Callable[[int, int, int], None] | None,
-           data: tuple[TensorData, TensorData, StreamInfo] | None) -> TrainResult:
+           data: tuple[TensorData, TensorData, StreamInfo] | None, board: TensorBoardLog | None = None) -> TrainResult:
     check_writable(out)  # before the data and the first epoch: --out may be a file or read-only
     _check_tensorboard(config)
     if data is None:
@@ -300,30 +303,25 @@ def _train(config: TrainConfig, out: Path, device: torch.device, resume: bool, o
         state = ckpt.restore(_finish_state(config, ckpt.model, ckpt.plan, batches, device))
         if state.epoch:
             _write_epoch(out, state, stream, config)  # a kill during them may have left some stale
-    board = _tensorboard(out, config, state.epoch)
-    try:
-        while state.epoch < config.epochs and not stopped_early(state.history, config.patience):
-            epoch = state.epoch
-            t0 = time.perf_counter()
-            lr = state.optimizer.param_groups[0]["lr"]
-            loss, acc, subnet_loss, mem = run_epoch(
-                state, train_data, config, device, epoch,
-                (lambda b, n: progress(epoch, b, n)) if progress is not None else None)
-            test_acc, exit_acc, rates = evaluate(state.model, state.heads, state.plan.boundaries, test_data, device)
-            val_acc = (None if val_data is None else
-                       evaluate(state.model, [], [(0, len(state.model.layers))], val_data, device)[0])
-            metrics = EpochMetrics(epoch + 1, lr, loss, acc, test_acc, exit_acc, subnet_loss, mem.to_dict(), rates,
-                                   time.perf_counter() - t0, val_acc)
-            state.epoch += 1
-            state.history.append(metrics.to_dict())
-            _write_epoch(out, state, stream, config)
-            if board is not None:
-                _log_tensorboard(board, metrics)
-            if on_epoch is not None:
-                on_epoch(metrics)
-    finally:
+    while state.epoch < config.epochs and not stopped_early(state.history, config.patience):
+        epoch = state.epoch
+        t0 = time.perf_counter()
+        lr = state.optimizer.param_groups[0]["lr"]
+        loss, acc, subnet_loss, mem = run_epoch(
+            state, train_data, config, device, epoch,
+            (lambda b, n: progress(epoch, b, n)) if progress is not None else None)
+        test_acc, exit_acc, rates = evaluate(state.model, state.heads, state.plan.boundaries, test_data, device)
+        val_acc = None if val_data is None else evaluate(state.model, [], [(0, len(state.model.layers))],
+                                                         val_data, device)[0]
+        metrics = EpochMetrics(epoch + 1, lr, loss, acc, test_acc, exit_acc, subnet_loss, mem.to_dict(), rates,
+                               time.perf_counter() - t0, val_acc)
+        state.epoch += 1
+        state.history.append(metrics.to_dict())
+        _write_epoch(out, state, stream, config)
         if board is not None:
-            board.close()
+            board.log(metrics)
+        if on_epoch is not None:
+            on_epoch(metrics)
     last = state.history[-1] if state.history else {}
     return TrainResult(out, last.get("test_acc", float("nan")), last.get("exit_acc", []), last.get("memory", {}),
                        state.history, state.plan_record)
@@ -359,29 +357,37 @@ def _check_tensorboard(config: TrainConfig) -> None:
                          "(or train without --tensorboard)")
 
 
-def _tensorboard(out: Path, config: TrainConfig, epochs_done: int) -> Any:
-    """A ``SummaryWriter`` on ``out/tensorboard`` (events of epochs after ``epochs_done`` purged:
-    a resumed run logs them again), or None without ``config.tensorboard``."""
-    if not config.tensorboard:
-        return None
-    from torch.utils.tensorboard import SummaryWriter
+class TensorBoardLog:
+    """The epochs of one training call as TensorBoard scalars in ``folder``: losses (total and per
+    subnetwork), accuracies, firing rates, lr, memory. The event file opens at the first epoch
+    logged with that epoch as its ``purge_step``, which drops what an earlier, killed attempt
+    logged from there on: after a resume TensorBoard shows each epoch once."""
 
-    return SummaryWriter(str(out / TENSORBOARD_DIR), purge_step=epochs_done + 1)
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._writer: Any = None
 
+    def log(self, m: EpochMetrics) -> None:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
 
-def _log_tensorboard(board: Any, m: EpochMetrics) -> None:
-    """One epoch's scalars: losses (total, per subnetwork), accuracies, firing rates, lr, memory."""
-    scalars = {"loss/train": m.train_loss, "accuracy/train": m.train_acc, "accuracy/test": m.test_acc,
-               "lr": m.lr, "memory/total_MiB": mb(m.memory["total_bytes"]),
-               "memory/activations_MiB": mb(m.memory["activation_bytes"]), "time/epoch_s": m.epoch_time_s}
-    scalars.update({f"loss/subnet{k}": v for k, v in enumerate(m.subnet_loss)})
-    scalars.update({f"accuracy/exit{k}": v for k, v in enumerate(m.exit_acc)})
-    scalars.update({f"firing_rate/{name}": v for name, v in m.firing_rate.items()})
-    if m.val_acc is not None:
-        scalars["accuracy/val"] = m.val_acc
-    for tag, value in scalars.items():
-        board.add_scalar(tag, value, m.epoch)
-    board.flush()
+            self._writer = SummaryWriter(str(self.folder), purge_step=m.epoch)
+        scalars = {"loss/train": m.train_loss, "accuracy/train": m.train_acc, "accuracy/test": m.test_acc,
+                   "lr": m.lr, "memory/total_MiB": mb(m.memory["total_bytes"]),
+                   "memory/activations_MiB": mb(m.memory["activation_bytes"]), "time/epoch_s": m.epoch_time_s}
+        scalars.update({f"loss/subnet{k}": v for k, v in enumerate(m.subnet_loss)})
+        scalars.update({f"accuracy/exit{k}": v for k, v in enumerate(m.exit_acc)})
+        scalars.update({f"firing_rate/{name}": v for name, v in m.firing_rate.items()})
+        if m.val_acc is not None:
+            scalars["accuracy/val"] = m.val_acc
+        for tag, value in scalars.items():
+            self._writer.add_scalar(tag, value, m.epoch)
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def _write_epoch(out: Path, state: TrainState, stream: StreamInfo, config: TrainConfig) -> None:
