@@ -44,6 +44,12 @@ def train(out: str | Path, config: TrainConfig | None = None, *, resume: bool = 
     ``steps``, ``limit``, ``width``, ``device``, ...; for the data: ``dataset="folder:PATH"`` or a tonic
     name with ``data_root``, ``sensor_size``, ``slice_by``/``slice_length``/``slice_overlap``, ``augment``,
     ``loader``, ``workers``, ``skip_bad``; docs/data.md), given alone or overriding ``config``.
+    The neuron: ``threshold``, ``current_decay``/``tau_current_us``, ``voltage_decay``/
+    ``tau_voltage_us``, ``surrogate``, ``surrogate_width``, ``reset``, ``batchnorm``, ``dt_us``.
+    The network: ``model`` a zoo name, a plug-in (entry point ``stdl_edge.models``) or a
+    ``.toml``/``.json`` model file, or ``layers=[Conv(16, stride=2), Flatten(), Readout()]``
+    (:mod:`stdl_edge.netspec`). Conveniences: ``val_fraction``, ``patience``, ``save_best``
+    (``out/best/``), ``tensorboard`` (``out/tensorboard/``).
     resume: continue the interrupted run in ``out`` from its last checkpoint.
     data: ``(train, test, stream)`` instead of a named data set (frames ``(N, T, C, H, W)``).
     on_epoch(metrics): after each epoch. progress(epoch, batch, batches): after each batch.
@@ -52,8 +58,10 @@ def train(out: str | Path, config: TrainConfig | None = None, *, resume: bool = 
 
         result = train("runs/demo", dataset="shapes-dvs", epochs=2, limit=200)
     """
+    from .stdl.config import with_model_file
     from .stdl.trainer import TrainConfig, train as train_run
 
+    options = with_model_file(options)
     if config is None:
         config = TrainConfig.from_dict(options)
     elif options:

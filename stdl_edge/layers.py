@@ -44,15 +44,22 @@ class Layer(nn.Module):
         return f"{self.in_shape} -> {self.out_shape}"
 
 
-def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+def conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    """Output size of a convolution along one side: ``(size + 2 padding - kernel) // stride + 1``."""
     return (size + 2 * padding - kernel) // stride + 1
 
 
 class _CubaLayer(Layer):
-    """Synapse (+ optional BatchNorm) -> CUBA LIF. Subclasses build ``synapse``, ``bn``, ``neuron``."""
+    """Synapse (+ optional BatchNorm) -> CUBA LIF. Subclasses build ``synapse``, ``bn``, ``neuron``.
+
+    ``dropout`` p > 0 drops each input spike with probability p (scaling the rest by
+    ``1 / (1 - p)``) in training mode, a fresh mask each step; in eval mode, and so in every
+    export, it is the identity.
+    """
 
     bn: nn.Module | None
     neuron: CubaParams
+    dropout: float = 0.0
 
     @property
     def synapse(self) -> nn.Module:
@@ -66,12 +73,20 @@ class _CubaLayer(Layer):
         return zero_state((batch, *self.out_shape), device)
 
     def synaptic_input(self, x: torch.Tensor) -> torch.Tensor:
-        """``I[t] = BN(W * x)`` (BN only when built with it)."""
+        """``I[t] = BN(W * x)`` (BN only when built with it; ``x`` after the training dropout)."""
+        if self.dropout and self.training:
+            x = F.dropout(x, self.dropout, training=True)
         i = self.synapse(x)
         return self.bn(i) if self.bn is not None else i
 
     def forward(self, x: torch.Tensor, state: CubaState) -> tuple[torch.Tensor, CubaState]:
         return cuba_step(self.synaptic_input(x), state, self.neuron)
+
+
+def _dropout(p: float) -> float:
+    if not 0.0 <= p < 1.0:
+        raise ValueError(f"dropout p={p} is outside [0, 1)")
+    return float(p)
 
 
 class SpikingConv2d(_CubaLayer):
@@ -81,16 +96,17 @@ class SpikingConv2d(_CubaLayer):
 
     def __init__(self, in_shape: Shape, out_channels: int, kernel_size: int = 3, stride: int = 1,
                  padding: int | None = None, bias: bool = False, batchnorm: bool = False,
-                 neuron: CubaParams = CubaParams()) -> None:
+                 neuron: CubaParams = CubaParams(), dropout: float = 0.0) -> None:
         super().__init__()
         c, h, w = in_shape
         padding = kernel_size // 2 if padding is None else padding
         self.in_shape = tuple(in_shape)
-        self.out_shape = (out_channels, _conv_out(h, kernel_size, stride, padding),
-                          _conv_out(w, kernel_size, stride, padding))
+        self.out_shape = (out_channels, conv_out(h, kernel_size, stride, padding),
+                          conv_out(w, kernel_size, stride, padding))
         self.conv = nn.Conv2d(c, out_channels, kernel_size, stride, padding, bias=bias)
         self.bn = nn.BatchNorm2d(out_channels) if batchnorm else None
         self.neuron = neuron
+        self.dropout = _dropout(dropout)
 
     @property
     def synapse(self) -> nn.Module:
@@ -103,13 +119,14 @@ class SpikingDense(_CubaLayer):
     kind = "dense"
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False, batchnorm: bool = False,
-                 neuron: CubaParams = CubaParams()) -> None:
+                 neuron: CubaParams = CubaParams(), dropout: float = 0.0) -> None:
         super().__init__()
         self.in_shape = (in_features,)
         self.out_shape = (out_features,)
         self.linear = nn.Linear(in_features, out_features, bias=bias)
         self.bn = nn.BatchNorm1d(out_features) if batchnorm else None
         self.neuron = neuron
+        self.dropout = _dropout(dropout)
 
     @property
     def synapse(self) -> nn.Module:
@@ -131,11 +148,11 @@ class Readout(SpikingDense):
         return False
 
     def __init__(self, in_features: int, num_classes: int, bias: bool = True,
-                 neuron: CubaParams = READOUT_PARAMS) -> None:
+                 neuron: CubaParams = READOUT_PARAMS, dropout: float = 0.0) -> None:
         if neuron.spiking:
             raise ValueError(f"Readout neuron threshold={neuron.threshold}: a readout does not spike; "
                              "use threshold=inf (or a SpikingDense layer)")
-        super().__init__(in_features, num_classes, bias=bias, batchnorm=False, neuron=neuron)
+        super().__init__(in_features, num_classes, bias=bias, batchnorm=False, neuron=neuron, dropout=dropout)
 
     def forward(self, x: torch.Tensor, state: CubaState) -> tuple[torch.Tensor, CubaState]:
         _, new_state = cuba_step(self.synaptic_input(x), state, self.neuron)

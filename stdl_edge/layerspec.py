@@ -25,17 +25,17 @@ def layer_spec(layer: Layer) -> dict[str, Any]:
                 "bias": layer.linear.bias is not None}
         if layer.neuron != READOUT_PARAMS:  # an imported leaky or perfect integrator
             spec["neuron"] = layer.neuron.to_dict()
-        return spec
+        return _with_dropout(spec, layer)
     if isinstance(layer, SpikingConv2d):
         conv = layer.conv
-        return {"kind": "conv", "in_shape": list(layer.in_shape), "out_channels": conv.out_channels,
-                "kernel_size": conv.kernel_size[0], "stride": conv.stride[0], "padding": conv.padding[0],
-                "bias": conv.bias is not None, "batchnorm": layer.bn is not None,
-                "neuron": layer.neuron.to_dict()}
+        return _with_dropout({"kind": "conv", "in_shape": list(layer.in_shape), "out_channels": conv.out_channels,
+                              "kernel_size": conv.kernel_size[0], "stride": conv.stride[0],
+                              "padding": conv.padding[0], "bias": conv.bias is not None,
+                              "batchnorm": layer.bn is not None, "neuron": layer.neuron.to_dict()}, layer)
     if isinstance(layer, SpikingDense):
-        return {"kind": "dense", "in_features": layer.in_shape[0], "out_features": layer.out_shape[0],
-                "bias": layer.linear.bias is not None, "batchnorm": layer.bn is not None,
-                "neuron": layer.neuron.to_dict()}
+        return _with_dropout({"kind": "dense", "in_features": layer.in_shape[0], "out_features": layer.out_shape[0],
+                              "bias": layer.linear.bias is not None, "batchnorm": layer.bn is not None,
+                              "neuron": layer.neuron.to_dict()}, layer)
     if isinstance(layer, SpikingResidualBlock):
         spec = {"kind": "resblock", "in_shape": list(layer.in_shape), "out_channels": layer.out_shape[0],
                 "stride": layer.first.conv.stride[0], "neuron": layer.neuron.to_dict()}
@@ -48,6 +48,13 @@ def layer_spec(layer: Layer) -> dict[str, Any]:
         return {"kind": "flatten", "in_shape": list(layer.in_shape)}
     raise ValueError(f"layer kind {layer.kind!r} ({type(layer).__name__}) has no spec; "
                      "add it to stdl_edge.layerspec")
+
+
+def _with_dropout(spec: dict[str, Any], layer: SpikingDense | SpikingConv2d) -> dict[str, Any]:
+    """``spec`` with the layer's input ``dropout`` where it has one (the record is as before without)."""
+    if layer.dropout:
+        spec["dropout"] = layer.dropout
+    return spec
 
 
 def build_layer(spec: dict[str, Any]) -> Layer:

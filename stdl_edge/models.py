@@ -10,15 +10,17 @@ returns the logits averaged over time ``(B, classes)``.
 
 from __future__ import annotations
 
+import importlib.metadata
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import nn
 
 from .checks import boolean, fields_of, number, text, whole, wholes
-from .layers import (AvgPool2d, Flatten, Layer, Readout, SpikingConv2d, SpikingDense,
-                     SpikingResidualBlock, SumPool2d)
+from .layers import Layer, Shape
+from .netspec import (Conv, Dense, Flatten, LayerSpec, Pool, Readout, ResBlock, build_layers, out_shape,
+                      parse_specs)
 from .neuron import IF_PARAMS, CubaParams
 
 
@@ -160,88 +162,75 @@ def _c(channels: int, width: float) -> int:
     return max(1, int(round(channels * width)))
 
 
-def _dvs_cnn(cfg: ModelConfig) -> list[Layer]:
+def _dvs_cnn(cfg: ModelConfig) -> list[LayerSpec]:
     """Small Loihi-friendly CNN: 3 strided convs, a dense layer and the readout.
 
     Strided convolutions instead of pooling keep every layer expressible in netx.
     """
     bn = bool(cfg.batchnorm)
-    n = cfg.neuron
-    layers: list[Layer] = []
-    shape = cfg.input_shape
-    for ch in (16, 32, 64):
-        layers.append(SpikingConv2d(shape, _c(ch, cfg.width), 3, stride=2, padding=1, batchnorm=bn, neuron=n))
-        shape = layers[-1].out_shape
-    layers.append(Flatten(shape))
-    layers.append(SpikingDense(layers[-1].out_shape[0], _c(128, cfg.width), batchnorm=bn, neuron=n))
-    layers.append(Readout(layers[-1].out_shape[0], cfg.num_classes))
-    return layers
+    convs: list[LayerSpec] = [Conv(_c(ch, cfg.width), 3, stride=2, padding=1, batchnorm=bn) for ch in (16, 32, 64)]
+    return convs + [Flatten(), Dense(_c(128, cfg.width), batchnorm=bn), Readout()]
 
 
-def _vgg11(cfg: ModelConfig) -> list[Layer]:
+def _planned(specs: list[LayerSpec], spec: LayerSpec, shape: Shape) -> Shape:
+    """Append ``spec`` to ``specs``; the shape after it."""
+    specs.append(spec)
+    return out_shape(spec, shape)
+
+
+def _vgg11(cfg: ModelConfig) -> list[LayerSpec]:
     """Spiking VGG-11: 8 conv layers with average pooling, one hidden dense layer."""
     bn = True if cfg.batchnorm is None else cfg.batchnorm
-    n = cfg.neuron
     plan: list[int | str] = [64, "P", 128, "P", 256, 256, "P", 512, 512, "P", 512, 512]
-    layers: list[Layer] = []
-    shape = cfg.input_shape
+    specs: list[LayerSpec] = []
+    shape: Shape = cfg.input_shape
     for item in plan:
         if item == "P":
             if shape[1] % 2 or shape[2] % 2:
                 continue  # keep small inputs valid: pool only where the size halves exactly
-            layers.append(AvgPool2d(shape, 2))
+            shape = _planned(specs, Pool(2), shape)
         else:
-            layers.append(SpikingConv2d(shape, _c(int(item), cfg.width), 3, batchnorm=bn, neuron=n))
-        shape = layers[-1].out_shape
-    layers.append(AvgPool2d(shape, shape[1]) if shape[1] == shape[2] else Flatten(shape))
-    shape = layers[-1].out_shape
-    if len(shape) == 3:
-        layers.append(Flatten(shape))
-    layers.append(SpikingDense(layers[-1].out_shape[0], _c(512, cfg.width), batchnorm=bn, neuron=n))
-    layers.append(Readout(layers[-1].out_shape[0], cfg.num_classes))
-    return layers
+            shape = _planned(specs, Conv(_c(int(item), cfg.width), 3, batchnorm=bn), shape)
+    if shape[1] == shape[2]:
+        specs.append(Pool(0))  # global average pooling
+    return specs + [Flatten(), Dense(_c(512, cfg.width), batchnorm=bn), Readout()]
 
 
-def _resnet(cfg: ModelConfig) -> list[Layer]:
-    """Spiking ResNet (ResNet-18 layout at width 1): stem conv, 4 stages of 2 basic blocks."""
-    n = cfg.neuron
-    layers: list[Layer] = [SpikingConv2d(cfg.input_shape, _c(64, cfg.width), 3, batchnorm=True, neuron=n)]
-    shape = layers[-1].out_shape
+def _resnet(cfg: ModelConfig) -> list[LayerSpec]:
+    """Spiking ResNet (ResNet-18 layout at width 1): stem conv, 4 stages of 2 basic blocks.
+
+    BatchNorm unless ``cfg.batchnorm`` is False (then each conv has a bias instead)."""
+    bn = cfg.batchnorm is not False
+    specs: list[LayerSpec] = []
+    shape = _planned(specs, Conv(_c(64, cfg.width), 3, batchnorm=bn), cfg.input_shape)
     for stage, ch in enumerate((64, 128, 256, 512)):
         for block in range(2):
             stride = 2 if (stage > 0 and block == 0 and min(shape[1:]) >= 2) else 1
-            layers.append(SpikingResidualBlock(shape, _c(ch, cfg.width), stride, neuron=n))
-            shape = layers[-1].out_shape
+            shape = _planned(specs, ResBlock(_c(ch, cfg.width), stride, batchnorm=bn), shape)
     if shape[1] == shape[2]:
-        layers.append(AvgPool2d(shape, shape[1]))  # global average pooling
-        shape = layers[-1].out_shape
-    layers.append(Flatten(shape))
-    layers.append(Readout(layers[-1].out_shape[0], cfg.num_classes))
-    return layers
+        specs.append(Pool(0))  # global average pooling
+    return specs + [Flatten(), Readout()]
 
 
-def _if_cnn(cfg: ModelConfig) -> list[Layer]:
+def _if_cnn(cfg: ModelConfig) -> list[LayerSpec]:
     """The integrate-and-fire target preset (Speck-class chips): dvs-cnn's widths with IF
-    neurons (no leak: :data:`~stdl_edge.neuron.IF_PARAMS` at ``cfg.neuron``'s threshold), no
-    bias and no BatchNorm (it would fold into a bias), 2x2 sum pooling where a map halves
-    exactly and a stride-2 convolution where it does not. ``stdl_edge.targets`` checks it.
+    neurons (no leak: :data:`~stdl_edge.neuron.IF_PARAMS` at ``cfg.neuron``'s threshold,
+    surrogate and reset), no bias and no BatchNorm (it would fold into a bias), 2x2 sum pooling
+    where a map halves exactly and a stride-2 convolution where it does not.
+    ``stdl_edge.targets`` checks it.
     """
     if cfg.batchnorm:
         raise ValueError("if-cnn has no BatchNorm: it folds into a bias, which integrate-and-fire targets lack")
     n = replace(IF_PARAMS, threshold=cfg.neuron.threshold, surrogate=cfg.neuron.surrogate,
-                surrogate_width=cfg.neuron.surrogate_width)
-    layers: list[Layer] = []
-    shape = cfg.input_shape
+                surrogate_width=cfg.neuron.surrogate_width, reset=cfg.neuron.reset)
+    specs: list[LayerSpec] = []
+    shape: Shape = cfg.input_shape
     for ch in (16, 32, 64):
         even = shape[1] % 2 == 0 and shape[2] % 2 == 0
-        layers.append(SpikingConv2d(shape, _c(ch, cfg.width), 3, stride=1 if even else 2, padding=1, neuron=n))
+        shape = _planned(specs, Conv(_c(ch, cfg.width), 3, stride=1 if even else 2, padding=1, neuron=n), shape)
         if even:
-            layers.append(SumPool2d(layers[-1].out_shape, 2))
-        shape = layers[-1].out_shape
-    layers.append(Flatten(shape))
-    layers.append(SpikingDense(layers[-1].out_shape[0], _c(128, cfg.width), neuron=n))
-    layers.append(Readout(layers[-1].out_shape[0], cfg.num_classes, bias=False))
-    return layers
+            shape = _planned(specs, Pool(2, "sum"), shape)
+    return specs + [Flatten(), Dense(_c(128, cfg.width), neuron=n), Readout(bias=False)]
 
 
 def _custom(cfg: ModelConfig) -> list[Layer]:
@@ -255,7 +244,11 @@ def _custom(cfg: ModelConfig) -> list[Layer]:
     return layers
 
 
-ARCHS: dict[str, Callable[[ModelConfig], list[Layer]]] = {
+#: a model builder: the layer specs of a model for a config (input shape, classes, width, neuron)
+ModelBuilder = Callable[[ModelConfig], Sequence[Any]]
+
+#: the zoo, each a :data:`ModelBuilder`; 'custom' is a network recorded layer by layer (``layers``)
+ARCHS: dict[str, Callable[[ModelConfig], Any]] = {
     "dvs-cnn": _dvs_cnn,
     "vgg11": _vgg11,
     "resnet": _resnet,
@@ -263,14 +256,100 @@ ARCHS: dict[str, Callable[[ModelConfig], list[Layer]]] = {
     "custom": _custom,
 }
 
+#: entry-point group of model plug-ins: ``name = "pkg.module:builder"``, a :data:`ModelBuilder`
+#: or a list of layer specs
+ENTRY_POINT_GROUP = "stdl_edge.models"
+_REGISTERED: dict[str, ModelBuilder] = {}
+
+
+def register_model(name: str, builder: ModelBuilder | Sequence[Any]) -> None:
+    """Make ``name`` a model for training (``--model name``): ``builder`` is a :data:`ModelBuilder`
+    or a list of layer specs (:mod:`stdl_edge.netspec`). Zoo names cannot be taken."""
+    if name in ARCHS:
+        raise ValueError(f"model name {name!r} is a zoo model; register yours under another name")
+    _REGISTERED[name] = builder if callable(builder) else (lambda cfg, specs=tuple(builder): list(specs))
+
+
+def unregister_model(name: str) -> None:
+    """Remove a model :func:`register_model` added (no error when it is not there)."""
+    _REGISTERED.pop(name, None)
+
+
+def _entry_points() -> dict[str, Any]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def model_names() -> list[str]:
+    """Every model name training takes: the zoo, registered models and installed plug-ins."""
+    names = [n for n in ARCHS if n != "custom"] + list(_REGISTERED)
+    return names + sorted(n for n in _entry_points() if n not in names)
+
+
+def check_model_name(value: Any, what: str = "--model") -> str:
+    """``value`` when it names a model (:func:`model_names`, or 'custom'); else one line listing them."""
+    name = text(value, what)
+    if name in ARCHS or name in _REGISTERED or name in _entry_points():
+        return name
+    raise ValueError(f"{what} {name!r} is unknown; use one of {', '.join(model_names())}, a .toml/.json model "
+                     "file, or custom with a layer list")
+
+
+def _builder(name: str) -> ModelBuilder:
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    ep = _entry_points().get(name)
+    if ep is None:
+        check_model_name(name)
+    try:
+        target = ep.load()
+    except Exception as e:  # a broken plug-in is the plug-in's fault: name it, whatever it raised
+        raise ValueError(f"model plug-in {name!r} ({ep.value}) failed to load: {type(e).__name__}: {e}") from None
+    return target if callable(target) else (lambda cfg: list(target))
+
+
+def _plugin_specs(name: str, base: ModelConfig) -> Sequence[Any]:
+    """The layer specs the registered or plug-in model ``name`` gives for ``base``."""
+    builder = _builder(name)
+    try:
+        return builder(base)
+    except ValueError:
+        raise
+    except Exception as e:  # a plug-in's bug: name the plug-in, whatever it raised
+        raise ValueError(f"model {name!r} failed to build its layers: {type(e).__name__}: {e}") from None
+
+
+def resolve_model(name: str, base: ModelConfig, layers: Sequence[Any] = ()) -> ModelConfig:
+    """The :class:`ModelConfig` of model ``name`` on ``base``'s input shape, classes, width,
+    BatchNorm and neuron: a zoo model by its name; ``'custom'`` (the layer specs ``layers``), a
+    registered model or a plug-in layer by layer (``arch='custom'``), so the run rebuilds it
+    without the plug-in. A spec that does not fit raises one line naming it and the shapes."""
+    from .layerspec import layer_spec  # (it imports this module)
+
+    if name in ARCHS and name != "custom":
+        return base.replace(arch=name)
+    raw = layers if name == "custom" else _plugin_specs(name, base)
+    specs = parse_specs(list(raw), "layers" if name == "custom" else f"model {name!r} layers")
+    with torch.random.fork_rng(devices=[]):  # the layers here only carry their specs; no draw is used
+        built = build_layers(specs, base.input_shape, base.num_classes, base.neuron, bool(base.batchnorm),
+                             where="layers" if name == "custom" else f"{name}.layers")
+    return base.replace(arch="custom", layers=tuple(layer_spec(layer) for layer in built))
+
+
+def model_layers(config: ModelConfig) -> list[Layer]:
+    """Fresh layers of ``config`` (torch's default initialisation)."""
+    if config.arch == "custom":
+        return _custom(config)
+    return build_layers(ARCHS[config.arch](config), config.input_shape, config.num_classes, config.neuron,
+                        where=f"{config.arch}.layers")
+
 
 def build_model(config: ModelConfig, seed: int | None = None) -> SpikingNet:
     """Build a fresh model; ``seed`` makes the initial weights reproducible."""
     if seed is not None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            return SpikingNet(spiking_init(ARCHS[config.arch](config), config), config)
-    return SpikingNet(spiking_init(ARCHS[config.arch](config), config), config)
+            return SpikingNet(spiking_init(model_layers(config), config), config)
+    return SpikingNet(spiking_init(model_layers(config), config), config)
 
 
 def spiking_init(layers: list[Layer], config: ModelConfig) -> list[Layer]:

@@ -3,11 +3,17 @@
 Per step ``t`` with synaptic input ``I[t]`` (DESIGN.md section 3)::
 
     u[t] = (1 - a_u) * u[t-1] + I[t]
-    v[t] = (1 - a_v) * v[t-1] * (1 - s[t-1]) + u[t]      # hard reset to 0 after a spike
+    v[t] = (1 - a_v) * v[t-1] * (1 - s[t-1]) + u[t]      # reset='zero': to 0 after a spike
+    v[t] = (1 - a_v) * (v[t-1] - theta * s[t-1]) + u[t]  # reset='subtract': theta taken off
     s[t] = H(v[t] - theta)                               # H(0) = 0: strict '>'
 
-This is Lava's CUBA neuron: ``du = a_u * 4096``, ``dv = a_v * 4096`` (12-bit decays)
-and ``vth = theta`` (in weight units). Training, ONNX, loihi-sim and Lava share it.
+With the default ``reset='zero'`` this is Lava's CUBA neuron: ``du = a_u * 4096``,
+``dv = a_v * 4096`` (12-bit decays) and ``vth = theta`` (in weight units); training, ONNX,
+loihi-sim and Lava share it. ``reset='subtract'`` (the "soft" reset of snnTorch and
+SpikingJelly) exports to ONNX only: Loihi's CUBA and NIR have no such reset, and their
+exporters refuse it with one line naming the setting.
+A time constant ``tau`` (microseconds) at a step of ``dt`` microseconds is the decay
+``a = dt / tau`` (:func:`decay_of`), the forward-Euler rate NIR's mapping inverts.
 The Heaviside has a surrogate gradient (triangle or atan) for training; its forward
 pass is a plain comparison, which is what exporters emit.
 
@@ -25,6 +31,8 @@ import torch
 from .checks import boolean, fields_of, number, text
 
 SURROGATES = ("triangle", "atan")
+#: what the voltage does after a spike: 'zero' (hard reset, Loihi's CUBA) or 'subtract' (v - theta)
+RESETS = ("zero", "subtract")
 
 
 @dataclass(frozen=True)
@@ -38,6 +46,7 @@ class CubaParams:
     surrogate_width: width ``alpha`` of the surrogate, in units of ``theta``.
     detach_reset: stop the gradient through the reset term ``(1 - s[t-1])`` (common practice,
         keeps the surrogate from pushing through the reset).
+    reset: 'zero' (v to 0 after a spike; Loihi's CUBA) or 'subtract' (theta taken off v).
     """
 
     current_decay: float = 1.0
@@ -46,6 +55,7 @@ class CubaParams:
     surrogate: str = "triangle"
     surrogate_width: float = 1.0
     detach_reset: bool = True
+    reset: str = "zero"
 
     def __post_init__(self) -> None:
         for name in ("current_decay", "voltage_decay"):
@@ -58,6 +68,8 @@ class CubaParams:
             raise ValueError(f"CubaParams.surrogate={self.surrogate!r} is unknown; use one of {SURROGATES}")
         if not self.surrogate_width > 0:
             raise ValueError(f"CubaParams.surrogate_width={self.surrogate_width} must be > 0")
+        if self.reset not in RESETS:
+            raise ValueError(f"CubaParams.reset={self.reset!r} is unknown; use one of {RESETS}")
 
     @property
     def spiking(self) -> bool:
@@ -77,11 +89,25 @@ class CubaParams:
             if name in d:
                 d[name] = number(d[name], f"{where}.{name}")
         d["threshold"] = math.inf if d.get("threshold") is None else number(d["threshold"], f"{where}.threshold")
-        if "surrogate" in d:
-            d["surrogate"] = text(d["surrogate"], f"{where}.surrogate")
+        for name in ("surrogate", "reset"):
+            if name in d:
+                d[name] = text(d[name], f"{where}.{name}")
         if "detach_reset" in d:
             d["detach_reset"] = boolean(d["detach_reset"], f"{where}.detach_reset")
         return cls(**d)
+
+
+def decay_of(tau_us: float, dt_us: float, what: str = "time constant") -> float:
+    """The decay per step ``a = dt / tau`` of a time constant ``tau_us`` at a step of ``dt_us``
+    (both microseconds); ``tau < dt`` would decay by more than the whole value, so it is refused.
+
+    >>> decay_of(2000, 1000)
+    0.5
+    """
+    if not (math.isfinite(tau_us) and tau_us >= dt_us > 0):
+        raise ValueError(f"{what} {tau_us:g} us is shorter than the time step dt = {dt_us:g} us (or not finite); "
+                         "give a time constant >= dt, or the decay directly")
+    return dt_us / tau_us
 
 
 #: the non-spiking readout: u = I, v = u (so v[t] = I[t]); predictions average v over time
@@ -164,6 +190,8 @@ def cuba_subthreshold(i: torch.Tensor, state: CubaState, params: CubaParams) -> 
     u = i if params.current_decay == 1.0 else (1.0 - params.current_decay) * u_prev + i
     if params.voltage_decay == 1.0:
         v = u
+    elif params.reset == "subtract" and params.spiking:  # a readout never spikes (and inf * 0 is nan)
+        v = (1.0 - params.voltage_decay) * (v_prev - params.threshold * s_prev) + u
     else:
         v = (1.0 - params.voltage_decay) * v_prev * (1.0 - s_prev) + u
     return u, v

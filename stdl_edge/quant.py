@@ -248,7 +248,8 @@ def fold_model(model: SpikingNet, start: int = 0, stop: int | None = None) -> li
     bound of :func:`choose_exponent` sees the real fan-in.
 
     Raises :class:`QuantError` naming the layer for what netx cannot express (residual
-    blocks, pooling with no synapse after it, a current decay < 1 together with a bias).
+    blocks, pooling with no synapse after it, a current decay < 1 together with a bias, a
+    reset other than to zero).
     """
     layers = list(model.layers)[start:stop]
     names = model.layer_names()[start:stop if stop is not None else None]
@@ -271,6 +272,9 @@ def fold_model(model: SpikingNet, start: int = 0, stop: int | None = None) -> li
         if isinstance(layer, (SpikingConv2d, SpikingDense)):
             w, b = folded_synapse(layer)
             neuron = layer.neuron
+            if neuron.reset != "zero" and neuron.spiking:
+                raise QuantError(f"layer {name}: neuron reset={neuron.reset!r}; Loihi's CUBA neuron resets the "
+                                 "voltage to 0, so netx cannot express it; train with --reset zero, or export to ONNX")
             if b is not None and neuron.current_decay != 1.0 and torch.any(b != 0):
                 raise QuantError(f"layer {name} has a bias (or folded BatchNorm) and current_decay="
                                  f"{neuron.current_decay} < 1: Loihi adds the bias to the voltage, not the "

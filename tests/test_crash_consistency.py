@@ -21,7 +21,7 @@ STREAM = StreamInfo((H, H, 2), 1000, 2, class_names=("a", "b", "c"))
 CFG = TrainConfig(method="stdl", subnets=3, epochs=2, batch_size=8, lr=5e-3, seed=1)
 #: what one epoch writes, in order (checkpoint, metrics, run artifact, plots)
 EPOCH_WRITES = ["state.safetensors", "state.json", "metrics.jsonl", "aux.safetensors", "model.safetensors",
-                "model.json", "loss.png", "accuracy.png", "memory.png"]
+                "model.json", "loss.png", "accuracy.png", "memory.png", "firing_rate.png"]
 
 
 def _random(n: int, seed: int) -> TensorData:
@@ -74,7 +74,7 @@ def _same(a, b) -> bool:
 
 def _quick_plots(out: Path, history: list) -> None:
     """Stands for trainer._plot (90 % of a tiny run's time): the same files, atomic writes, in order."""
-    for name in EPOCH_WRITES[-3:]:
+    for name in EPOCH_WRITES[-4:]:
         with atomic_path(out / name) as tmp:
             tmp.write_text(f"{len(history)} epochs")
 

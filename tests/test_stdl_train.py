@@ -236,7 +236,7 @@ BAD_OPTIONS = [  # (options, the one line it gives)
     ({"splits": "1,2"}, "--splits '1,2' must be a list of whole numbers >= 1"),
     ({"splits": [1, 2.5]}, "--splits[1] 2.5 must be a whole number >= 1"),
     ({"method": ["stdl"]}, "--method ['stdl'] must be text: one of stdl, bptt, sltt, local"),
-    ({"model": "vgg"}, "--model 'vgg' is unknown; use one of dvs-cnn, vgg11, resnet, if-cnn, custom"),
+    ({"model": "vgg"}, "--model 'vgg' is unknown; use one of dvs-cnn, vgg11, resnet, if-cnn, a .toml/.json model file, or custom with a layer list"),
     ({"dataset": 3}, "--dataset 3 must be text"),
     ({"device": "gpu"}, "--device 'gpu' is not a torch device; use auto, cpu, cuda or cuda:N"),
     ({"weight_decay": float("inf")}, "--weight-decay inf must be a finite number >= 0"),
@@ -377,3 +377,150 @@ def test_a_full_disk_during_training_names_the_file_and_resumes_after(tmp_path, 
     train(CFG, tmp_path / "full", data=_data())
     (m1, a1), (m2, a2) = _weights(out), _weights(tmp_path / "full")
     assert all(torch.equal(m1[k], m2[k]) for k in m1) and all(torch.equal(a1[k], a2[k]) for k in a1)
+
+
+# ------------------------------------------------------------------ conveniences (issue 11)
+
+
+def test_validation_split_is_stratified_seeded_and_disjoint():
+    from stdl_edge.stdl.trainer import validation_split
+
+    data = _bars(80, 0)
+    train_a, val_a = validation_split(data, 0.25, seed=1)
+    train_b, val_b = validation_split(data, 0.25, seed=1)
+    assert torch.equal(val_a.frames, val_b.frames) and torch.equal(val_a.labels, val_b.labels)
+    assert len(train_a) + len(val_a) == 80
+    counts = torch.bincount(data.labels, minlength=4)
+    assert torch.bincount(val_a.labels, minlength=4).tolist() == [round(0.25 * int(c)) for c in counts]
+    _, val_c = validation_split(data, 0.25, seed=2)
+    assert not torch.equal(val_a.labels, val_c.labels) or not torch.equal(val_a.frames, val_c.frames)
+    with pytest.raises(ValueError, match=r"--val-fraction 0.01 of 80 training samples leaves 0 for validation"):
+        validation_split(data, 0.01, seed=1)
+
+
+def test_early_stopping_best_checkpoint_and_validation(tmp_path, monkeypatch):
+    """The run stops once the validation accuracy has not improved for `patience` epochs; best/
+    holds the weights of the best epoch; a resume of the stopped run trains no more."""
+    from stdl_edge.stdl import trainer
+
+    accs = iter([0.5, 0.7, 0.6, 0.65, 0.9, 0.9])  # validation accuracy per epoch: best at epoch 2
+    real = trainer.evaluate
+
+    def evaluate(model, heads, boundaries, data, device, batch_size=128):
+        acc, exits, rates = real(model, heads, boundaries, data, device, batch_size)
+        return (next(accs), exits, rates) if not heads and len(data) == 24 else (acc, exits, rates)
+
+    monkeypatch.setattr(trainer, "evaluate", evaluate)
+    cfg = replace(CFG, epochs=6, val_fraction=0.25, patience=2, save_best=True)
+    seen = []
+    result = train(cfg, tmp_path / "run", data=_data(), on_epoch=lambda m: seen.append(m.epoch))
+    assert seen == [1, 2, 3, 4] and [h["val_acc"] for h in result.history] == [0.5, 0.7, 0.6, 0.65]
+    best = RunFolder(tmp_path / "run" / "best").record()["stdl"]["results"]
+    assert best["epochs"] == 2 and best["best_epoch"] == 2 and best["val_acc"] == 0.7
+    # best/ is the run folder of epoch 2: its weights are what the checkpoint held then, not the last ones
+    last, _ = _weights(tmp_path / "run")
+    kept, _ = _weights(tmp_path / "run" / "best")
+    assert any(not torch.equal(last[k], kept[k]) for k in last)
+    assert load_run(tmp_path / "run" / "best").model.num_classes == 4
+    again = train(cfg, tmp_path / "run", data=_data(), resume=True, on_epoch=lambda m: seen.append(m.epoch))
+    assert seen == [1, 2, 3, 4] and len(again.history) == 4
+
+
+def test_default_run_has_no_validation_best_or_tensorboard(tmp_path):
+    result = train(replace(CFG, epochs=1), tmp_path / "run", data=_data())
+    assert result.history[0]["val_acc"] is None
+    assert not (tmp_path / "run" / "best").exists() and not (tmp_path / "run" / "tensorboard").exists()
+
+
+def test_tensorboard_missing_is_one_line_before_training(tmp_path, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    with pytest.raises(ValueError, match=r"--tensorboard needs the tensorboard package: "
+                                         r"pip install 'stdl-edge\[tensorboard\]'"):
+        train(replace(CFG, tensorboard=True), tmp_path / "run", data=_data())
+    assert not (tmp_path / "run" / "checkpoint").exists()
+
+
+def test_tensorboard_logs_every_epoch(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    train(replace(CFG, tensorboard=True), tmp_path / "run", data=_data())
+    events = EventAccumulator(str(tmp_path / "run" / "tensorboard"))
+    events.Reload()
+    tags = events.Tags()["scalars"]
+    for tag in ("loss/train", "loss/subnet0", "loss/subnet2", "accuracy/test", "accuracy/exit0", "lr"):
+        assert tag in tags, tag
+    assert any(t.startswith("firing_rate/") for t in tags)
+    assert [e.step for e in events.Scalars("loss/train")] == [1, 2]
+
+
+def test_plots_have_labelled_axes_per_subnetwork_losses_and_firing_rates(tmp_path, monkeypatch):
+    from matplotlib.figure import Figure
+
+    from stdl_edge.stdl import trainer
+
+    drawn = {}
+
+    def savefig(fig, fname, **kwargs):
+        ax = fig.axes[0]
+        drawn[ax.get_title()] = (ax.get_xlabel(), ax.get_ylabel(), [line.get_label() for line in ax.get_lines()])
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    result = train(replace(CFG, epochs=1), tmp_path / "run", data=_data())
+    trainer._plot(tmp_path / "run", result.history)
+    assert all(x == "epoch" and y for x, y, _ in drawn.values())
+    assert drawn["training loss"][2] == ["total (sum over subnetworks)", "subnetwork 0", "subnetwork 1", "subnetwork 2"]
+    assert drawn["firing rate on the test set"][2] == list(result.history[0]["firing_rate"])
+    assert drawn["firing rate on the test set"][1] == "spikes per neuron per step"
+
+
+def test_cli_neuron_and_convenience_flags(tmp_path, monkeypatch):
+    """The flags reach TrainConfig (the trainer itself is faked: the options are what is checked)."""
+    from stdl_edge.stdl import trainer
+
+    got = {}
+
+    def fake_train(config, out, **kwargs):
+        got["config"] = config
+        raise SystemExit(0)
+
+    monkeypatch.setattr(trainer, "train", fake_train)
+    (tmp_path / "net.json").write_text(json.dumps([{"kind": "flatten"}, {"kind": "readout"}]))
+    result = CliRunner().invoke(app, [
+        "train", "--out", str(tmp_path / "run"), "--model", str(tmp_path / "net.json"), "--dt-us", "2000",
+        "--threshold", "0.5", "--tau-voltage-us", "8000", "--current-decay", "0.5", "--surrogate", "atan",
+        "--surrogate-width", "0.5", "--reset", "subtract", "--batchnorm", "--val-fraction", "0.2",
+        "--patience", "3", "--save-best"])
+    assert result.exit_code == 0, result.output
+    c = got["config"]
+    assert c.model == "custom" and [s["kind"] for s in c.layers] == ["flatten", "readout"]
+    assert c.neuron(c.dt_us).to_dict() == {"current_decay": 0.5, "voltage_decay": 0.25, "threshold": 0.5,
+                                           "surrogate": "atan", "surrogate_width": 0.5, "detach_reset": True,
+                                           "reset": "subtract"}
+    assert (c.batchnorm, c.val_fraction, c.patience, c.save_best, c.tensorboard) == (True, 0.2, 3, True, False)
+    bad = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "r2"), "--reset", "soft"])
+    assert isinstance(bad.exception, ValueError)  # main() maps it to exit 2 with the line
+    assert str(bad.exception) == "--reset 'soft' is unknown; use one of zero, subtract"
+
+
+def test_tensorboard_shows_each_epoch_once_after_a_resume(tmp_path):
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from stdl_edge.stdl.trainer import EpochMetrics, TensorBoardLog
+
+    def metrics(epoch: int, loss: float) -> EpochMetrics:
+        return EpochMetrics(epoch, 1e-3, loss, 0.5, 0.5, [], [loss], {"total_bytes": 0, "activation_bytes": 0},
+                            {"0.conv": 0.1}, 1.0)
+
+    for attempt in (((1, 3.0), (2, 2.0), (3, 1.5)), ((2, 2.5), (3, 1.0))):  # killed after 3, resumed from 1
+        board = TensorBoardLog(tmp_path)
+        for epoch, loss in attempt:
+            board.log(metrics(epoch, loss))
+        board.close()
+    events = EventAccumulator(str(tmp_path))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("loss/train")] == [(1, 3.0), (2, 2.5), (3, 1.0)]

@@ -23,7 +23,9 @@ def _ints(text: str | None, what: str) -> list[int] | None:
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """Training options from a JSON or TOML file (keys as the flags: ``batch_size`` or ``batch-size``)."""
+    """Training options from a JSON or TOML file (keys as the flags: ``batch_size`` or ``batch-size``),
+    top level or in a ``[train]`` table; a ``[neuron]`` table holds the neuron's options
+    (``threshold``, ``voltage_decay``, ...) and a ``[model]`` table the network's ``layers``."""
     if not path.exists():
         raise FileNotFoundError(f"--config {path} does not exist")
     text = path.read_text()
@@ -43,7 +45,18 @@ def read_config_file(path: Path) -> dict[str, Any]:
             raise ValueError(f"--config {path} is not valid JSON ({e.msg} at line {e.lineno})") from None
     if not isinstance(data, dict):
         raise ValueError(f"--config {path} must hold a table/object of options")
-    data = data.get("train", data)  # allow a [train] table
+    top = data
+    data = dict(data.get("train", data))  # allow a [train] table
+    for name in ("neuron", "model"):  # [neuron] and [model] tables at the top level
+        sub = top.get(name)
+        if isinstance(sub, dict):
+            data.pop(name, None)
+            if name == "model":
+                unknown = sorted(set(sub) - {"layers"})
+                if unknown:
+                    raise ValueError(f"--config {path}: [model] has unknown key(s) {', '.join(unknown)}; it takes "
+                                     "layers (a list of layer tables); give a model by name with model = ...")
+            data.update(sub)
     return {str(k).replace("-", "_"): v for k, v in data.items()}
 
 
@@ -55,7 +68,8 @@ def _mib(nbytes: float) -> str:
 def train(
     dataset: Optional[str] = typer.Option(None, help="data set: digits-dvs, shapes-dvs, nmnist, dvs-gesture, ..., "
                                           "folder:PATH or a plug-in's (stdl-edge data --list; default digits-dvs)"),
-    model: Optional[str] = typer.Option(None, help="model zoo name: dvs-cnn, vgg11, resnet (default dvs-cnn)"),
+    model: Optional[str] = typer.Option(None, help="model: dvs-cnn, vgg11, resnet, if-cnn, a plug-in, or a .toml/.json "
+                                                   "file of layers (default dvs-cnn)"),
     method: Optional[str] = typer.Option(None, help="stdl | bptt | sltt | local (default stdl)"),
     subnets: Optional[int] = typer.Option(None, help="K subnetworks (default 4 for stdl/local, 1 otherwise)"),
     splits: Optional[str] = typer.Option(None, help="explicit split points: first layer index of subnets 1.., e.g. 1,2,3"),
@@ -90,11 +104,38 @@ def train(
     workers: Optional[int] = typer.Option(None, "--workers", help="DataLoader worker processes (stream, cache)"),
     skip_bad: Optional[bool] = typer.Option(None, "--skip-bad", help="leave unreadable recordings out (counted) "
                                             "instead of stopping"),
+    dt_us: Optional[int] = typer.Option(None, "--dt-us", help="time step in microseconds (default: the data set's)"),
+    threshold: Optional[float] = typer.Option(None, help="neuron threshold theta (default 1)", rich_help_panel="Neuron"),
+    current_decay: Optional[float] = typer.Option(None, "--current-decay", rich_help_panel="Neuron",
+                                                  help="current decay a_u per step, 0..1 (default 1: no synaptic memory)"),
+    voltage_decay: Optional[float] = typer.Option(None, "--voltage-decay", rich_help_panel="Neuron",
+                                                  help="voltage decay a_v per step, 0..1 (default 0.5)"),
+    tau_current_us: Optional[float] = typer.Option(None, "--tau-current-us", rich_help_panel="Neuron",
+                                                   help="current time constant in us: a_u = dt / tau"),
+    tau_voltage_us: Optional[float] = typer.Option(None, "--tau-voltage-us", rich_help_panel="Neuron",
+                                                   help="voltage (membrane) time constant in us: a_v = dt / tau"),
+    surrogate: Optional[str] = typer.Option(None, help="surrogate gradient: triangle | atan (default triangle)",
+                                            rich_help_panel="Neuron"),
+    surrogate_width: Optional[float] = typer.Option(None, "--surrogate-width", rich_help_panel="Neuron",
+                                                    help="surrogate width, in units of the threshold (default 1)"),
+    reset: Optional[str] = typer.Option(None, rich_help_panel="Neuron",
+                                        help="after a spike: zero (Loihi's CUBA, default) | subtract (ONNX only)"),
+    batchnorm: Optional[bool] = typer.Option(None, "--batchnorm/--no-batchnorm", rich_help_panel="Neuron",
+                                             help="BatchNorm after each synapse (default: the model's)"),
+    val_fraction: Optional[float] = typer.Option(None, "--val-fraction", help="hold out this stratified fraction of "
+                                                 "the training set to pick the best epoch and stop early"),
+    patience: Optional[int] = typer.Option(None, help="stop when the validation (else test) accuracy has not "
+                                           "improved for this many epochs"),
+    save_best: Optional[bool] = typer.Option(None, "--save-best/--no-save-best",
+                                             help="keep the best epoch's model in OUT/best (a run folder)"),
+    tensorboard: Optional[bool] = typer.Option(None, "--tensorboard/--no-tensorboard",
+                                               help="log every epoch to OUT/tensorboard (needs tensorboard)"),
     config: Optional[Path] = typer.Option(None, help="JSON/TOML file with the same keys; flags override it"),
     out: Path = typer.Option(..., help="run folder to write (model, aux heads, checkpoint, metrics, plots)"),
     resume: bool = typer.Option(False, help="continue the interrupted run in --out from its last checkpoint"),
 ) -> None:
     """Train a spiking network with STDL (or a baseline) and write a run folder."""
+    from stdl_edge.stdl.config import with_model_file
     from stdl_edge.stdl.memory import mb
     from stdl_edge.stdl.trainer import TrainConfig, train as run_training
 
@@ -102,12 +143,19 @@ def train(
     flags = {"dataset": dataset, "model": model, "method": method, "subnets": subnets,
              "splits": _ints(splits, "--splits"), "epochs": epochs, "batch_size": batch_size, "lr": lr,
              "seed": seed, "steps": steps, "budget_mb": budget_mb, "mse_weight": mse_weight, "online": online,
-             "device": device, "bf16": bf16, "limit": limit, "width": width, "threads": threads,
-             "data_root": data_root, "sensor_size": int_tuple(sensor_size, "--sensor-size", 2, "W,H, e.g. 346,260"), "slice_by": slice_by,
-             "slice_length": slice_length, "slice_overlap": slice_overlap, "augment": augment, "loader": loader,
-             "workers": workers, "skip_bad": skip_bad}
-    options.update({k: v for k, v in flags.items() if v is not None})
-    cfg = TrainConfig.from_dict(options)
+             "device": device, "bf16": bf16, "limit": limit, "width": width, "threads": threads, "dt_us": dt_us,
+             "threshold": threshold, "current_decay": current_decay, "voltage_decay": voltage_decay,
+             "tau_current_us": tau_current_us, "tau_voltage_us": tau_voltage_us, "surrogate": surrogate,
+             "surrogate_width": surrogate_width, "reset": reset, "batchnorm": batchnorm,
+             "val_fraction": val_fraction, "patience": patience, "save_best": save_best, "tensorboard": tensorboard,
+             "data_root": data_root, "sensor_size": int_tuple(sensor_size, "--sensor-size", 2, "W,H, e.g. 346,260"),
+             "slice_by": slice_by, "slice_length": slice_length, "slice_overlap": slice_overlap, "augment": augment,
+             "loader": loader, "workers": workers, "skip_bad": skip_bad}
+    given = {k: v for k, v in flags.items() if v is not None}
+    if "model" in given:
+        options.pop("layers", None)  # --model replaces a [model] table of --config
+    options.update(given)
+    cfg = TrainConfig.from_dict(with_model_file(options))
     if cfg.skip_bad:
         from stdl_edge.data import load_dataset
 
@@ -160,13 +208,16 @@ def train(
                   f"exact), total {mb(mem.get('total_bytes', 0)):.2f} MiB incl. parameters, gradients and Adam"
                   + (f"; CUDA max allocated {mb(mem['cuda_max_allocated']):.2f} MiB"
                      if mem.get("cuda_max_allocated") else ""))
+    if result.history and len(result.history) < cfg.epochs:
+        console.print(f"stopped early after epoch {len(result.history)}: no better accuracy for {cfg.patience} epochs")
     console.print(f"wrote {out}/model.json, model.safetensors, aux.safetensors, metrics.jsonl, "
-                  "loss.png, accuracy.png, memory.png, checkpoint/")
+                  "loss.png, accuracy.png, memory.png, firing_rate.png, checkpoint/"
+                  + (", best/" if cfg.save_best else "") + (", tensorboard/" if cfg.tensorboard else ""))
 
 
 @app.command()
 def plan(
-    model: str = typer.Option("dvs-cnn", help="model zoo name"),
+    model: str = typer.Option("dvs-cnn", help="model: a zoo name, a plug-in, or a .toml/.json file of layers"),
     method: str = typer.Option("stdl", help="stdl | local | sltt | bptt"),
     subnets: Optional[int] = typer.Option(None, help="K subnetworks (default 4 for stdl/local, 1 otherwise)"),
     splits: Optional[str] = typer.Option(None, help="explicit split points, e.g. 1,2,3"),
@@ -177,8 +228,9 @@ def plan(
     width: float = typer.Option(1.0, help="channel multiplier"),
 ) -> None:
     """Show how a model is partitioned, which auxiliary layers each subnetwork gets, and their memory."""
-    from stdl_edge.models import ModelConfig, build_model
+    from stdl_edge.models import ModelConfig, build_model, resolve_model
     from stdl_edge.stdl.auxiliary import make_plan
+    from stdl_edge.stdl.config import with_model_file
 
     shape = _ints(input, "--input")
     if shape is None or len(shape) != 3:
@@ -186,7 +238,9 @@ def plan(
     split_list = _ints(splits, "--splits")
     if subnets is None:
         subnets = len(split_list) + 1 if split_list else (4 if method in ("stdl", "local") else 1)
-    net = build_model(ModelConfig(arch=model, input_shape=tuple(shape), num_classes=classes, width=width), seed=0)
+    chosen = with_model_file({"model": model})
+    base = ModelConfig(input_shape=tuple(shape), num_classes=classes, width=width)
+    net = build_model(resolve_model(chosen["model"], base, chosen.get("layers", ())), seed=0)
     p = make_plan(net, method, subnets, split_list, budget_mb, batch)
     table = Table(title=f"{method} plan of {model} {tuple(shape)}, batch {batch}: one time step, "
                         f"budget {_mib(p.budget_bytes)} MiB")

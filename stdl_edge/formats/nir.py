@@ -82,6 +82,9 @@ def neuron_node(p: CubaParams, shape: tuple[int, ...], dt: float, source: str) -
     """The NIR neuron node of CUBA parameters ``p`` for a layer output ``shape``, at ``dt`` seconds."""
     nir = _nir()
     a_u, a_v = p.current_decay, p.voltage_decay
+    if p.reset != "zero" and p.spiking:
+        raise ValueError(f"layer {source}: neuron reset={p.reset!r}; NIR neurons reset to v_reset, so NIR cannot "
+                         "express it; train with --reset zero, or export to ONNX")
     if a_u == 0 or (a_u < 1 and a_v == 0):
         raise ValueError(f"layer {source}: current_decay={a_u}, voltage_decay={a_v} has no NIR neuron (a "
                          "perfect integrator behind a synaptic current: tau = dt / 0); use current_decay=1")

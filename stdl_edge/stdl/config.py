@@ -17,7 +17,9 @@ from ..datasets.augment import parse_augment
 from ..datasets.folder import canonical, is_folder_name
 from ..datasets.loader import MODES as LOADER_MODES, choose_loader
 from ..datasets.windows import SLICE_BY
-from ..models import ARCHS
+from ..models import ModelConfig, check_model_name
+from ..netspec import parse_specs, spec_dict
+from ..neuron import RESETS, SURROGATES, CubaParams, decay_of
 from .auxiliary import METHODS
 
 
@@ -56,6 +58,20 @@ class TrainConfig:
         sets, stream with ``augment``, else cache. workers: DataLoader worker processes.
     skip_bad: leave unreadable recordings out (counted) instead of stopping.
 
+    The neuron and the network (None: the model's default, :class:`~stdl_edge.neuron.CubaParams`):
+    threshold: ``theta``. current_decay, voltage_decay: ``a_u``, ``a_v`` per step in [0, 1];
+    or tau_current_us, tau_voltage_us: time constants in microseconds, ``a = dt / tau`` at the run's
+    ``dt`` (one of each pair). surrogate: 'triangle' or 'atan'; surrogate_width: in units of theta.
+    reset: 'zero' (Loihi's CUBA) or 'subtract' (ONNX only). batchnorm: BatchNorm after each synapse.
+    layers: the network as layer specs (:mod:`stdl_edge.netspec`, dicts or spec objects) with
+    ``model='custom'``; ``width`` does not scale them.
+
+    Conveniences: val_fraction: hold out this stratified, seeded fraction of the training set
+    as the validation set that picks the best epoch and early stopping (None: the test set does).
+    patience: stop when that accuracy has not improved for this many epochs. save_best: keep
+    the best epoch's run artifact in ``best/``. tensorboard: log every epoch to ``tensorboard/``
+    (needs the ``tensorboard`` package: ``pip install 'stdl-edge[tensorboard]'``).
+
     Every option is checked on construction (the Python API and ``--config`` alike): a count is
     a whole number (``2.0`` is taken as 2, ``1.5`` and ``true`` are refused), a rate a finite
     number, a name text; a bad one raises one ``ValueError`` naming it and the allowed range.
@@ -90,6 +106,22 @@ class TrainConfig:
     loader: str = "auto"
     workers: int = 0
     skip_bad: bool = False
+    # the neuron and the network (issue 11)
+    threshold: float | None = None
+    current_decay: float | None = None
+    voltage_decay: float | None = None
+    tau_current_us: float | None = None
+    tau_voltage_us: float | None = None
+    surrogate: str | None = None
+    surrogate_width: float | None = None
+    reset: str | None = None
+    batchnorm: bool | None = None
+    layers: tuple[dict[str, Any], ...] = ()
+    # training conveniences (issue 11)
+    val_fraction: float | None = None
+    patience: int | None = None
+    save_best: bool = False
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         """Check every option (type and range, one line naming it) and normalise it (``2.0`` -> 2)."""
@@ -104,6 +136,18 @@ class TrainConfig:
             choose_loader(self.loader, generated=False, augment=True)  # augmenting needs the stream loader
         if (self.slice_by is None) != (self.slice_length is None):
             raise ValueError("--slice-by and --slice-length go together, e.g. --slice-by time --slice-length 1500000")
+        layers = tuple(spec_dict(s) for s in parse_specs(self.layers, "layers")) if self.layers else ()
+        object.__setattr__(self, "layers", layers)
+        if (self.model == "custom") != bool(layers):
+            raise ValueError("a network given as layers needs model='custom', and only it takes them (got "
+                             f"--model {self.model} with {len(layers)} layers)")
+        if layers and self.width != 1.0:
+            raise ValueError(f"--width {self.width:g} scales the zoo models only; a layer list gives its channels")
+        for rate, tau in (("current_decay", "tau_current_us"), ("voltage_decay", "tau_voltage_us")):
+            if getattr(self, rate) is not None and getattr(self, tau) is not None:
+                raise ValueError(f"--{rate.replace('_', '-')} and --{tau.replace('_', '-')} both set the same decay; "
+                                 "give one")
+        self.neuron(self.dt_us or 1)  # the ranges, before anything runs (dt is checked again at the build)
         if self.subnets is None:
             k = len(self.splits) + 1 if self.splits else (4 if self.method in ("stdl", "local") else 1)
             object.__setattr__(self, "subnets", k)
@@ -113,11 +157,35 @@ class TrainConfig:
             except RuntimeError:
                 raise ValueError(f"--device {self.device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
 
+    def neuron(self, dt_us: int | None) -> CubaParams:
+        """The CUBA parameters of the spiking layers at a step of ``dt_us`` microseconds (the
+        defaults where an option is None)."""
+        d = CubaParams().to_dict()
+        for name in ("threshold", "current_decay", "voltage_decay", "surrogate", "surrogate_width", "reset"):
+            if getattr(self, name) is not None:
+                d[name] = getattr(self, name)
+        for rate, tau in (("current_decay", "tau_current_us"), ("voltage_decay", "tau_voltage_us")):
+            if getattr(self, tau) is not None:
+                if dt_us is None:
+                    raise ValueError(f"--{tau.replace('_', '-')} needs the time step: give --dt-us")
+                d[rate] = decay_of(getattr(self, tau), dt_us, f"--{tau.replace('_', '-')}")
+        return CubaParams.from_dict(d)
+
+    def model_config(self, input_shape: tuple[int, int, int], num_classes: int, dt_us: int | None) -> ModelConfig:
+        """The :class:`~stdl_edge.models.ModelConfig` to build for data of ``input_shape``,
+        ``num_classes`` classes and a step of ``dt_us`` (a plug-in or layer list layer by layer)."""
+        from ..models import resolve_model
+
+        base = ModelConfig(input_shape=input_shape, num_classes=num_classes, width=self.width,
+                           batchnorm=self.batchnorm, neuron=self.neuron(dt_us))
+        return resolve_model(self.model, base, self.layers)
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["splits"] = list(self.splits)
         d["augment"] = [dict(a) for a in self.augment]
         d["sensor_size"] = None if self.sensor_size is None else list(self.sensor_size)
+        d["layers"] = [dict(s) for s in self.layers]
         return d
 
     def data_options(self) -> dict[str, Any]:
@@ -133,15 +201,32 @@ class TrainConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown training option(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        if d.get("layers") and "model" not in d:
+            d = {**d, "model": "custom"}  # a layer list is the model
         return cls(**d)
 
     def replace(self, **changes: Any) -> TrainConfig:
         return replace(self, **changes)
 
 
+#: suffixes of a model file (:func:`stdl_edge.netspec.read_model_file`) given as the model
+MODEL_FILE_SUFFIXES = (".toml", ".json")
+
+
+def with_model_file(options: dict[str, Any]) -> dict[str, Any]:
+    """``options`` with a ``model`` naming a ``.toml``/``.json`` file replaced by its layer list
+    (``model='custom'``, ``layers=[...]``), so the run records the layers, not the path."""
+    model = options.get("model")
+    if not (isinstance(model, str) and model.lower().endswith(MODEL_FILE_SUFFIXES)):
+        return options
+    from ..netspec import read_model_file
+
+    return {**options, "model": "custom", "layers": read_model_file(model)}
+
+
 #: TrainConfig's checks by option (see stdl_edge.checks); the seed range is numpy's
 _CHECKS: dict[str, Callable[[Any, str], Any]] = {
-    "dataset": text, "model": partial(text, choices=tuple(ARCHS)), "method": partial(text, choices=METHODS),
+    "dataset": text, "model": check_model_name, "method": partial(text, choices=METHODS),
     "subnets": partial(whole, minimum=1), "splits": partial(wholes, minimum=1),
     "epochs": partial(whole, minimum=1), "batch_size": partial(whole, minimum=1),
     "lr": partial(number, above=0, maximum=1e3), "weight_decay": partial(number, minimum=0),
@@ -153,7 +238,14 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "slice_by": partial(text, choices=SLICE_BY), "slice_length": partial(whole, minimum=1),
     "slice_overlap": partial(whole, minimum=0), "loader": partial(text, choices=("auto", "memory", *LOADER_MODES)),
     "workers": partial(whole, minimum=0), "skip_bad": boolean,
+    "threshold": partial(number, above=0), "current_decay": partial(number, minimum=0, maximum=1),
+    "voltage_decay": partial(number, minimum=0, maximum=1), "tau_current_us": partial(number, above=0),
+    "tau_voltage_us": partial(number, above=0), "surrogate": partial(text, choices=SURROGATES),
+    "surrogate_width": partial(number, above=0), "reset": partial(text, choices=RESETS), "batchnorm": boolean,
+    "val_fraction": partial(number, above=0, maximum=0.5), "patience": partial(whole, minimum=1),
+    "save_best": boolean, "tensorboard": boolean,
 }
 #: options where None means "the default"
-_OPTIONAL = ("subnets", "steps", "dt_us", "budget_mb", "limit", "threads", "data_root", "sensor_size", "slice_by",
-             "slice_length")
+_OPTIONAL = ("subnets", "steps", "dt_us", "budget_mb", "limit", "threads", "threshold", "current_decay",
+             "voltage_decay", "tau_current_us", "tau_voltage_us", "surrogate", "surrogate_width", "reset",
+             "batchnorm", "val_fraction", "patience", "data_root", "sensor_size", "slice_by", "slice_length")

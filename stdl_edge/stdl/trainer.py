@@ -9,6 +9,10 @@ method     subnetworks                time steps       heads of subnetworks k < 
 ``bptt``   1                          full graph       (none)
 =========  =========================  ===============  ==================================
 
+Long file: the one epoch loop and everything it writes per epoch (checkpoint, metrics, run
+artifact, best epoch, plots, TensorBoard); splitting it would spread the resume guarantee
+(see :func:`_write_epoch`) over modules.
+
 ``local`` decouples time as well, so it differs from ``stdl`` only in the heads: the
 pair isolates what the auxiliary layers buy. All methods see the same data order
 (a permutation seeded by ``(seed, epoch)``) and the same initial weights (``seed``),
@@ -23,6 +27,14 @@ Adam moments, scheduler, RNG, history), ``metrics.jsonl``, plots and the run art
 from the checkpoint and ends with the same weights as an uninterrupted run, wherever a kill
 fell among those writes (:func:`_write_epoch`). The options are :class:`.config.TrainConfig`.
 
+Conveniences (options of :class:`.config.TrainConfig`): ``val_fraction`` holds out a
+stratified, seeded validation set from the training set; the *monitored* accuracy is its
+accuracy, else the test accuracy. ``save_best`` keeps the run artifact of the epoch with the
+best monitored accuracy in ``best/`` (a run folder of its own: export, verify and run take it);
+``patience`` stops the run when it has not improved for that many epochs; ``tensorboard`` logs
+each epoch's metrics to ``tensorboard/``. Best epoch and stop are derived from the history, so
+a resumed run makes the same choices.
+
 Before the first epoch, ``out`` must be a writable folder; a loss or weight that stops being
 finite ends the run with :class:`TrainingDiverged`; a full disk with
 :class:`~stdl_edge.io.DiskFullError` naming the file (the last checkpoint stays intact).
@@ -30,6 +42,7 @@ finite ends the run with :class:`TrainingDiverged`; a full disk with
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import math
 import time
@@ -40,11 +53,11 @@ from typing import Any, Callable, Iterator
 import torch
 
 from ..artifact import RunFolder, StreamInfo, save_run
-from ..data import TensorData, load_dataset, materialize
+from ..data import TensorData, load_dataset, materialize, stratified_split
 from ..datasets.augment import Augmenter
 from ..datasets.loader import FrameData, choose_loader
 from ..io import DiskFullError, atomic_path, check_writable, remove_temp_files
-from ..models import ModelConfig, SpikingNet, build_model
+from ..models import SpikingNet, build_model
 from .auxiliary import Plan, make_plan
 from .checkpoint import TrainState, has_checkpoint, resume_from, save_checkpoint
 from .config import TrainConfig
@@ -83,6 +96,21 @@ def load_split(config: TrainConfig, split: str) -> tuple[TensorData | FrameData,
     return FrameData(ds.samples, ds.stream, mode=mode, workers=config.workers, augment=augment), ds.stream
 
 
+def validation_split(data: TensorData | FrameData, fraction: float, seed: int) -> tuple[TensorData, TensorData]:
+    """``(train, validation)`` of ``data``: in each class ``round(fraction * n)`` samples drawn
+    with ``seed`` go to the validation set (:func:`stdl_edge.data.stratified_split`)."""
+    if not isinstance(data, TensorData):
+        raise ValueError(f"--val-fraction holds out samples of a split in memory; this data set is loaded "
+                         f"by the {getattr(data, 'mode', 'streaming')} loader: add --loader memory, or drop "
+                         "--val-fraction (the test set then picks the best epoch)")
+    is_val = torch.from_numpy(stratified_split(data.labels.numpy(), seed, fraction))
+    if not bool(is_val.any()) or bool(is_val.all()):
+        raise ValueError(f"--val-fraction {fraction:g} of {len(data)} training samples leaves "
+                         f"{int(is_val.sum())} for validation; give a larger fraction (or more data)")
+    return (TensorData(data.frames[~is_val], data.labels[~is_val]),
+            TensorData(data.frames[is_val], data.labels[is_val]))
+
+
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     """Data order of ``epoch``: a permutation depending only on ``(seed, epoch)``."""
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 1_000_003 + epoch))
@@ -92,10 +120,10 @@ def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 def build_state(config: TrainConfig, input_shape: tuple[int, int, int], num_classes: int,
-                batches_per_epoch: int, device: torch.device) -> TrainState:
-    """Fresh model (seeded), plan with heads, Adam and the cosine schedule."""
-    model_cfg = ModelConfig(arch=config.model, input_shape=input_shape, num_classes=num_classes,
-                            width=config.width)
+                batches_per_epoch: int, device: torch.device, dt_us: int | None = None) -> TrainState:
+    """Fresh model (seeded), plan with heads, Adam and the cosine schedule. ``dt_us``: the
+    data's time step (default ``config.dt_us``), for time constants given in microseconds."""
+    model_cfg = config.model_config(input_shape, num_classes, dt_us if dt_us is not None else config.dt_us)
     model = build_model(model_cfg, seed=config.seed)
     plan = make_plan(model, config.method, config.subnets if config.method in ("stdl", "local") else 1,
                      list(config.splits) or None, config.budget_mb, config.batch_size, config.seed)
@@ -131,6 +159,7 @@ class EpochMetrics:
     memory: dict[str, int]  # MemoryReport.to_dict()
     firing_rate: dict[str, float]  # test-set spikes per neuron per step, by layer
     epoch_time_s: float
+    val_acc: float | None = None  # validation accuracy (with --val-fraction)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -248,34 +277,41 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(config.threads or 1)
+    board = TensorBoardLog(out / TENSORBOARD_DIR) if config.tensorboard else None
     try:
-        return _train(config, out, device, resume, on_epoch, progress, data)
+        return _train(config, out, device, resume, on_epoch, progress, data, board)
     finally:
         torch.set_num_threads(threads)
+        if board is not None:
+            board.close()
 
 
 def _train(config: TrainConfig, out: Path, device: torch.device, resume: bool, on_epoch: EpochCallback | None,
            progress: Callable[[int, int, int], None] | None,
-           data: tuple[TensorData, TensorData, StreamInfo] | None) -> TrainResult:
+           data: tuple[TensorData, TensorData, StreamInfo] | None, board: TensorBoardLog | None = None) -> TrainResult:
     check_writable(out)  # before the data and the first epoch: --out may be a file or read-only
+    _check_tensorboard(config)
     if data is None:
         train_data, stream = load_split(config, "train")
         test_data, _ = load_split(config, "test")
     else:
         train_data, test_data, stream = data
+    val_data = None
+    if config.val_fraction is not None:
+        train_data, val_data = validation_split(train_data, config.val_fraction, config.seed)
     input_shape = tuple(int(v) for v in train_data.frame_shape)
     num_classes = len(stream.class_names) if stream.class_names else int(train_data.labels.max()) + 1
     batches = math.ceil(len(train_data) / config.batch_size)
     ckpt = resume_from(out, config, resume)
-    for folder in (out, RunFolder(out).checkpoint_dir):
+    for folder in (out, RunFolder(out).checkpoint_dir, out / BEST_DIR):
         remove_temp_files(folder)  # left by a kill mid-write
     if ckpt is None:
-        state = build_state(config, input_shape, num_classes, batches, device)
+        state = build_state(config, input_shape, num_classes, batches, device, dt_us=stream.dt_us)
     else:
         state = ckpt.restore(_finish_state(config, ckpt.model, ckpt.plan, batches, device))
         if state.epoch:
             _write_epoch(out, state, stream, config)  # a kill during them may have left some stale
-    while state.epoch < config.epochs:
+    while state.epoch < config.epochs and not stopped_early(state.history, config.patience):
         epoch = state.epoch
         t0 = time.perf_counter()
         lr = state.optimizer.param_groups[0]["lr"]
@@ -283,16 +319,83 @@ def _train(config: TrainConfig, out: Path, device: torch.device, resume: bool, o
             state, train_data, config, device, epoch,
             (lambda b, n: progress(epoch, b, n)) if progress is not None else None)
         test_acc, exit_acc, rates = evaluate(state.model, state.heads, state.plan.boundaries, test_data, device)
+        val_acc = None if val_data is None else evaluate(state.model, [], [(0, len(state.model.layers))],
+                                                         val_data, device)[0]
         metrics = EpochMetrics(epoch + 1, lr, loss, acc, test_acc, exit_acc, subnet_loss, mem.to_dict(), rates,
-                               time.perf_counter() - t0)
+                               time.perf_counter() - t0, val_acc)
         state.epoch += 1
         state.history.append(metrics.to_dict())
         _write_epoch(out, state, stream, config)
+        if board is not None:
+            board.log(metrics)
         if on_epoch is not None:
             on_epoch(metrics)
     last = state.history[-1] if state.history else {}
     return TrainResult(out, last.get("test_acc", float("nan")), last.get("exit_acc", []), last.get("memory", {}),
                        state.history, state.plan_record)
+
+
+#: the run folder of the best epoch inside the run folder (``save_best``)
+BEST_DIR = "best"
+TENSORBOARD_DIR = "tensorboard"
+
+
+def monitored_acc(metrics: dict[str, Any]) -> float:
+    """The accuracy that picks the best epoch and stops early: validation where there is one, else test."""
+    return metrics["val_acc"] if metrics.get("val_acc") is not None else metrics["test_acc"]
+
+
+def best_epoch(history: list[dict[str, Any]]) -> int:
+    """The epoch (1-based) with the highest :func:`monitored_acc` (the first of equals); 0 for none."""
+    best, best_acc = 0, -math.inf
+    for h in history:
+        if monitored_acc(h) > best_acc:
+            best, best_acc = h["epoch"], monitored_acc(h)
+    return best
+
+
+def stopped_early(history: list[dict[str, Any]], patience: int | None) -> bool:
+    """Whether the monitored accuracy has not improved for ``patience`` epochs (never for None)."""
+    return patience is not None and bool(history) and history[-1]["epoch"] - best_epoch(history) >= patience
+
+
+def _check_tensorboard(config: TrainConfig) -> None:
+    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise ValueError("--tensorboard needs the tensorboard package: pip install 'stdl-edge[tensorboard]' "
+                         "(or train without --tensorboard)")
+
+
+class TensorBoardLog:
+    """The epochs of one training call as TensorBoard scalars in ``folder``: losses (total and per
+    subnetwork), accuracies, firing rates, lr, memory. The event file opens at the first epoch
+    logged with that epoch as its ``purge_step``, which drops what an earlier, killed attempt
+    logged from there on: after a resume TensorBoard shows each epoch once."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self._writer: Any = None
+
+    def log(self, m: EpochMetrics) -> None:
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.folder), purge_step=m.epoch)
+        scalars = {"loss/train": m.train_loss, "accuracy/train": m.train_acc, "accuracy/test": m.test_acc,
+                   "lr": m.lr, "memory/total_MiB": mb(m.memory["total_bytes"]),
+                   "memory/activations_MiB": mb(m.memory["activation_bytes"]), "time/epoch_s": m.epoch_time_s}
+        scalars.update({f"loss/subnet{k}": v for k, v in enumerate(m.subnet_loss)})
+        scalars.update({f"accuracy/exit{k}": v for k, v in enumerate(m.exit_acc)})
+        scalars.update({f"firing_rate/{name}": v for name, v in m.firing_rate.items()})
+        if m.val_acc is not None:
+            scalars["accuracy/val"] = m.val_acc
+        for tag, value in scalars.items():
+            self._writer.add_scalar(tag, value, m.epoch)
+        self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def _write_epoch(out: Path, state: TrainState, stream: StreamInfo, config: TrainConfig) -> None:
@@ -307,6 +410,8 @@ def _write_epoch(out: Path, state: TrainState, stream: StreamInfo, config: Train
         save_checkpoint(out, state, config)
         _write_metrics(out, state.history)
         _save(out, state, stream, config)
+        if config.save_best and best_epoch(state.history) == state.epoch:
+            _save(out / BEST_DIR, state, stream, config)
         _plot(out, state.history)
     except DiskFullError as e:
         if not has_checkpoint(out):
@@ -324,7 +429,8 @@ def _save(out: Path, state: TrainState, stream: StreamInfo, config: TrainConfig)
         "plan": state.plan_record,
         "train": config.to_dict(),
         "results": {"epochs": state.epoch, "test_acc": last["test_acc"], "exit_acc": last["exit_acc"],
-                    "memory": last["memory"]},
+                    "memory": last["memory"], "val_acc": last.get("val_acc"),
+                    "best_epoch": best_epoch(state.history)},
     })
 
 
@@ -334,31 +440,44 @@ def _write_metrics(out: Path, history: list[dict[str, Any]]) -> None:
 
 
 def _plot(out: Path, history: list[dict[str, Any]]) -> None:
-    """loss.png, accuracy.png, memory.png from the history."""
+    """loss.png (total and per subnetwork), accuracy.png, memory.png, firing_rate.png (per layer)
+    from the history; every axis labelled."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     epochs = [h["epoch"] for h in history]
+    last = history[-1]
+    accuracy = [("train (full model)", [h["train_acc"] for h in history]),
+                ("test (full model)", [h["test_acc"] for h in history])]
+    if last.get("val_acc") is not None:
+        accuracy.append(("validation (full model)", [h["val_acc"] for h in history]))
     figures = {
-        "loss.png": ("training loss (sum over subnetworks)", [("train", [h["train_loss"] for h in history])]),
-        "accuracy.png": ("accuracy", [("train (full model)", [h["train_acc"] for h in history]),
-                                      ("test (full model)", [h["test_acc"] for h in history])]
+        "loss.png": ("training loss", "loss per batch (mean over the epoch)",
+                     [("total (sum over subnetworks)", [h["train_loss"] for h in history])]
+                     + [(f"subnetwork {k}", [h["subnet_loss"][k] for h in history])
+                        for k in range(len(last["subnet_loss"]))]),
+        "accuracy.png": ("accuracy", "accuracy (fraction correct)", accuracy
                          + [(f"test exit {k}", [h["exit_acc"][k] for h in history])
-                            for k in range(len(history[-1]["exit_acc"]))]),
-        "memory.png": ("peak training memory (MiB)", [
+                            for k in range(len(last["exit_acc"]))]),
+        "memory.png": ("peak training memory", "MiB", [
             ("activations (saved tensors)", [mb(h["memory"]["activation_bytes"]) for h in history]),
             ("total (+ params, grads, Adam)", [mb(h["memory"]["total_bytes"]) for h in history])]),
+        "firing_rate.png": ("firing rate on the test set", "spikes per neuron per step",
+                            [(name, [h["firing_rate"].get(name, math.nan) for h in history])
+                             for name in last["firing_rate"]]),
     }
-    for name, (title, series) in figures.items():
+    for name, (title, ylabel, series) in figures.items():
         fig, ax = plt.subplots(figsize=(5, 3.2))
         for label, values in series:
             ax.plot(epochs, values, marker="o", label=label)
         ax.set_xlabel("epoch")
+        ax.set_ylabel(ylabel)
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if series:
+            ax.legend(fontsize=7)
         fig.tight_layout()
         with atomic_path(out / name) as tmp:
             fig.savefig(tmp, format="png", dpi=90)
