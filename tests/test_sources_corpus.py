@@ -332,6 +332,8 @@ CASES: list[tuple[str, str, Build, str]] = _generic_cases() + [
     ("dat", "x-outside", _dat([(1, 1), (2, 200)]), r"byte 33\) has x=200 outside"),
     ("dat", "time-back", _dat([(100, 1), (50, 1)]), r"clock jumps backwards at byte 33: 50 us after 100 us"),
     ("dat", "huge-size", _dat([(1, 1)], head="% Height 70000\n% Width 70000\n"), r"Width.*32768"),
+    ("dat", "size-not-a-number", _dat([(1, 1)], head="% Height 48\x00% end\n% Width 64\n"),
+     r"'% Height '48\\x00% end'' is not a whole number of pixels"),
     ("dat", "partial-event", lambda d: (_append(_dat([(1, 1)])(d)[0], b"\x01\x02\x03"), {}), r"starts at byte"),
     # --- nmnist
     ("nmnist", "x-outside", _bytes("bad.bin", bytes([40, 1, 0, 0, 5])), r"byte 0\) has x=40 outside"),

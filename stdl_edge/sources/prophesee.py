@@ -45,10 +45,13 @@ def _prophesee_header(path: Path) -> tuple[int, dict[str, str], tuple[int, int] 
     mw, mh = re.search(r"width=(\d+)", fmt), re.search(r"height=(\d+)", fmt)
     if mw and mh:
         size = (int(mw.group(1)), int(mh.group(1)))
-    elif "geometry" in fields and re.match(r"\d+x\d+", fields["geometry"]):
-        w, h = fields["geometry"].split("x")[:2]
-        size = (int(w), int(h))
+    elif "geometry" in fields and (mg := re.match(r"(\d+)x(\d+)", fields["geometry"])):
+        size = (int(mg.group(1)), int(mg.group(2)))
     elif "width" in fields and "height" in fields:
+        for key in ("width", "height"):
+            if not re.fullmatch(r"\d+", fields[key]):
+                raise SourceError(f"{path}: the header's '% {key.capitalize()} {fields[key]!r}' is not a whole number "
+                                  "of pixels; the file is corrupt (or pass sensor_size=(W, H), --sensor W,H)")
         size = (int(fields["width"]), int(fields["height"]))
     return offset, fields, size
 
