@@ -41,6 +41,10 @@ class TrainConfig:
     threads: torch CPU threads while training (None = 1 on CPU: the per-step, per-subnetwork
         ops are small, and on a shared 2-core machine 2 threads measured 10-36x slower than 1
         from oversubscription; see docs/stdl.md). Restored afterwards. Ignored on CUDA.
+    pipeline: G, stages of the decoupled pipeline per data-parallel replica under torchrun
+        (:mod:`.distributed`; 1 = data parallel only). dist_timeout_s: seconds a collective
+        waits for the other ranks before the run stops with one line. Both say where, not
+        what, it trains: a resumed run may change them.
 
     Every option is checked on construction (the Python API and ``--config`` alike): a count is
     a whole number (``2.0`` is taken as 2, ``1.5`` and ``true`` are refused), a rate a finite
@@ -67,6 +71,8 @@ class TrainConfig:
     limit: int | None = None
     width: float = 1.0
     threads: int | None = None
+    pipeline: int = 1
+    dist_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
         """Check every option (type and range, one line naming it) and normalise it (``2.0`` -> 2)."""
@@ -77,6 +83,9 @@ class TrainConfig:
         if self.subnets is None:
             k = len(self.splits) + 1 if self.splits else (4 if self.method in ("stdl", "local") else 1)
             object.__setattr__(self, "subnets", k)
+        if self.pipeline > self.subnets:
+            raise ValueError(f"--pipeline {self.pipeline} needs at least {self.pipeline} subnetworks, one per stage; "
+                             f"this run has {self.subnets} (raise --subnets, with --method stdl or local)")
         if self.device != "auto":
             try:
                 torch.device(self.device)
@@ -111,6 +120,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "dt_us": partial(whole, minimum=1), "budget_mb": partial(number, above=0),
     "mse_weight": partial(number, minimum=0), "online": boolean, "device": text, "bf16": boolean,
     "limit": partial(whole, minimum=1), "width": partial(number, above=0), "threads": partial(whole, minimum=1),
+    "pipeline": partial(whole, minimum=1), "dist_timeout_s": partial(number, above=0, maximum=86400),
 }
 #: options where None means "the default"
 _OPTIONAL = ("subnets", "steps", "dt_us", "budget_mb", "limit", "threads")
