@@ -29,6 +29,7 @@ float tolerance (the global batches are the same).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Callable, Iterator, Sequence, TypeVar
@@ -74,11 +75,18 @@ class Layout:
 
 
 def world_from_env() -> tuple[int, int, int]:
-    """``(RANK, WORLD_SIZE, LOCAL_RANK)`` as torchrun sets them; ``(0, 1, 0)`` when absent."""
+    """``(RANK, WORLD_SIZE, LOCAL_RANK)`` as torchrun sets them; ``(0, 1, 0)`` without a
+    ``WORLD_SIZE`` above 1 (a stray ``RANK`` alone does not make a rank of a larger run)."""
     try:
-        return tuple(int(os.environ.get(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1), ("LOCAL_RANK", 0)))
+        rank, world, local = (int(os.environ.get(k, d)) for k, d in (("RANK", 0), ("WORLD_SIZE", 1),
+                                                                     ("LOCAL_RANK", 0)))
     except ValueError:
         raise ValueError("RANK, WORLD_SIZE and LOCAL_RANK must be whole numbers (set by torchrun)") from None
+    if world <= 1:
+        return 0, 1, 0
+    if not 0 <= rank < world:
+        raise ValueError(f"RANK={rank} is outside 0..{world - 1} (WORLD_SIZE={world})")
+    return rank, world, local
 
 
 class Ranks:
@@ -264,7 +272,7 @@ class Ranks:
         try:
             return fn(*args, **kwargs)
         except RuntimeError as e:  # gloo/NCCL: peer closed, timeout (DistBackendError is one)
-            reason = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+            reason = _first_sentence(str(e)) or type(e).__name__
             raise RankFailure(
                 f"rank {self.layout.rank}: lost another rank while trying to {what} (a rank exited, or none "
                 f"answered within {self.timeout_s:g} s: {reason}); see the other ranks' output, then "
@@ -308,6 +316,14 @@ class Ranks:
         for work in self._pending:
             self._call("send activations", work.wait)
         self._pending, self._sent = [], []
+
+
+def _first_sentence(message: str) -> str:
+    """A backend's error as a short reason: its first sentence, without the source location
+    (``[.../gloo/transport/tcp/pair.cc:537] Read error ...: Connection reset by peer. This ...``)."""
+    line = message.strip().splitlines()[0] if message.strip() else ""
+    line = re.sub(r"^\[[^\]]*\.(?:cc|cpp|h|py):\d+\]\s*", "", line)
+    return re.split(r"(?<=[^.\d])\.\s", line, maxsplit=1)[0][:200]
 
 
 _DTYPES = [torch.float32, torch.bfloat16, torch.float16, torch.float64, torch.uint8]

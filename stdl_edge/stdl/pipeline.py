@@ -97,8 +97,17 @@ def memory_costs(plan_record: dict) -> list[float]:
 
 def step_seconds(model: SpikingNet, plan: Plan, batch: int, repeats: int = 3) -> list[float]:
     """Median wall seconds of one decoupled training step (forward + backward) of each subnetwork
-    with its head, at ``batch`` random binary frames: the time cost of :func:`balance_groups`.
-    The caller's gradients are cleared afterwards."""
+    with its head, at ``batch`` random binary frames, on one torch thread as training runs on
+    CPU: the time cost of :func:`balance_groups`. The caller's gradients are cleared afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _step_seconds(model, plan, batch, repeats)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _step_seconds(model: SpikingNet, plan: Plan, batch: int, repeats: int) -> list[float]:
     K = len(plan.boundaries)
     frames = (torch.rand(1, batch, *model.input_shape, generator=torch.Generator().manual_seed(0)) < 0.1).float()
     labels = torch.zeros(batch, dtype=torch.long)
@@ -117,6 +126,38 @@ def step_seconds(model: SpikingNet, plan: Plan, batch: int, repeats: int = 3) ->
     for p in list(model.parameters()) + [p for h in plan.heads for p in h.parameters()]:
         p.grad = None
     return seconds
+
+
+@dataclass(frozen=True)
+class StageCost:
+    """One stage of a grouping as ``stdl-edge plan --pipeline G`` shows it.
+
+    first, stop: its subnetworks; start, end: its layers of the primary model.
+    training_bytes: sum of its subnetworks' training memory for one step (with heads), bytes.
+    step_seconds: sum of their measured time for one training step, seconds (None: not measured).
+    """
+
+    index: int
+    first: int
+    stop: int
+    start: int
+    end: int
+    training_bytes: float
+    step_seconds: float | None = None
+
+
+def plan_stages(model: SpikingNet, plan: Plan, stages: int, balance: str = "memory") -> list[StageCost]:
+    """The ``stages``-way grouping of ``plan`` that balances ``balance`` ("memory": training
+    bytes per step, what training uses; "time": measured seconds per step on this machine),
+    with the memory of each stage and, for "time", its seconds. Timing runs a step of each
+    subnetwork (BatchNorm statistics of ``model`` and its heads move, as in a training step)."""
+    if balance not in ("memory", "time"):
+        raise ValueError(f"--balance {balance!r} must be memory or time")
+    memory = memory_costs(plan.to_dict())
+    seconds = step_seconds(model, plan, plan.batch) if balance == "time" else None
+    groups = balance_groups(memory if seconds is None else seconds, stages)
+    return [StageCost(g, i, j, plan.boundaries[i][0], plan.boundaries[j - 1][1], sum(memory[i:j]),
+                      None if seconds is None else sum(seconds[i:j])) for g, (i, j) in enumerate(groups)]
 
 
 def make_stage(plan: Plan, plan_record: dict, index: int, stages: int) -> Stage:
