@@ -1,8 +1,8 @@
 """Training on several processes: 2 gloo ranks on CPU, spawned by the tests and always killed.
 
-Run as a script, this file is a rank that dies: ``python test_distributed.py DIE_AT ARGS...``
-runs ``stdl-edge ARGS...`` and exits (code 3, no cleanup, like a crash) when rank 1 starts
-its ``DIE_AT``-th batch.
+Run as a script, this file is a rank that fails: ``python test_distributed.py die|hang N ARGS...``
+runs ``stdl-edge ARGS...``, and rank 1 exits (code 3, no cleanup, like a crash) or sleeps
+for an hour when it starts its ``N``-th batch.
 """
 
 from __future__ import annotations
@@ -37,12 +37,17 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _launch(command: list[str], world: int = 2) -> list[subprocess.CompletedProcess]:
-    """Run ``command`` as ``world`` ranks (the environment torchrun gives); kill them all on the way out."""
+def _launch(command: list[str], world: int = 2, until: int | None = None) -> list[subprocess.CompletedProcess]:
+    """Run ``command`` as ``world`` ranks (the environment torchrun gives), until all have ended
+    (or rank ``until`` has: the others are killed then); kill them all on the way out."""
     env = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()), WORLD_SIZE=str(world))
     procs = [subprocess.Popen(command, env=dict(env, RANK=str(r), LOCAL_RANK=str(r)), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for r in range(world)]
     try:
+        if until is not None:
+            procs[until].wait(timeout=LAUNCH_TIMEOUT_S)
+            for p in procs:
+                p.kill()
         outs = [p.communicate(timeout=LAUNCH_TIMEOUT_S) for p in procs]
         return [subprocess.CompletedProcess(command, p.returncode, o, e) for p, (o, e) in zip(procs, outs)]
     finally:
@@ -108,7 +113,8 @@ def test_the_pipeline_equals_one_process_bit_for_bit_across_a_dead_rank_and_resu
 
     out = tmp_path / "run"
     per_epoch = math.ceil(len(load_split(_config(), "train")[0]) / BATCH)
-    ranks = _launch([sys.executable, __file__, str(per_epoch + 1), *ARGS, "--pipeline", "2", "--out", str(out)])
+    ranks = _launch([sys.executable, __file__, "die", str(per_epoch + 1), *ARGS, "--pipeline", "2", "--out",
+                     str(out)])
     assert ranks[1].returncode == 3  # died
     assert ranks[0].returncode == 2, ranks[0].stderr[-3000:]
     message = " ".join(ranks[0].stderr.split())
@@ -122,6 +128,17 @@ def test_the_pipeline_equals_one_process_bit_for_bit_across_a_dead_rank_and_resu
     assert a.keys() == b.keys()
     # weights, BatchNorm statistics and Adam moments of both stages
     assert [name for name in a if not torch.equal(a[name], b[name])] == []
+
+
+def test_a_hung_rank_stops_the_others_at_the_timeout(tmp_path):
+    """Rank 1 stops answering in its first batch: rank 0 waits ``--dist-timeout`` seconds in the
+    gradient all-reduce, then stops with one line (20 s: well above the ranks' start-up skew)."""
+    ranks = _launch([sys.executable, __file__, "hang", "1", *ARGS, "--dist-timeout", "20", "--out",
+                     str(tmp_path / "run")], until=0)
+    assert ranks[0].returncode == 2, ranks[0].stderr[-3000:]
+    message = " ".join(ranks[0].stderr.split())
+    assert message.startswith("error: rank 0: lost another rank while trying to all-reduce the gradients (a rank "
+                              "exited, or none answered within 20 s: "), message
 
 
 def test_group_training_chains_to_the_whole_model():
@@ -205,24 +222,29 @@ def test_plan_shows_the_pipeline_stages():
     assert len(rows) == 2 and "readout" in rows[-1]
 
 
-def _die_at(batch: int) -> None:
-    """Rank 1 exits at the start of its ``batch``-th batch, as a crashed process would."""
+def _fail_at(how: str, batch: int) -> None:
+    """Rank 1 exits (``die``, as a crashed process would) or stops answering (``hang``) at the
+    start of its ``batch``-th batch."""
+    import time
+
     from stdl_edge.stdl import trainer
 
     train_batch, calls = trainer.train_batch, []
 
-    def dying(*args, **kwargs):
+    def failing(*args, **kwargs):
         calls.append(1)
         if len(calls) == batch and os.environ.get("RANK") == "1":
-            os._exit(3)
+            if how == "die":
+                os._exit(3)
+            time.sleep(3600)
         return train_batch(*args, **kwargs)
 
-    trainer.train_batch = dying
+    trainer.train_batch = failing
 
 
 if __name__ == "__main__":
-    _die_at(int(sys.argv[1]))
+    _fail_at(sys.argv[1], int(sys.argv[2]))
     from stdl_edge.cli import main
 
-    sys.argv = ["stdl-edge", *sys.argv[2:]]
+    sys.argv = ["stdl-edge", *sys.argv[3:]]
     main()

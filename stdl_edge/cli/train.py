@@ -73,8 +73,8 @@ def train(
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default 1: fastest for these small ops)"),
     pipeline: Optional[int] = typer.Option(None, help="under torchrun: G pipeline stages per data-parallel replica, "
                                                       "each training a group of subnetworks (default 1)"),
-    dist_timeout: Optional[float] = typer.Option(None, "--dist-timeout",
-                                                 help="under torchrun: seconds to wait for the other ranks (default 300)"),
+    dist_timeout: Optional[float] = typer.Option(
+        None, "--dist-timeout", help="under torchrun: seconds to wait for the other ranks (default 300)"),
     config: Optional[Path] = typer.Option(None, help="JSON/TOML file with the same keys; flags override it"),
     out: Path = typer.Option(..., help="run folder to write (model, aux heads, checkpoint, metrics, plots)"),
     resume: bool = typer.Option(False, help="continue the interrupted run in --out from its last checkpoint"),

@@ -122,19 +122,19 @@ class Ranks:
         return self.layout.rank == 0
 
     def start(self, state: TrainState) -> None:
-        """After the state is built or resumed: check every rank starts from the same epoch, pick
-        this rank's stage, and drop the Adam moments it does not train."""
+        """After the state is built or resumed: check every rank starts from the same epoch and
+        pick this rank's stage."""
         if not self.distributed:
             return
-        epochs = torch.tensor([state.epoch, -state.epoch], dtype=torch.float64)
+        epochs = torch.tensor([state.epoch, -state.epoch], dtype=torch.float64, device=self.device)
         self._call("agree on the checkpoint", dist.all_reduce, epochs, op=dist.ReduceOp.MAX)
+        epochs = epochs.cpu()
         if int(epochs[0]) != -int(epochs[1]):
             raise RankFailure(f"rank {self.layout.rank}: the ranks start from different epochs "
                               f"({-int(epochs[1])} to {int(epochs[0])}): --out must be one folder that every "
                               "rank sees (a shared filesystem)")
         if self.layout.stages > 1:
             self.stage = make_stage(state.plan, state.plan_record, self.layout.stage, self.layout.stages)
-        self.drop_foreign(state)
 
     # ------------------------------------------------------------------ training hooks
 
@@ -189,8 +189,10 @@ class Ranks:
         if not self.distributed:
             return loss, subnet, correct, seen
         last = self.stage is None or self.stage.is_last
-        v = torch.tensor([loss, *subnet, correct if last else 0, seen if last else 0], dtype=torch.float64)
+        v = torch.tensor([loss, *subnet, correct if last else 0, seen if last else 0], dtype=torch.float64,
+                         device=self.device)
         self._call("sum the epoch's metrics", dist.all_reduce, v)
+        v = v.cpu()
         R = self.layout.replicas
         return float(v[0]) / R, [float(s) / R for s in v[1:-2]], int(v[-2]), int(v[-1])
 
@@ -222,7 +224,7 @@ class Ranks:
 
     def drop_foreign(self, state: TrainState) -> None:
         """Pipeline: forget the Adam moments of parameters other stages train (rank 0 keeps
-        them only between :meth:`gather_state` and the checkpoint)."""
+        them only from :meth:`gather_state` or a resumed checkpoint to its next write)."""
         if self.stage is None:
             return
         owned = {id(p) for m in self.stage.modules(state.model) for p in m.parameters()}
@@ -238,9 +240,10 @@ class Ranks:
         acc, exits, rates = evaluate(model, heads, boundaries, TensorData(data.frames[part], data.labels[part]),
                                      device)
         names = [n for n, layer in zip(model.layer_names(), model.layers) if layer.spiking]
-        v = torch.tensor([acc, *exits, *(rates.get(n, 0.0) for n in names)], dtype=torch.float64) * len(part)
+        v = torch.tensor([acc, *exits, *(rates.get(n, 0.0) for n in names)], dtype=torch.float64,
+                         device=self.device) * len(part)
         self._call("combine the evaluation", dist.all_reduce, v)
-        v /= max(len(data), 1)
+        v = v.cpu() / max(len(data), 1)
         return float(v[0]), [float(e) for e in v[1:1 + len(exits)]], dict(zip(names, map(float, v[1 + len(exits):])))
 
     def memory(self, report: MemoryReport, state: TrainState) -> tuple[MemoryReport, list[dict[str, int]]]:
@@ -254,10 +257,10 @@ class Ranks:
             report = MemoryReport(report.activation_bytes, report.param_bytes, param_bytes(own),
                                   report.optimizer_bytes, report.cuda_max_allocated)
         fields = ("activation_bytes", "param_bytes", "grad_bytes", "optimizer_bytes", "cuda_max_allocated")
-        mine = torch.tensor([getattr(report, f) for f in fields], dtype=torch.int64)
+        mine = torch.tensor([getattr(report, f) for f in fields], dtype=torch.int64, device=self.device)
         every = [torch.zeros_like(mine) for _ in range(self.layout.world)]
         self._call("gather the memory reports", dist.all_gather, every, mine)
-        ranks = [MemoryReport(*map(int, t)) for t in every]
+        ranks = [MemoryReport(*map(int, t.cpu())) for t in every]
         peak = MemoryReport(*(max(getattr(r, f) for r in ranks) for f in fields))
         return peak, [r.to_dict() for r in ranks]
 
@@ -279,10 +282,10 @@ class Ranks:
                 "continue with --resume from the last checkpoint") from None
 
     def _bucketed(self, tensors: list[torch.Tensor], what: str, op: Callable[[torch.Tensor], object]) -> None:
-        """Run ``op`` in place on one flat buffer per dtype of ``tensors``, then copy back."""
+        """Run ``op`` in place on one flat buffer per dtype of ``tensors`` (on this rank's device,
+        where NCCL needs it: Adam's step counters live on the CPU), then copy back."""
         for bucket in _by_dtype(tensors):
-            flat = torch.cat([t.detach().reshape(-1) for t in bucket]) if len(bucket) > 1 else \
-                bucket[0].detach().reshape(-1).clone()
+            flat = torch.cat([t.detach().reshape(-1).to(self.device) for t in bucket])
             self._call(what, op, flat)
             offset = 0
             with torch.no_grad():
@@ -371,7 +374,8 @@ def setup(device: torch.device, pipeline: int = 1, timeout_s: float = 300.0) -> 
     # every rank creates every stage's replica group, in the same order
     for stage in range(pipeline):
         members = [layout.rank_of(r, stage) for r in range(layout.replicas)]
-        group = ranks._call("make the replica groups", dist.new_group, members)
+        group = ranks._call("make the replica groups", dist.new_group, members,
+                            timeout=timedelta(seconds=timeout_s))
         if stage == layout.stage:
             ranks._replica_group = group
     return ranks

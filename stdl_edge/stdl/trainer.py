@@ -288,6 +288,7 @@ def _train(config: TrainConfig, out: Path, device: torch.device, resume: bool, o
     ranks.start(state)  # after every rank has read the checkpoint
     if ckpt is not None and state.epoch and ranks.writer:
         _write_epoch(out, state, stream, config)  # a kill during them may have left some stale
+    ranks.drop_foreign(state)
     while state.epoch < config.epochs:
         epoch = state.epoch
         t0 = time.perf_counter()
