@@ -53,6 +53,8 @@ def train(out: str | Path, config: TrainConfig | None = None, *, resume: bool = 
     resume: continue the interrupted run in ``out`` from its last checkpoint.
     data: ``(train, test, stream)`` instead of a named data set (frames ``(N, T, C, H, W)``).
     on_epoch(metrics): after each epoch. progress(epoch, batch, batches): after each batch.
+    Under ``torchrun`` every process calls this and trains its share (``pipeline=G``: stages of
+    subnetworks; else data parallel), rank 0 writes ``out`` (``docs/distributed.md``).
     Returns the :class:`~stdl_edge.stdl.trainer.TrainResult` (``test_acc`` in 0..1, ``exit_acc``
     per auxiliary head, peak ``memory`` in bytes, per-epoch ``history``)::
 

@@ -42,7 +42,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .artifact import StreamInfo
-from .binning import BIN_MODES, bin_events
+from .binning import BIN_MODES
 from .events import EVENT_DTYPE, SensorSize, as_events, validate_events
 from .io import atomic_path
 from .registry import Registry
@@ -447,14 +447,24 @@ class TensorData:
         return tuple(self.frames.shape[2:])
 
     def batches(self, batch_size: int, order: torch.Tensor | None = None, device: torch.device | str = "cpu",
-                epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                epoch: int = 0, shard: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """:meth:`batch` after batch of ``batch_size`` samples, taken in ``order`` (default: all, in order).
-        ``epoch`` is unused (frames in memory are not augmented; see :class:`stdl_edge.datasets.FrameData`)."""
-        if batch_size < 1:
-            raise ValueError(f"batch size {batch_size} must be >= 1")
-        order = torch.arange(len(self)) if order is None else torch.as_tensor(order, dtype=torch.long)
-        for start in range(0, len(order), batch_size):
-            yield self.batch(order[start:start + batch_size], device)
+        ``epoch`` is unused (frames in memory are not augmented; see :class:`stdl_edge.datasets.FrameData`).
+        ``shard``: maps each batch's indices to the ones this process loads (a data-parallel rank's share)."""
+        for index in batch_indices(len(self), batch_size, order, shard):
+            yield self.batch(index, device)
+
+
+def batch_indices(n: int, batch_size: int, order: torch.Tensor | None = None,
+                  shard: Callable[[torch.Tensor], torch.Tensor] | None = None) -> list[torch.Tensor]:
+    """The sample indices of each batch of ``batch_size`` of ``n`` samples in ``order`` (default
+    0..n-1), each mapped by ``shard`` when given (a data-parallel rank's share of the batch)."""
+    if batch_size < 1:
+        raise ValueError(f"batch size {batch_size} must be >= 1")
+    order = torch.arange(n) if order is None else torch.as_tensor(order, dtype=torch.long)
+    chunks = [order[k:k + batch_size] for k in range(0, len(order), batch_size)]
+    return [shard(c) for c in chunks] if shard is not None else chunks
 
 
 def materialize(dataset: Dataset, limit: int | None = None, seed: int = 0) -> TensorData:

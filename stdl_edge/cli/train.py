@@ -130,12 +130,17 @@ def train(
                                              help="keep the best epoch's model in OUT/best (a run folder)"),
     tensorboard: Optional[bool] = typer.Option(None, "--tensorboard/--no-tensorboard",
                                                help="log every epoch to OUT/tensorboard (needs tensorboard)"),
+    pipeline: Optional[int] = typer.Option(None, help="under torchrun: G pipeline stages per data-parallel replica, "
+                                                      "each training a group of subnetworks (default 1)"),
+    dist_timeout: Optional[float] = typer.Option(
+        None, "--dist-timeout", help="under torchrun: seconds to wait for the other ranks (default 300)"),
     config: Optional[Path] = typer.Option(None, help="JSON/TOML file with the same keys; flags override it"),
     out: Path = typer.Option(..., help="run folder to write (model, aux heads, checkpoint, metrics, plots)"),
     resume: bool = typer.Option(False, help="continue the interrupted run in --out from its last checkpoint"),
 ) -> None:
     """Train a spiking network with STDL (or a baseline) and write a run folder."""
     from stdl_edge.stdl.config import with_model_file
+    from stdl_edge.stdl.distributed import world_from_env
     from stdl_edge.stdl.memory import mb
     from stdl_edge.stdl.trainer import TrainConfig, train as run_training
 
@@ -150,12 +155,14 @@ def train(
              "val_fraction": val_fraction, "patience": patience, "save_best": save_best, "tensorboard": tensorboard,
              "data_root": data_root, "sensor_size": int_tuple(sensor_size, "--sensor-size", 2, "W,H, e.g. 346,260"),
              "slice_by": slice_by, "slice_length": slice_length, "slice_overlap": slice_overlap, "augment": augment,
-             "loader": loader, "workers": workers, "skip_bad": skip_bad}
+             "loader": loader, "workers": workers, "skip_bad": skip_bad,
+             "pipeline": pipeline, "dist_timeout_s": dist_timeout}
     given = {k: v for k, v in flags.items() if v is not None}
     if "model" in given:
         options.pop("layers", None)  # --model replaces a [model] table of --config
     options.update(given)
     cfg = TrainConfig.from_dict(with_model_file(options))
+    console.quiet = world_from_env()[0] != 0  # under torchrun, rank 0 reports (errors: every rank)
     if cfg.skip_bad:
         from stdl_edge.data import load_dataset
 
@@ -226,6 +233,9 @@ def plan(
     input: str = typer.Option("2,34,34", "--input", help="input shape C,H,W of one event frame"),
     classes: int = typer.Option(10, help="number of classes"),
     width: float = typer.Option(1.0, help="channel multiplier"),
+    pipeline: int = typer.Option(1, help="also group the subnetworks into this many pipeline stages (ranks)"),
+    balance: str = typer.Option("memory", help="what the stages balance: memory (as training does) or time "
+                                                "(measured here)"),
 ) -> None:
     """Show how a model is partitioned, which auxiliary layers each subnetwork gets, and their memory."""
     from stdl_edge.models import ModelConfig, build_model, resolve_model
@@ -266,3 +276,24 @@ def plan(
     console.print("MiB for one decoupled step: 'act' = tensors saved for backward (exact), "
                   "'train' = act + 4 x parameter bytes (weights, gradients, Adam moments). "
                   f"Aux depth: the largest uniform subset of the following layers within {_mib(p.budget_bytes)} MiB.")
+    if pipeline > 1:
+        _print_stages(net, p, pipeline, balance)
+
+
+def _print_stages(net: Any, p: Any, stages: int, balance: str) -> None:
+    """The --pipeline table: which subnetworks each stage trains and what it costs."""
+    from stdl_edge.stdl.pipeline import plan_stages
+
+    names = net.layer_names()
+    table = Table(title=f"--pipeline {stages}: stages balanced by {balance} (one rank each)")
+    timed = balance == "time"
+    for col, justify in (("stage", "right"), ("subnetworks", "left"), ("layers", "left"),
+                         ("train MiB", "right"), ("ms / step", "right"))[:5 if timed else 4]:
+        table.add_column(col, justify=justify)
+    for s in plan_stages(net, p, stages, balance):
+        row = [str(s.index), f"{s.first}..{s.stop - 1}", f"{names[s.start]} .. {names[s.end - 1]}",
+               _mib(s.training_bytes)]
+        table.add_row(*row, *([f"{s.step_seconds * 1e3:.1f}"] if timed else []))
+    console.print(table)
+    console.print("A stage receives the previous stage's detached outputs, one (T, B, ...) tensor per batch; "
+                  "training (torchrun ... train --pipeline N) groups by memory.")

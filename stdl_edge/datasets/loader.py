@@ -156,14 +156,15 @@ class FrameData:
         return len(self.labels)
 
     def batches(self, batch_size: int, order: torch.Tensor | None = None, device: torch.device | str = "cpu",
-                epoch: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+                epoch: int = 0, shard: Callable[[torch.Tensor], torch.Tensor] | None = None
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Batches of ``batch_size`` samples in ``order`` (default: all, in order): frames ``(T, B, C, H, W)``
-        float32 and labels ``(B,)`` on ``device``; ``epoch`` seeds the augmentation."""
-        if batch_size < 1:
-            raise ValueError(f"batch size {batch_size} must be >= 1")
-        order = torch.arange(len(self)) if order is None else torch.as_tensor(order, dtype=torch.long)
-        self._order.batches = [[(int(epoch), i) for i in order[k:k + batch_size].tolist()]
-                               for k in range(0, len(order), batch_size)]
+        float32 and labels ``(B,)`` on ``device``; ``epoch`` seeds the augmentation. ``shard``: maps each
+        batch's indices to the ones this process loads (a data-parallel rank's share)."""
+        from ..data import batch_indices  # deferred like the package's other uses: data imports datasets
+
+        self._order.batches = [[(int(epoch), i) for i in index.tolist()]
+                               for index in batch_indices(len(self), batch_size, order, shard)]
         for frames, labels in self._loader:
             yield (frames.to(device=device, dtype=torch.float32, non_blocking=True).transpose(0, 1).contiguous(),
                    labels.to(device))

@@ -41,7 +41,7 @@ from .config import TrainConfig
 CHECKPOINT_TENSORS = "state.safetensors"
 CHECKPOINT_RECORD = "state.json"
 #: options that may differ between the interrupted and the resumed run (where, not what, it trains)
-RESUMABLE_CHANGES = ("device", "threads")
+RESUMABLE_CHANGES = ("device", "threads", "pipeline", "dist_timeout_s")
 
 
 class RunExistsError(ValueError):

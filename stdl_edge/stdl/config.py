@@ -72,6 +72,11 @@ class TrainConfig:
     the best epoch's run artifact in ``best/``. tensorboard: log every epoch to ``tensorboard/``
     (needs the ``tensorboard`` package: ``pip install 'stdl-edge[tensorboard]'``).
 
+    pipeline: G, stages of the decoupled pipeline per data-parallel replica under torchrun
+        (:mod:`.distributed`; 1 = data parallel only). dist_timeout_s: seconds a collective
+        waits for the other ranks before the run stops with one line. Both say where, not
+        what, it trains: a resumed run may change them.
+
     Every option is checked on construction (the Python API and ``--config`` alike): a count is
     a whole number (``2.0`` is taken as 2, ``1.5`` and ``true`` are refused), a rate a finite
     number, a name text; a bad one raises one ``ValueError`` naming it and the allowed range.
@@ -122,6 +127,8 @@ class TrainConfig:
     patience: int | None = None
     save_best: bool = False
     tensorboard: bool = False
+    pipeline: int = 1
+    dist_timeout_s: float = 300.0
 
     def __post_init__(self) -> None:
         """Check every option (type and range, one line naming it) and normalise it (``2.0`` -> 2)."""
@@ -151,6 +158,9 @@ class TrainConfig:
         if self.subnets is None:
             k = len(self.splits) + 1 if self.splits else (4 if self.method in ("stdl", "local") else 1)
             object.__setattr__(self, "subnets", k)
+        if self.pipeline > self.subnets:
+            raise ValueError(f"--pipeline {self.pipeline} needs at least {self.pipeline} subnetworks, one per stage; "
+                             f"this run has {self.subnets} (raise --subnets, with --method stdl or local)")
         if self.device != "auto":
             try:
                 torch.device(self.device)
@@ -244,6 +254,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "surrogate_width": partial(number, above=0), "reset": partial(text, choices=RESETS), "batchnorm": boolean,
     "val_fraction": partial(number, above=0, maximum=0.5), "patience": partial(whole, minimum=1),
     "save_best": boolean, "tensorboard": boolean,
+    "pipeline": partial(whole, minimum=1), "dist_timeout_s": partial(number, above=0, maximum=86400),
 }
 #: options where None means "the default"
 _OPTIONAL = ("subnets", "steps", "dt_us", "budget_mb", "limit", "threads", "threshold", "current_decay",

@@ -34,12 +34,16 @@ class BatchResult:
 
     loss: sum over subnetworks and steps of ``L[k, t]`` (a float).
     subnet_loss: per subnetwork, summed over steps.
-    logits: time-averaged readout of the full model ``(B, classes)`` (detached).
+    logits: time-averaged readout of the full model ``(B, classes)`` (detached), or of
+        ``heads[-1]`` for a group that does not end in the readout.
+    outputs: with ``keep_outputs``, the detached output of the last subnetwork at every step,
+        ``(T, B, ...)``; else None.
     """
 
     loss: float
     subnet_loss: list[float]
     logits: torch.Tensor
+    outputs: torch.Tensor | None = None
 
 
 def step_loss(logits: torch.Tensor, labels: torch.Tensor, steps: int, mse_weight: float = 0.0) -> torch.Tensor:
@@ -55,17 +59,20 @@ def step_loss(logits: torch.Tensor, labels: torch.Tensor, steps: int, mse_weight
 def train_batch(model: SpikingNet, heads: list[SpikingNet], boundaries: list[tuple[int, int]],
                 frames: torch.Tensor, labels: torch.Tensor, *, temporal: bool = True, mse_weight: float = 0.0,
                 autocast: torch.autocast | None = None,
-                on_step: Callable[[int], None] | None = None) -> BatchResult:
+                on_step: Callable[[int], None] | None = None, keep_outputs: bool = False) -> BatchResult:
     """Accumulate the gradients of one batch into ``.grad`` (no optimizer step).
 
-    ``heads[k]`` is the auxiliary head of subnetwork ``k`` (``len(heads) == K - 1``).
-    ``on_step(t)`` is called after step ``t``'s backward (temporal mode only): the online update.
+    ``heads[k]`` is the auxiliary head of subnetwork ``k`` (``len(heads) == K - 1``; with
+    ``len(heads) == K`` the boundaries are a group of subnetworks that does not end in the
+    model's readout, and the last one is trained through ``heads[-1]``). ``frames (T, B, ...)``
+    is the input of the first subnetwork. ``on_step(t)`` is called after step ``t``'s backward
+    (temporal mode only): the online update.
     """
-    if frames.dim() != 5:
-        raise ValueError(f"frames must be (T, B, C, H, W), got shape {tuple(frames.shape)}")
-    if len(heads) != len(boundaries) - 1:
-        raise ValueError(f"{len(boundaries)} subnetworks need {len(heads)} + 1 = {len(boundaries)} heads "
-                         f"incl. the readout; got {len(heads)} auxiliary heads")
+    if frames.dim() < 3:
+        raise ValueError(f"frames must be (T, B, ...), got shape {tuple(frames.shape)}")
+    if len(heads) not in (len(boundaries) - 1, len(boundaries)):
+        raise ValueError(f"{len(boundaries)} subnetworks need {len(boundaries) - 1} auxiliary heads "
+                         f"(+ the readout) or {len(boundaries)}; got {len(heads)}")
     steps, batch = frames.shape[:2]
     K = len(boundaries)
     device = frames.device
@@ -74,6 +81,7 @@ def train_batch(model: SpikingNet, heads: list[SpikingNet], boundaries: list[tup
     subnet_loss = [0.0] * K
     pending: list[torch.Tensor] = []  # BPTT: losses kept until the end
     total_logits = torch.zeros(batch, model.num_classes, device=device)
+    outputs: list[torch.Tensor] = []
     ctx = autocast if autocast is not None else _null()
     for t in range(steps):
         # a copy: the first layer saves its input for backward, and a view would keep (and be
@@ -82,11 +90,11 @@ def train_batch(model: SpikingNet, heads: list[SpikingNet], boundaries: list[tup
         for k, (a, b) in enumerate(boundaries):
             if temporal:
                 states[k] = detach_state(states[k])
-                if k < K - 1:
+                if k < len(heads):
                     head_states[k] = detach_state(head_states[k])
             with ctx:
                 out, states[k] = model.step(x.detach(), states[k], a, b)
-                if k < K - 1:
+                if k < len(heads):
                     logits, head_states[k] = heads[k].step(out, head_states[k])
                 else:
                     logits = out
@@ -99,11 +107,14 @@ def train_batch(model: SpikingNet, heads: list[SpikingNet], boundaries: list[tup
             else:
                 pending.append(loss)
             x = out
+        if keep_outputs:
+            outputs.append(x.detach())
         if temporal and on_step is not None:
             on_step(t)
     if pending:
         torch.stack(pending).sum().backward()
-    return BatchResult(sum(subnet_loss), subnet_loss, total_logits / steps)
+    return BatchResult(sum(subnet_loss), subnet_loss, total_logits / steps,
+                       torch.stack(outputs) if keep_outputs else None)
 
 
 @torch.no_grad()

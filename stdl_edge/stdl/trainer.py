@@ -46,7 +46,7 @@ import importlib.util
 import json
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -61,6 +61,7 @@ from ..models import SpikingNet, build_model
 from .auxiliary import Plan, make_plan
 from .checkpoint import TrainState, has_checkpoint, resume_from, save_checkpoint
 from .config import TrainConfig
+from .distributed import Ranks, setup as setup_ranks, teardown as teardown_ranks
 from .engine import evaluate_batch, train_batch
 from .memory import MemoryReport, SavedTensorMeter, mb, optimizer_bytes, param_bytes
 
@@ -159,6 +160,7 @@ class EpochMetrics:
     memory: dict[str, int]  # MemoryReport.to_dict()
     firing_rate: dict[str, float]  # test-set spikes per neuron per step, by layer
     epoch_time_s: float
+    rank_memory: list[dict[str, int]] = field(default_factory=list)  # each rank's (distributed: memory = their max)
     val_acc: float | None = None  # validation accuracy (with --val-fraction)
 
     def to_dict(self) -> dict[str, Any]:
@@ -166,8 +168,12 @@ class EpochMetrics:
 
 
 def run_epoch(state: TrainState, data: TensorData | FrameData, config: TrainConfig, device: torch.device,
-              epoch: int, progress: Callable[[int, int], None] | None = None) -> tuple[float, float, list[float], MemoryReport]:
-    """One pass over ``data`` in the order of :func:`epoch_order`; returns loss, accuracy, per-subnet loss, memory."""
+              epoch: int, progress: Callable[[int, int], None] | None = None,
+              ranks: Ranks | None = None) -> tuple[float, float, list[float], MemoryReport]:
+    """One pass over ``data`` in the order of :func:`epoch_order`; returns loss, accuracy, per-subnet loss, memory.
+
+    ``ranks``: this process's share of a distributed run (:mod:`.distributed`; None = all of it)."""
+    ranks = ranks if ranks is not None else Ranks.local(device)
     model, heads = state.model, state.heads
     model.train()
     for h in heads:
@@ -183,19 +189,26 @@ def run_epoch(state: TrainState, data: TensorData | FrameData, config: TrainConf
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     opt = state.optimizer
+    modules = [model, *heads]
 
     def online_step(t: int) -> None:
+        ranks.reduce_gradients(modules, len(labels), len(index))
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for b, (frames, labels) in enumerate(data.batches(config.batch_size, order, device, epoch=epoch)):
+    batches = data.batches(config.batch_size, order, device, epoch=epoch, shard=ranks.shard)
+    for b, (frames, labels) in enumerate(batches):
+        index = order[b * config.batch_size:(b + 1) * config.batch_size]  # the global batch
         opt.zero_grad(set_to_none=True)
         with SavedTensorMeter(exclude=params) as meter:
-            result = train_batch(model, heads, state.plan.boundaries, frames, labels, temporal=temporal,
+            group_heads, bounds, frames = ranks.stage_inputs(heads, state.plan.boundaries, frames)
+            result = train_batch(model, group_heads, bounds, frames, labels, temporal=temporal,
                                  mse_weight=config.mse_weight, autocast=autocast,
-                                 on_step=online_step if config.online else None)
+                                 on_step=online_step if config.online else None, keep_outputs=ranks.keep_outputs)
+            result = ranks.stage_result(result, len(state.plan.boundaries))
         peak_act = max(peak_act, meter.peak)
         if not config.online:
+            ranks.reduce_gradients(modules, len(labels), len(index))
             opt.step()
         state.scheduler.step()
         if not math.isfinite(result.loss):
@@ -207,6 +220,7 @@ def run_epoch(state: TrainState, data: TensorData | FrameData, config: TrainConf
         seen += len(labels)
         if progress is not None:
             progress(b + 1, n_batches)
+    loss_sum, subnet_sum, correct, seen = ranks.reduce_metrics(loss_sum, subnet_sum, correct, seen)
     bad = next((name for name, p in _named_parameters(state) if not bool(torch.isfinite(p).all())), None)
     if bad is not None:
         raise TrainingDiverged(f"training diverged at epoch {epoch + 1}: parameter {bad} is no longer finite after "
@@ -271,16 +285,20 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
     ``data = (train, test, stream)`` bypasses the data-set loader (tests, custom data).
     ``on_epoch(metrics)`` runs after each epoch's checkpoint (raising there stops the
     run with the checkpoint intact). ``progress(epoch, batch, batches)`` reports batches.
+    Launched by torchrun, each rank trains its share (:mod:`.distributed`); both callbacks
+    run on every rank, and rank 0 alone writes ``out``.
     """
     out = Path(out)
     device = resolve_device(config.device)
     threads = torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(config.threads or 1)
-    board = TensorBoardLog(out / TENSORBOARD_DIR) if config.tensorboard else None
+    ranks = setup_ranks(device, config.pipeline, config.dist_timeout_s)
+    board = TensorBoardLog(out / TENSORBOARD_DIR) if config.tensorboard and ranks.writer else None
     try:
-        return _train(config, out, device, resume, on_epoch, progress, data, board)
+        return _train(config, out, ranks.device, resume, on_epoch, progress, data, ranks, board)
     finally:
+        teardown_ranks(ranks)
         torch.set_num_threads(threads)
         if board is not None:
             board.close()
@@ -288,7 +306,8 @@ def train(config: TrainConfig, out: str | Path, *, resume: bool = False,
 
 def _train(config: TrainConfig, out: Path, device: torch.device, resume: bool, on_epoch: EpochCallback | None,
            progress: Callable[[int, int, int], None] | None,
-           data: tuple[TensorData, TensorData, StreamInfo] | None, board: TensorBoardLog | None = None) -> TrainResult:
+           data: tuple[TensorData, TensorData, StreamInfo] | None, ranks: Ranks,
+           board: TensorBoardLog | None = None) -> TrainResult:
     check_writable(out)  # before the data and the first epoch: --out may be a file or read-only
     _check_tensorboard(config)
     if data is None:
@@ -303,29 +322,37 @@ def _train(config: TrainConfig, out: Path, device: torch.device, resume: bool, o
     num_classes = len(stream.class_names) if stream.class_names else int(train_data.labels.max()) + 1
     batches = math.ceil(len(train_data) / config.batch_size)
     ckpt = resume_from(out, config, resume)
-    for folder in (out, RunFolder(out).checkpoint_dir, out / BEST_DIR):
+    for folder in (out, RunFolder(out).checkpoint_dir, out / BEST_DIR) if ranks.writer else ():
         remove_temp_files(folder)  # left by a kill mid-write
     if ckpt is None:
         state = build_state(config, input_shape, num_classes, batches, device, dt_us=stream.dt_us)
     else:
         state = ckpt.restore(_finish_state(config, ckpt.model, ckpt.plan, batches, device))
-        if state.epoch:
-            _write_epoch(out, state, stream, config)  # a kill during them may have left some stale
+    ranks.start(state)  # after every rank has read the checkpoint
+    if ckpt is not None and state.epoch and ranks.writer:
+        _write_epoch(out, state, stream, config)  # a kill during them may have left some stale
+    ranks.drop_foreign(state)
     while state.epoch < config.epochs and not stopped_early(state.history, config.patience):
         epoch = state.epoch
         t0 = time.perf_counter()
         lr = state.optimizer.param_groups[0]["lr"]
         loss, acc, subnet_loss, mem = run_epoch(
             state, train_data, config, device, epoch,
-            (lambda b, n: progress(epoch, b, n)) if progress is not None else None)
-        test_acc, exit_acc, rates = evaluate(state.model, state.heads, state.plan.boundaries, test_data, device)
-        val_acc = None if val_data is None else evaluate(state.model, [], [(0, len(state.model.layers))],
-                                                         val_data, device)[0]
+            (lambda b, n: progress(epoch, b, n)) if progress is not None else None, ranks)
+        mem, rank_mem = ranks.memory(mem, state)
+        ranks.gather_state(state)
+        test_acc, exit_acc, rates = ranks.evaluate(evaluate, state.model, state.heads, state.plan.boundaries,
+                                                   test_data, device)
+        val_acc = None if val_data is None else ranks.evaluate(evaluate, state.model, [], [(0, len(state.model.layers))],
+                                                               val_data, device)[0]
         metrics = EpochMetrics(epoch + 1, lr, loss, acc, test_acc, exit_acc, subnet_loss, mem.to_dict(), rates,
-                               time.perf_counter() - t0, val_acc)
+                               time.perf_counter() - t0, rank_memory=rank_mem, val_acc=val_acc)
         state.epoch += 1
         state.history.append(metrics.to_dict())
-        _write_epoch(out, state, stream, config)
+        if ranks.writer:
+            _write_epoch(out, state, stream, config)
+            ranks.drop_foreign(state)
+        ranks.barrier()
         if board is not None:
             board.log(metrics)
         if on_epoch is not None:
