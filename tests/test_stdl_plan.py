@@ -80,17 +80,21 @@ def test_aux_head_is_a_spikingnet_reading_the_subnet_output():
             y, _ = head.step(torch.zeros(3, *head.input_shape), head.init_state(3, "cpu"))
             assert y.shape == (3, 5)
             assert sum(1 for layer in head.layers if layer.stateful) == depth + 1
+    # d = 1 copies the deepest following layer (AugLocal), here the dense one
+    assert [layer.kind for layer in build_aux_head(net, 1, 1).layers if layer.stateful] == ["dense", "readout"]
     # freshly initialised: not the primary model's weights
-    head = build_aux_head(net, 1, 1)
+    head = build_aux_head(net, 1, len(candidate_layers(net, 1)))
     assert head.layers[0].conv.weight.shape == net.layers[1].conv.weight.shape
     assert not torch.equal(head.layers[0].conv.weight, net.layers[1].conv.weight)
 
 
-def test_uniform_sampling_spreads_over_the_remaining_depth():
-    assert sample_uniform(5, 0) == []
-    assert sample_uniform(5, 1) == [0]
-    assert sample_uniform(5, 3) == [0, 2, 4]
-    assert sample_uniform(4, 4) == [0, 1, 2, 3]
+@pytest.mark.parametrize("D, d, offsets", [
+    (5, 0, []), (5, 1, [5]), (5, 2, [2, 5]),  # 2.5 rounds to even
+    (5, 3, [2, 3, 5]), (4, 4, [1, 2, 3, 4]), (3, 2, [2, 3]), (6, 4, [2, 3, 4, 6]), (8, 3, [3, 5, 8]),
+])
+def test_aux_layers_are_the_auglocal_offsets(D, d, offsets):
+    # AugLocal: offsets round(D / d * i), i = 1..d (1 = the next layer); 0-based indices returned
+    assert sample_uniform(D, d) == [o - 1 for o in offsets]
 
 
 def test_aux_depth_is_the_largest_that_fits_the_budget():

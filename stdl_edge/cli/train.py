@@ -71,6 +71,10 @@ def train(
     limit: Optional[int] = typer.Option(None, help="use a class-balanced subset of about this many samples (80/20 train/test)"),
     width: Optional[float] = typer.Option(None, help="channel multiplier of the model (default 1.0)"),
     threads: Optional[int] = typer.Option(None, help="torch CPU threads (default 1: fastest for these small ops)"),
+    temporal_credit: Optional[str] = typer.Option(
+        None, "--temporal-credit", help="none | trace | window: credit to earlier steps in the decoupled methods "
+        "(default window for stdl, none for local/sltt; see docs/stdl.md)"),
+    window: Optional[int] = typer.Option(None, help="steps per backward window of --temporal-credit window (default 2)"),
     config: Optional[Path] = typer.Option(None, help="JSON/TOML file with the same keys; flags override it"),
     out: Path = typer.Option(..., help="run folder to write (model, aux heads, checkpoint, metrics, plots)"),
     resume: bool = typer.Option(False, help="continue the interrupted run in --out from its last checkpoint"),
@@ -83,7 +87,8 @@ def train(
     flags = {"dataset": dataset, "model": model, "method": method, "subnets": subnets,
              "splits": _ints(splits, "--splits"), "epochs": epochs, "batch_size": batch_size, "lr": lr,
              "seed": seed, "steps": steps, "budget_mb": budget_mb, "mse_weight": mse_weight, "online": online,
-             "device": device, "bf16": bf16, "limit": limit, "width": width, "threads": threads}
+             "device": device, "bf16": bf16, "limit": limit, "width": width, "threads": threads,
+             "temporal_credit": temporal_credit, "window": window}
     options.update({k: v for k, v in flags.items() if v is not None})
     cfg = TrainConfig.from_dict(options)
 

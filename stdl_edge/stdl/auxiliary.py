@@ -3,10 +3,11 @@
 Subnetwork ``k < K`` ending before layer ``e`` gets a head made of:
 
 1. freshly initialised copies (same class and hyper-parameters, new weights) of ``d`` of
-   the ``D`` spiking layers that follow it in the primary model, sampled uniformly over
-   the remaining depth: indices ``round(linspace(0, D - 1, d))`` (``d = D`` copies them
-   all, ``d = 1`` the next layer); a pooling layer that follows a chosen layer in the
-   primary model is copied with it;
+   the ``D`` spiking layers that follow it in the primary model, AugLocal's uniform rule:
+   the layers at offsets ``round(D / d * i)``, ``i = 1..d`` (offset 1 is the next layer), so
+   the deepest following layer is always one of them (``d = D`` copies them all, ``d = 1``
+   the deepest); strides are kept, so spatial sizes follow the primary network, and a
+   pooling layer that follows a chosen layer in the primary model is copied with it;
 2. ``Flatten`` where the tensor is still spatial, after average pooling by the smallest
    kernel that leaves at most :data:`MAX_READOUT_FEATURES` values (up to global pooling);
 3. a fresh :class:`~stdl_edge.layers.Readout`.
@@ -37,7 +38,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..layers import AvgPool2d, Flatten, Layer, Readout
@@ -56,12 +56,12 @@ def candidate_layers(model: SpikingNet, stop: int) -> list[int]:
 
 
 def sample_uniform(num: int, depth: int) -> list[int]:
-    """``depth`` of ``range(num)`` spread uniformly over it (first one always included)."""
+    """AugLocal's offsets ``round(num / depth * i)``, ``i = 1..depth``, as 0-based indices into
+    ``range(num)``: ``depth`` of the ``num`` following layers, the last one always included.
+    ``round`` is Python's (halves to even); offsets are distinct since ``num / depth >= 1``."""
     if not 0 <= depth <= num:
         raise ValueError(f"aux depth {depth} is outside 0..{num}")
-    if depth == 0:
-        return []
-    return sorted({int(round(v)) for v in np.linspace(0, num - 1, depth)})
+    return [int(round(num / depth * i)) - 1 for i in range(1, depth + 1)]
 
 
 #: largest flattened map a head's readout reads directly (8192 x classes weights); larger

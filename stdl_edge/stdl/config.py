@@ -15,6 +15,12 @@ import torch
 from ..checks import boolean, number, table, text, whole, wholes
 from ..models import ARCHS
 from .auxiliary import METHODS
+from .engine import TEMPORAL_CREDITS
+
+#: the temporal credit ``stdl`` trains with when none is given (the evidence: docs/stdl.md)
+STDL_CREDIT = "window"
+#: steps per window of ``temporal_credit='window'`` when none is given
+DEFAULT_WINDOW = 2
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,11 @@ class TrainConfig:
     limit: use a class-balanced subset of about ``limit`` samples of the data set (quick runs;
         split 80/20 into train and test like the full set; generated and cached on its own).
     width: channel multiplier of the model.
+    temporal_credit: how a decoupled method credits earlier steps: 'none' (state detached every
+        step), 'trace' (presynaptic eligibility traces) or 'window' (BPTT inside windows of
+        ``window`` steps); see :mod:`.engine`. None = :data:`STDL_CREDIT` for stdl, 'none' for
+        local and sltt; bptt takes only 'none' (it credits all of T).
+    window: steps per window of 'window' (None = :data:`DEFAULT_WINDOW`); only with 'window'.
     threads: torch CPU threads while training (None = 1 on CPU: the per-step, per-subnetwork
         ops are small, and on a shared 2-core machine 2 threads measured 10-36x slower than 1
         from oversubscription; see docs/stdl.md). Restored afterwards. Ignored on CUDA.
@@ -67,6 +78,8 @@ class TrainConfig:
     limit: int | None = None
     width: float = 1.0
     threads: int | None = None
+    temporal_credit: str | None = None
+    window: int | None = None
 
     def __post_init__(self) -> None:
         """Check every option (type and range, one line naming it) and normalise it (``2.0`` -> 2)."""
@@ -77,11 +90,25 @@ class TrainConfig:
         if self.subnets is None:
             k = len(self.splits) + 1 if self.splits else (4 if self.method in ("stdl", "local") else 1)
             object.__setattr__(self, "subnets", k)
+        self._resolve_credit()
         if self.device != "auto":
             try:
                 torch.device(self.device)
             except RuntimeError:
                 raise ValueError(f"--device {self.device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
+
+    def _resolve_credit(self) -> None:
+        credit = self.temporal_credit
+        if credit is None:
+            credit = STDL_CREDIT if self.method == "stdl" else "none"
+        if self.method == "bptt" and credit != "none":
+            raise ValueError(f"--temporal-credit {credit} is for the decoupled methods; bptt credits every step "
+                             "already (drop it, or use --method sltt/local/stdl)")
+        if self.window is not None and credit != "window":
+            raise ValueError(f"--window {self.window} is only used with --temporal-credit window (it is {credit})")
+        object.__setattr__(self, "temporal_credit", credit)
+        if credit == "window" and self.window is None:
+            object.__setattr__(self, "window", DEFAULT_WINDOW)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -111,6 +138,7 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "dt_us": partial(whole, minimum=1), "budget_mb": partial(number, above=0),
     "mse_weight": partial(number, minimum=0), "online": boolean, "device": text, "bf16": boolean,
     "limit": partial(whole, minimum=1), "width": partial(number, above=0), "threads": partial(whole, minimum=1),
+    "temporal_credit": partial(text, choices=TEMPORAL_CREDITS), "window": partial(whole, minimum=1),
 }
 #: options where None means "the default"
-_OPTIONAL = ("subnets", "steps", "dt_us", "budget_mb", "limit", "threads")
+_OPTIONAL = ("subnets", "steps", "dt_us", "budget_mb", "limit", "threads", "temporal_credit", "window")

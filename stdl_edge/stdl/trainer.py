@@ -142,7 +142,7 @@ def run_epoch(state: TrainState, data: TensorData, config: TrainConfig, device: 
     n_batches = math.ceil(len(data) / config.batch_size)
     loss_sum, correct, seen = 0.0, 0, 0
     subnet_sum = [0.0] * len(state.plan.boundaries)
-    peak_act = 0
+    peak_act = peak_state = 0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     opt = state.optimizer
@@ -157,9 +157,11 @@ def run_epoch(state: TrainState, data: TensorData, config: TrainConfig, device: 
         opt.zero_grad(set_to_none=True)
         with SavedTensorMeter(exclude=params) as meter:
             result = train_batch(model, heads, state.plan.boundaries, frames, labels, temporal=temporal,
+                                 credit=config.temporal_credit, window=config.window or 1,
                                  mse_weight=config.mse_weight, autocast=autocast,
                                  on_step=online_step if config.online else None)
         peak_act = max(peak_act, meter.peak)
+        peak_state = max(peak_state, result.state_bytes)
         if not config.online:
             opt.step()
         state.scheduler.step()
@@ -179,7 +181,7 @@ def run_epoch(state: TrainState, data: TensorData, config: TrainConfig, device: 
                                "into a new --out")
     memory = MemoryReport(
         # every parameter gets a gradient of its own size during the step
-        activation_bytes=peak_act, param_bytes=param_bytes(params), grad_bytes=param_bytes(params),
+        activation_bytes=peak_act, state_bytes=peak_state, param_bytes=param_bytes(params), grad_bytes=param_bytes(params),
         optimizer_bytes=optimizer_bytes(opt),
         cuda_max_allocated=torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0)
     return loss_sum / n_batches, correct / max(seen, 1), [s / n_batches for s in subnet_sum], memory
