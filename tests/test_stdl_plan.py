@@ -157,3 +157,29 @@ def test_plan_command_prints_the_table():
         assert word in result.output
     bad = CliRunner().invoke(app, ["plan", "--input", "2,16"])
     assert bad.exit_code != 0
+
+
+def test_plan_says_which_layers_were_chosen_and_why():
+    net = _net()  # dvs-cnn: conv conv conv | flatten dense readout
+    roomy = make_plan(net, "stdl", 4, batch=4, budget_mb=1e4)
+    first = roomy.subnets[0]
+    assert (first.aux_candidates, first.aux_source, first.rejected) == (3, [1, 2, 4], [])
+    assert first.why() == "d=3 of D=3: offsets round(3/3*i) = 1,2,3"
+    tight = make_plan(net, "stdl", 4, batch=4)
+    for s in tight.subnets[:-1]:
+        assert s.why().startswith(f"d={s.aux_depth} of D={s.aux_candidates}")
+        assert all(depth > s.aux_depth and nbytes > tight.budget_bytes for depth, nbytes in s.rejected)
+        assert [depth for depth, _ in s.rejected] == list(range(s.aux_candidates, s.aux_depth, -1))
+    assert tight.subnets[-1].why() == "last subnetwork: the model's readout"
+    assert tight.to_dict()["subnets"][0]["why"] == tight.subnets[0].why()
+
+
+def test_plan_command_shows_the_reason():
+    from typer.testing import CliRunner
+
+    from stdl_edge.cli import app
+
+    result = CliRunner().invoke(app, ["plan", "--input", "2,16,16", "--batch", "4", "--budget-mb", "10000"],
+                                env={"COLUMNS": "240"})
+    assert result.exit_code == 0, result.output
+    assert "d=3 of D=3: offsets round(3/3*i) = 1,2,3" in result.output

@@ -166,7 +166,8 @@ def plan(
     table = Table(title=f"{method} plan of {model} {tuple(shape)}, batch {batch}: one time step, "
                         f"budget {_mib(p.budget_bytes)} MiB")
     for col, justify in (("k", "right"), ("subnetwork", "left"), ("auxiliary head", "left"),
-                         ("act", "right"), ("+aux act", "right"), ("+aux train", "right"), ("fits", "center")):
+                         ("act", "right"), ("+aux act", "right"), ("+aux train", "right"), ("fits", "center"),
+                         ("why", "left")):
         table.add_column(col, justify=justify)
     names = net.layer_names()
     for s in p.subnets:
@@ -182,8 +183,9 @@ def plan(
             aux = aux.lstrip(" +") if not s.aux_source else aux
         table.add_row(str(s.index), " ".join(s.layers), aux, _mib(s.subnet.activation_bytes),
                       _mib(s.total.activation_bytes), _mib(s.total.training_bytes),
-                      "[green]yes[/]" if s.fits else "[red]no[/]")
+                      "[green]yes[/]" if s.fits else "[red]no[/]", s.why())
     console.print(table)
     console.print("MiB for one decoupled step: 'act' = tensors saved for backward (exact), "
                   "'train' = act + 4 x parameter bytes (weights, gradients, Adam moments). "
-                  f"Aux depth: the largest uniform subset of the following layers within {_mib(p.budget_bytes)} MiB.")
+                  f"Aux depth d: the largest whose head fits {_mib(p.budget_bytes)} MiB; its layers are AugLocal's "
+                  "offsets round(D/d*i), i = 1..d, among the D spiking layers that follow (1 = the next one).")

@@ -127,6 +127,7 @@ class SubnetPlan:
     aux_source: primary-model indices of the layers copied into the head ([] = pooled linear head).
     aux_candidates: how many spiking layers follow (the largest possible depth).
     subnet: cost of the subnetwork alone; total: subnetwork + head (what must fit the budget).
+    rejected: ``(depth, training bytes)`` of each deeper head tried that did not fit (deepest first).
     """
 
     index: int
@@ -139,9 +140,30 @@ class SubnetPlan:
     subnet: StepCost
     total: StepCost
     fits: bool
+    rejected: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def aux_depth(self) -> int:
+        return len(self.aux_source)
+
+    def why(self) -> str:
+        """One line: the depth chosen, the AugLocal offsets it gives, and what a deeper head needed."""
+        if not self.aux_candidates:
+            return "last subnetwork: the model's readout"
+        d, D = self.aux_depth, self.aux_candidates
+        text = f"d={d} of D={D}"
+        if d:
+            offsets = ",".join(str(int(round(D / d * i))) for i in range(1, d + 1))
+            text += f": offsets round({D}/{d}*i) = {offsets}"
+        if self.rejected:
+            depth, nbytes = self.rejected[-1]
+            text += f"; d={depth} needs {nbytes / MIB:.2f} MiB > budget"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["rejected"] = [list(r) for r in self.rejected]
+        d["why"] = self.why()
         d["subnet"]["training_bytes"] = self.subnet.training_bytes
         d["total"]["training_bytes"] = self.total.training_bytes
         return d
@@ -205,6 +227,7 @@ def make_plan(model: SpikingNet, method: str = "stdl", subnets: int = 4, splits:
         head: SpikingNet | None = None
         source: list[int] = []
         total = alone[k]
+        rejected: list[tuple[int, int]] = []
         if not last:
             depths = range(len(candidates), -1, -1) if method == "stdl" else [0]
             for depth in depths:
@@ -214,10 +237,11 @@ def make_plan(model: SpikingNet, method: str = "stdl", subnets: int = 4, splits:
                 total = measure_step(model, a, b, batch, head=head, device=device)
                 if total.training_bytes <= budget:
                     break
+                rejected.append((depth, total.training_bytes))
             plan.heads.append(head)
         aux_names = _layer_names(head) if head is not None else []
         plan.subnets.append(SubnetPlan(k, a, b, _layer_names(model, a, b), aux_names, source,
                                        0 if last else len(candidates), alone[k], total,
-                                       total.training_bytes <= budget))
+                                       total.training_bytes <= budget, rejected))
     return plan
 

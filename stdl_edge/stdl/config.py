@@ -46,8 +46,8 @@ class TrainConfig:
     width: channel multiplier of the model.
     temporal_credit: how a decoupled method credits earlier steps: 'none' (state detached every
         step), 'trace' (presynaptic eligibility traces) or 'window' (BPTT inside windows of
-        ``window`` steps); see :mod:`.engine`. None = :data:`STDL_CREDIT` for stdl, 'none' for
-        local and sltt; bptt takes only 'none' (it credits all of T).
+        ``window`` steps); see :mod:`.engine`. None = the method's default (:attr:`credit`):
+        :data:`STDL_CREDIT` for stdl, 'none' for local and sltt; bptt credits all of T.
     window: steps per window of 'window' (None = :data:`DEFAULT_WINDOW`); only with 'window'.
     threads: torch CPU threads while training (None = 1 on CPU: the per-step, per-subnetwork
         ops are small, and on a shared 2-core machine 2 threads measured 10-36x slower than 1
@@ -90,25 +90,34 @@ class TrainConfig:
         if self.subnets is None:
             k = len(self.splits) + 1 if self.splits else (4 if self.method in ("stdl", "local") else 1)
             object.__setattr__(self, "subnets", k)
-        self._resolve_credit()
+        self._check_credit()
         if self.device != "auto":
             try:
                 torch.device(self.device)
             except RuntimeError:
                 raise ValueError(f"--device {self.device!r} is not a torch device; use auto, cpu, cuda or cuda:N") from None
 
-    def _resolve_credit(self) -> None:
-        credit = self.temporal_credit
-        if credit is None:
-            credit = STDL_CREDIT if self.method == "stdl" else "none"
-        if self.method == "bptt" and credit != "none":
-            raise ValueError(f"--temporal-credit {credit} is for the decoupled methods; bptt credits every step "
-                             "already (drop it, or use --method sltt/local/stdl)")
-        if self.window is not None and credit != "window":
-            raise ValueError(f"--window {self.window} is only used with --temporal-credit window (it is {credit})")
-        object.__setattr__(self, "temporal_credit", credit)
-        if credit == "window" and self.window is None:
-            object.__setattr__(self, "window", DEFAULT_WINDOW)
+    @property
+    def credit(self) -> str:
+        """The temporal credit the run uses (``temporal_credit`` or the method's default)."""
+        if self.temporal_credit is not None:
+            return self.temporal_credit
+        return STDL_CREDIT if self.method == "stdl" else "none"
+
+    @property
+    def credit_window(self) -> int:
+        """Steps per window of ``credit == 'window'`` (1 otherwise: unused)."""
+        if self.credit != "window":
+            return 1
+        return self.window if self.window is not None else DEFAULT_WINDOW
+
+    def _check_credit(self) -> None:
+        if self.method == "bptt" and self.temporal_credit not in (None, "none"):
+            raise ValueError(f"--temporal-credit {self.temporal_credit} is for the decoupled methods; bptt credits "
+                             "every step already (drop it, or use --method sltt/local/stdl)")
+        if self.window is not None and self.credit != "window":
+            raise ValueError(f"--window {self.window} is only used with --temporal-credit window "
+                             f"(it is {self.credit})")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

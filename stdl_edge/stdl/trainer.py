@@ -157,7 +157,7 @@ def run_epoch(state: TrainState, data: TensorData, config: TrainConfig, device: 
         opt.zero_grad(set_to_none=True)
         with SavedTensorMeter(exclude=params) as meter:
             result = train_batch(model, heads, state.plan.boundaries, frames, labels, temporal=temporal,
-                                 credit=config.temporal_credit, window=config.window or 1,
+                                 credit=config.credit, window=config.credit_window,
                                  mse_weight=config.mse_weight, autocast=autocast,
                                  on_step=online_step if config.online else None)
         peak_act = max(peak_act, meter.peak)
@@ -319,6 +319,7 @@ def _save(out: Path, state: TrainState, stream: StreamInfo, config: TrainConfig)
     save_run(out, state.model, stream, state.plan.boundaries, state.heads, {
         "method": config.method,
         "temporal_decoupling": state.plan.temporal,
+        "temporal_credit": {"rule": config.credit, "window": config.credit_window} if state.plan.temporal else None,
         "plan": state.plan_record,
         "train": config.to_dict(),
         "results": {"epochs": state.epoch, "test_acc": last["test_acc"], "exit_acc": last["exit_acc"],
