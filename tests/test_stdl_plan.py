@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from stdl_edge.cli import app
 from stdl_edge.models import ModelConfig, SpikingNet, build_model
-from stdl_edge.stdl.auxiliary import build_aux_head, candidate_layers, make_plan, sample_uniform
+from stdl_edge.stdl.auxiliary import DEFAULT_BUDGET_FACTOR, build_aux_head, candidate_layers, make_plan, sample_uniform
 from stdl_edge.stdl.memory import MIB
 from stdl_edge.stdl.partition import (balanced_boundaries, boundaries_from_splits, measure_step, partition,
                                       units_of)
@@ -123,12 +123,16 @@ def test_aux_depth_is_the_largest_that_fits_the_budget():
     assert big.heads[0].layers[0].kernel_size == 2  # the least pooling under MAX_READOUT_FEATURES
 
 
-def test_default_budget_is_the_largest_subnet_alone():
+def test_default_budget_is_twice_the_largest_subnet_alone():
     net = _net()
     plan = make_plan(net, "stdl", 4, batch=8)
-    assert plan.budget_bytes == max(s.subnet.training_bytes for s in plan.subnets)
+    assert plan.budget_bytes == DEFAULT_BUDGET_FACTOR * max(s.subnet.training_bytes for s in plan.subnets)
     assert all(s.fits for s in plan.subnets)
     assert len(plan.heads) == 3
+    # at 1x, AugLocal's deepest layer (the dense copy) fits no head of dvs-cnn: stdl would be local
+    tight = make_plan(net, "stdl", 4, batch=8, budget_mb=plan.budget_bytes / DEFAULT_BUDGET_FACTOR / 2 ** 20)
+    assert [s.aux_depth for s in tight.subnets[:-1]] == [0, 0, 0]
+    assert [s.aux_depth for s in plan.subnets[:-1]] == [3, 2, 1]
 
 
 def test_baselines_take_one_subnetwork():

@@ -63,7 +63,7 @@ def train(
     seed: Optional[int] = typer.Option(None, help="seed of weights, heads and data order (default 0)"),
     steps: Optional[int] = typer.Option(None, help="time steps T per sample (default: the data set's)"),
     budget_mb: Optional[float] = typer.Option(None, "--budget-mb",
-                                              help="memory budget of subnet + aux head, MiB (default: largest subnet)"),
+                                              help="memory budget of subnet + aux head, MiB (default: 2 x the largest subnet)"),
     mse_weight: Optional[float] = typer.Option(None, "--mse-weight", help="weight of the MSE(logits, one-hot) term"),
     online: Optional[bool] = typer.Option(None, "--online/--per-batch", help="optimizer step per time step"),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda[:N] (default auto)"),
