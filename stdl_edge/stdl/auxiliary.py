@@ -2,7 +2,8 @@
 
 Subnetwork ``k < K`` ending before layer ``e`` gets a head made of:
 
-1. freshly initialised copies (same class and hyper-parameters, new weights) of ``d`` of
+1. freshly initialised copies (same class and hyper-parameters, new weights drawn as the
+   primary network's, :func:`~stdl_edge.models.spiking_init`) of ``d`` of
    the ``D`` spiking layers that follow it in the primary model, AugLocal's uniform rule:
    the layers at offsets ``round(D / d * i)``, ``i = 1..d`` (offset 1 is the next layer), so
    the deepest following layer is always one of them (``d = D`` copies them all, ``d = 1``
@@ -47,7 +48,7 @@ import torch
 
 from ..layers import AvgPool2d, Flatten, Layer, Readout
 from ..layerspec import copy_layer, net_from_layers
-from ..models import SpikingNet
+from ..models import SpikingNet, spiking_init
 from .memory import MIB
 from .partition import Boundaries, StepCost, measure_step, partition
 
@@ -124,7 +125,8 @@ def _build_head(model: SpikingNet, stop: int, depth: int) -> tuple[SpikingNet, l
     layers += _reduce(shape)
     shape = tuple(layers[-1].out_shape) if layers else shape
     layers.append(Readout(shape[0], model.num_classes))
-    return net_from_layers(layers, model), copied
+    # the primary network's initialisation: torch's default leaves copies two deep silent
+    return net_from_layers(spiking_init(layers, model.config), model), copied
 
 
 @dataclass(frozen=True)
