@@ -1,8 +1,5 @@
 """The STDL training step: pure functions over (model, heads, boundaries, batch).
 
-Long file: the one training step of every method (chunked forward, the three temporal-credit
-rules, the traced synapse they need) and its evaluation twin; they share the layer dispatch.
-
 One batch ``frames (T, B, ...)``, ``labels (B,)``. For subnetwork ``k`` at step ``t`` with
 logits ``z[k, t]`` (its head's readout, or the model's readout for the last one)::
 
@@ -141,7 +138,8 @@ def presynaptic_trace(x: torch.Tensor, carry: tuple[torch.Tensor, torch.Tensor] 
         e[t] = (1 - a_v) e[t-1] + q[t]        # the voltage's kernel
 
     so ``e[t] = dv[t]/dW`` of a neuron without reset: ``v[t] = sum_tau k[t - tau] W x[tau]``
-    with CUBA's double-exponential kernel ``k``. Returns ``(e (C, B, ...), (q, e) at the last step)``.
+    with CUBA's double-exponential kernel ``k``. Returns ``(e (C, B, ...), (q, e) at the last step)``
+    (``q`` a scalar 0 when ``a_u = 1``: it is not carried then).
     """
     p = layer.neuron
     with torch.no_grad():
@@ -151,7 +149,8 @@ def presynaptic_trace(x: torch.Tensor, carry: tuple[torch.Tensor, torch.Tensor] 
             q = x_t if p.current_decay == 1.0 else (1.0 - p.current_decay) * q + x_t
             e = q if p.voltage_decay == 1.0 else (1.0 - p.voltage_decay) * e + q
             out.append(e)
-        return torch.stack(out), (q, e)
+        # q[t-1] is not read when a_u = 1 (q = x): carry an empty one, not a copy of the input
+        return torch.stack(out), (q if p.current_decay != 1.0 else e.new_zeros(()), e)
 
 
 # ------------------------------------------------------------------------ chunked forward
