@@ -1,19 +1,23 @@
-"""Peak training memory of stdl, local, sltt and bptt vs time steps T and subnetworks K.
+"""Peak training memory of stdl, local, sltt and bptt vs T, K and the temporal credit.
 
     .venv/bin/python benchmarks/memory.py [--batch 32] [--steps 4,8,16,32] [--subnets 1,2,4]
                                           [--models dvs-cnn,vgg11] [--quick]
 
-For every model, method, K and T: one real training batch (``stdl_edge.stdl.engine.train_batch``,
-random binary event frames at 15 % density; activation memory does not depend on the
-values) under :class:`~stdl_edge.stdl.memory.SavedTensorMeter`, then one Adam step:
+For every model, setting (method and temporal credit: ``stdl:window2`` is stdl with
+``--temporal-credit window --window 2``; a bare name is the method's default), K and T:
+one real training batch (``stdl_edge.stdl.engine.train_batch``, random binary event frames
+at 15 % density; activation memory does not depend on the values) under
+:class:`~stdl_edge.stdl.memory.SavedTensorMeter`, then one Adam step:
 
-- activations: peak bytes of tensors saved for backward (exact, unique storages) over
-  the whole batch (all steps, all subnetworks);
-- total: activations + parameters + gradients + Adam state of the model and its heads.
+- activations: peak bytes of tensors saved for backward (exact) over the whole batch (all
+  steps, all subnetworks);
+- state: the state carried from step to step (neuron states of the model and heads, and
+  the eligibility traces of ``trace``), ``BatchResult.state_bytes``;
+- total: activations + state + parameters + gradients + Adam state of the model and heads.
 
 bptt and sltt have one subnetwork, so they are measured at K = 1 only. Ratios are
-against bptt at the same T. Targets (DESIGN.md section 7): stdl <= 1/4 of bptt at
-T = 8, K = 4; stdl grows <= 1.1x from T = 4 to T = 32. Writes
+against bptt at the same T. Targets (DESIGN.md section 7): stdl (default credit) <= 1/4 of
+bptt at T = 8, K = 4, counting the state; stdl grows <= 1.1x from T = 4 to T = 32. Writes
 ``benchmarks/results/memory.json`` and ``memory.png``. CUDA numbers: benchmarks/gpu_memory.py.
 """
 
@@ -21,9 +25,12 @@ from __future__ import annotations
 
 import argparse
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).parent))  # accuracy.parse_setting, also when imported by gpu_memory.py
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -42,12 +49,16 @@ def measure(model_name: str, method: str, subnets: int, steps: int, batch: int, 
 
     from stdl_edge.models import ModelConfig, build_model
     from stdl_edge.stdl.auxiliary import make_plan
+    from stdl_edge.stdl.config import TrainConfig
     from stdl_edge.stdl.engine import train_batch
     from stdl_edge.stdl.memory import SavedTensorMeter, optimizer_bytes, param_bytes
 
+    from accuracy import parse_setting
+
+    cfg = TrainConfig(**parse_setting(method))
     arch, width, shape = MODELS[model_name]
     model = build_model(ModelConfig(arch=arch, input_shape=shape, num_classes=10, width=width), seed=0)
-    plan = make_plan(model, method, subnets, batch=batch, seed=0)
+    plan = make_plan(model, cfg.method, subnets, batch=batch, seed=0)
     model.to(device)
     for h in plan.heads:
         h.to(device)
@@ -63,17 +74,20 @@ def measure(model_name: str, method: str, subnets: int, steps: int, batch: int, 
         base = torch.cuda.memory_allocated()
     t0 = time.perf_counter()
     with SavedTensorMeter(exclude=params) as meter:
-        train_batch(model, plan.heads, plan.boundaries, frames, labels, temporal=plan.temporal)
+        result = train_batch(model, plan.heads, plan.boundaries, frames, labels, temporal=plan.temporal,
+                             credit=cfg.credit, window=cfg.credit_window)
     opt.step()
     seconds = time.perf_counter() - t0
     p = param_bytes(params)
-    row = {"model": model_name, "method": method, "K": len(plan.boundaries), "T": steps, "batch": batch,
+    row = {"model": model_name, "method": method, "credit": cfg.credit if plan.temporal else "bptt",
+           "window": cfg.credit_window, "K": len(plan.boundaries), "T": steps, "batch": batch,
            "boundaries": [list(b) for b in plan.boundaries],
            "aux_layers": [len(s.aux_source) for s in plan.subnets[:-1]],
-           "activation_bytes": meter.peak, "param_bytes": p, "grad_bytes": p,
+           "activation_bytes": meter.peak, "state_bytes": result.state_bytes, "param_bytes": p, "grad_bytes": p,
            "optimizer_bytes": optimizer_bytes(opt), "input_bytes": frames.numel() * frames.element_size(),
            "seconds": seconds}
-    row["total_bytes"] = row["activation_bytes"] + row["param_bytes"] + row["grad_bytes"] + row["optimizer_bytes"]
+    row["act_state_bytes"] = row["activation_bytes"] + row["state_bytes"]
+    row["total_bytes"] = row["act_state_bytes"] + row["param_bytes"] + row["grad_bytes"] + row["optimizer_bytes"]
     if cuda:
         torch.cuda.synchronize()
         # everything the step allocated on top of what existed before it (model, heads, the batch)
@@ -82,11 +96,17 @@ def measure(model_name: str, method: str, subnets: int, steps: int, batch: int, 
     return row
 
 
+#: temporal credits measured for the decoupled methods at their largest K
+CREDITS = ("none", "trace", "window2", "window4")
+
+
 def configurations(subnets: list[int]) -> list[tuple[str, int]]:
-    configs = [("bptt", 1), ("sltt", 1)]
+    """(setting, K): bptt; sltt, local and stdl with every credit at the largest K, defaults below it."""
+    configs = [("bptt", 1)] + [(f"sltt:{c}", 1) for c in CREDITS]
     for k in subnets:
         if k > 1:
-            configs += [("local", k), ("stdl", k)]
+            credits = CREDITS if k == max(subnets) else ("none",)
+            configs += [(f"local:{c}", k) for c in credits] + [(f"stdl:{c}", k) for c in credits]
     return configs
 
 
@@ -111,6 +131,7 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         b = ref.get((r["model"], r["T"]))
         if b:
             r["act_vs_bptt"] = r["activation_bytes"] / b["activation_bytes"]
+            r["act_state_vs_bptt"] = r["act_state_bytes"] / b["act_state_bytes"]
             r["total_vs_bptt"] = r["total_bytes"] / b["total_bytes"]
             if "cuda_peak_bytes" in r and b.get("cuda_peak_bytes"):
                 r["cuda_vs_bptt"] = r["cuda_peak_bytes"] / b["cuda_peak_bytes"]
@@ -122,19 +143,20 @@ def add_ratios(rows: list[dict[str, Any]]) -> None:
         lo, hi = group[0], group[-1]
         for r in group:
             r["act_growth_from_T%d" % lo["T"]] = r["activation_bytes"] / lo["activation_bytes"]
+            r["act_state_growth_from_T%d" % lo["T"]] = r["act_state_bytes"] / lo["act_state_bytes"]
             r["total_growth_from_T%d" % lo["T"]] = r["total_bytes"] / lo["total_bytes"]
         del hi
 
 
 def table(rows: list[dict[str, Any]], cuda: bool = False) -> str:
     mib = 2 ** 20
-    head = ("| model | method | K | T | activations MiB | total MiB | act / bptt | total / bptt |"
-            + (" CUDA peak MiB | CUDA / bptt |" if cuda else ""))
+    head = ("| model | setting | K | T | activations MiB | state MiB | act + state / bptt | total MiB | "
+            "total / bptt |" + (" CUDA peak MiB | CUDA / bptt |" if cuda else ""))
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         line = (f"| {r['model']} | {r['method']} | {r['K']} | {r['T']} | {r['activation_bytes'] / mib:.2f} | "
-                f"{r['total_bytes'] / mib:.2f} | {r.get('act_vs_bptt', float('nan')):.3f} | "
-                f"{r.get('total_vs_bptt', float('nan')):.3f} |")
+                f"{r['state_bytes'] / mib:.2f} | {r.get('act_state_vs_bptt', float('nan')):.3f} | "
+                f"{r['total_bytes'] / mib:.2f} | {r.get('total_vs_bptt', float('nan')):.3f} |")
         if cuda:
             line += f" {r.get('cuda_peak_bytes', 0) / mib:.2f} | {r.get('cuda_vs_bptt', float('nan')):.3f} |"
         lines.append(line)
@@ -142,22 +164,23 @@ def table(rows: list[dict[str, Any]], cuda: bool = False) -> str:
 
 
 def targets(rows: list[dict[str, Any]]) -> list[str]:
-    """The two DESIGN.md targets, checked on every model measured."""
+    """The DESIGN.md targets for every stdl setting at K = 4, checked on every model measured."""
     out = []
     for model in sorted({r["model"] for r in rows}):
         at = {(r["method"], r["K"], r["T"]): r for r in rows if r["model"] == model}
-        s8, b8 = at.get(("stdl", 4, 8)), at.get(("bptt", 1, 8))
-        if s8 and b8:
-            for key, label in (("activation_bytes", "activations"), ("total_bytes", "total")):
-                ratio = s8[key] / b8[key]
-                out.append(f"{model}: stdl K=4 / bptt at T=8, {label}: {ratio:.3f} "
-                           f"({'meets' if ratio <= 0.25 else 'misses'} <= 0.25)")
-        s4, s32 = at.get(("stdl", 4, 4)), at.get(("stdl", 4, 32))
-        if s4 and s32:
-            for key, label in (("activation_bytes", "activations"), ("total_bytes", "total")):
-                g = s32[key] / s4[key]
-                out.append(f"{model}: stdl K=4 growth T=4 -> 32, {label}: {g:.3f}x "
-                           f"({'meets' if g <= 1.1 else 'misses'} <= 1.1x)")
+        b8 = at.get(("bptt", 1, 8))
+        for setting in dict.fromkeys(r["method"] for r in rows if r["method"].startswith("stdl") and r["K"] == 4):
+            s8, s4, s32 = (at.get((setting, 4, t)) for t in (8, 4, 32))
+            for key, label in (("act_state_bytes", "activations + state"), ("total_bytes", "total")):
+                if s8 and b8:
+                    ratio = s8[key] / b8[key]
+                    out.append(f"{model}: {setting} K=4 / bptt at T=8, {label}: {ratio:.3f} "
+                               f"({'meets' if ratio <= 0.25 else 'misses'} <= 1/4"
+                               f"{', reaches 1/10' if ratio <= 0.1 else ''})")
+                if s4 and s32:
+                    g = s32[key] / s4[key]
+                    out.append(f"{model}: {setting} K=4 growth T=4 -> 32, {label}: {g:.3f}x "
+                               f"({'meets' if g <= 1.1 else 'misses'} <= 1.1x)")
         b4, b32 = at.get(("bptt", 1, 4)), at.get(("bptt", 1, 32))
         if b4 and b32:
             out.append(f"{model}: bptt growth T=4 -> 32, activations: "

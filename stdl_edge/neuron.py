@@ -145,6 +145,8 @@ def detach_state(state: Any) -> Any:
 
 def _triangle(x: torch.Tensor, w: float) -> torch.Tensor:
     """Triangle pseudo-derivative ``max(0, 1 - |x|/w) / w`` (integrates to 1)."""
+    if w == 1.0:  # the default: two full-tensor passes fewer
+        return torch.clamp(1.0 - x.abs(), min=0.0)
     return torch.clamp(1.0 - x.abs() / w, min=0.0) / w
 
 
@@ -157,29 +159,34 @@ _PSEUDO_DERIVATIVES = {"triangle": _triangle, "atan": _atan}
 
 
 class _Spike(torch.autograd.Function):
-    """Heaviside forward, the selected pseudo-derivative backward. ``x = (v - theta) / theta``."""
+    """``s = H(v - theta)`` forward; backward ``ds/dv = g((v - theta) / theta) / theta`` with the
+    selected pseudo-derivative ``g``. The normalisation runs in the backward only (and not at
+    all for ``theta = 1``), so the forward is one comparison."""
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, surrogate: str, width: float) -> torch.Tensor:
-        ctx.save_for_backward(x)
-        ctx.surrogate, ctx.width = surrogate, width
-        return (x > 0).to(x.dtype)
+    def forward(ctx, v: torch.Tensor, theta: float, surrogate: str, width: float) -> torch.Tensor:
+        ctx.save_for_backward(v)
+        ctx.theta, ctx.surrogate, ctx.width = theta, surrogate, width
+        return (v > theta).to(v.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        (x,) = ctx.saved_tensors
-        return grad * _PSEUDO_DERIVATIVES[ctx.surrogate](x, ctx.width), None, None
+        (v,) = ctx.saved_tensors
+        theta = ctx.theta
+        x = v - theta if theta == 1.0 else (v - theta) / theta
+        g = _PSEUDO_DERIVATIVES[ctx.surrogate](x, ctx.width)
+        return (grad * g if theta == 1.0 else grad * g / theta), None, None, None
 
 
-def spike_fn(x: torch.Tensor, params: CubaParams) -> torch.Tensor:
-    """Heaviside ``H(x) = [x > 0]`` with the surrogate gradient of ``params``.
+def spike_fn(v: torch.Tensor, params: CubaParams) -> torch.Tensor:
+    """Heaviside ``H(v - theta) = [v > theta]`` with the surrogate gradient of ``params``.
 
-    ``x = (v - theta) / theta`` so the surrogate width is in units of the threshold.
+    The surrogate reads ``x = (v - theta) / theta``, so its width is in units of the threshold.
     Outside autograd (export, inference) it is a plain comparison.
     """
-    if not (torch.is_grad_enabled() and x.requires_grad) or torch.jit.is_tracing():
-        return (x > 0).to(x.dtype)
-    return _Spike.apply(x, params.surrogate, params.surrogate_width)
+    if not (torch.is_grad_enabled() and v.requires_grad) or torch.jit.is_tracing():
+        return (v > params.threshold).to(v.dtype)
+    return _Spike.apply(v, params.threshold, params.surrogate, params.surrogate_width)
 
 
 def cuba_subthreshold(i: torch.Tensor, state: CubaState, params: CubaParams) -> tuple[torch.Tensor, torch.Tensor]:
@@ -211,7 +218,7 @@ def cuba_step(i: torch.Tensor, state: CubaState, params: CubaParams) -> tuple[to
     """
     u, v = cuba_subthreshold(i, state, params)
     if params.spiking:
-        s = spike_fn((v - params.threshold) / params.threshold, params)
+        s = spike_fn(v, params)
     else:
         s = torch.zeros_like(v)
     return s, CubaState(u, v, s)

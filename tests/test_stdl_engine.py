@@ -3,7 +3,6 @@ temporal decoupling is exactly BPTT; the memory meter counts what a hand count g
 
 from __future__ import annotations
 
-import pytest
 import torch
 from torch.nn import functional as F
 

@@ -3,7 +3,6 @@ largest uniform subset of the following layers that fits the budget."""
 
 from __future__ import annotations
 
-import itertools
 
 import pytest
 import torch
@@ -11,7 +10,7 @@ from typer.testing import CliRunner
 
 from stdl_edge.cli import app
 from stdl_edge.models import ModelConfig, SpikingNet, build_model
-from stdl_edge.stdl.auxiliary import build_aux_head, candidate_layers, make_plan, sample_uniform
+from stdl_edge.stdl.auxiliary import DEFAULT_BUDGET_FACTOR, build_aux_head, candidate_layers, make_plan, sample_uniform
 from stdl_edge.stdl.memory import MIB
 from stdl_edge.stdl.partition import (balanced_boundaries, boundaries_from_splits, measure_step, partition,
                                       units_of)
@@ -80,17 +79,21 @@ def test_aux_head_is_a_spikingnet_reading_the_subnet_output():
             y, _ = head.step(torch.zeros(3, *head.input_shape), head.init_state(3, "cpu"))
             assert y.shape == (3, 5)
             assert sum(1 for layer in head.layers if layer.stateful) == depth + 1
+    # d = 1 copies the deepest following layer (AugLocal), here the dense one
+    assert [layer.kind for layer in build_aux_head(net, 1, 1).layers if layer.stateful] == ["dense", "readout"]
     # freshly initialised: not the primary model's weights
-    head = build_aux_head(net, 1, 1)
+    head = build_aux_head(net, 1, len(candidate_layers(net, 1)))
     assert head.layers[0].conv.weight.shape == net.layers[1].conv.weight.shape
     assert not torch.equal(head.layers[0].conv.weight, net.layers[1].conv.weight)
 
 
-def test_uniform_sampling_spreads_over_the_remaining_depth():
-    assert sample_uniform(5, 0) == []
-    assert sample_uniform(5, 1) == [0]
-    assert sample_uniform(5, 3) == [0, 2, 4]
-    assert sample_uniform(4, 4) == [0, 1, 2, 3]
+@pytest.mark.parametrize("D, d, offsets", [
+    (5, 0, []), (5, 1, [5]), (5, 2, [2, 5]),  # 2.5 rounds to even
+    (5, 3, [2, 3, 5]), (4, 4, [1, 2, 3, 4]), (3, 2, [2, 3]), (6, 4, [2, 3, 4, 6]), (8, 3, [3, 5, 8]),
+])
+def test_aux_layers_are_the_auglocal_offsets(D, d, offsets):
+    # AugLocal: offsets round(D / d * i), i = 1..d (1 = the next layer); 0-based indices returned
+    assert sample_uniform(D, d) == [o - 1 for o in offsets]
 
 
 def test_aux_depth_is_the_largest_that_fits_the_budget():
@@ -119,12 +122,16 @@ def test_aux_depth_is_the_largest_that_fits_the_budget():
     assert big.heads[0].layers[0].kernel_size == 2  # the least pooling under MAX_READOUT_FEATURES
 
 
-def test_default_budget_is_the_largest_subnet_alone():
+def test_default_budget_is_twice_the_largest_subnet_alone():
     net = _net()
     plan = make_plan(net, "stdl", 4, batch=8)
-    assert plan.budget_bytes == max(s.subnet.training_bytes for s in plan.subnets)
+    assert plan.budget_bytes == DEFAULT_BUDGET_FACTOR * max(s.subnet.training_bytes for s in plan.subnets)
     assert all(s.fits for s in plan.subnets)
     assert len(plan.heads) == 3
+    # at 1x, AugLocal's deepest layer (the dense copy) fits no head of dvs-cnn: stdl would be local
+    tight = make_plan(net, "stdl", 4, batch=8, budget_mb=plan.budget_bytes / DEFAULT_BUDGET_FACTOR / 2 ** 20)
+    assert [s.aux_depth for s in tight.subnets[:-1]] == [0, 0, 0]
+    assert [s.aux_depth for s in plan.subnets[:-1]] == [3, 2, 1]
 
 
 def test_baselines_take_one_subnetwork():
@@ -153,3 +160,29 @@ def test_plan_command_prints_the_table():
         assert word in result.output
     bad = CliRunner().invoke(app, ["plan", "--input", "2,16"])
     assert bad.exit_code != 0
+
+
+def test_plan_says_which_layers_were_chosen_and_why():
+    net = _net()  # dvs-cnn: conv conv conv | flatten dense readout
+    roomy = make_plan(net, "stdl", 4, batch=4, budget_mb=1e4)
+    first = roomy.subnets[0]
+    assert (first.aux_candidates, first.aux_source, first.rejected) == (3, [1, 2, 4], [])
+    assert first.why() == "d=3 of D=3: offsets round(3/3*i) = 1,2,3"
+    tight = make_plan(net, "stdl", 4, batch=4)
+    for s in tight.subnets[:-1]:
+        assert s.why().startswith(f"d={s.aux_depth} of D={s.aux_candidates}")
+        assert all(depth > s.aux_depth and nbytes > tight.budget_bytes for depth, nbytes in s.rejected)
+        assert [depth for depth, _ in s.rejected] == list(range(s.aux_candidates, s.aux_depth, -1))
+    assert tight.subnets[-1].why() == "last subnetwork: the model's readout"
+    assert tight.to_dict()["subnets"][0]["why"] == tight.subnets[0].why()
+
+
+def test_plan_command_shows_the_reason():
+    from typer.testing import CliRunner
+
+    from stdl_edge.cli import app
+
+    result = CliRunner().invoke(app, ["plan", "--input", "2,16,16", "--batch", "4", "--budget-mb", "10000"],
+                                env={"COLUMNS": "240"})
+    assert result.exit_code == 0, result.output
+    assert "d=3 of D=3: offsets round(3/3*i) = 1,2,3" in result.output

@@ -79,7 +79,7 @@ def train(
     seed: Optional[int] = typer.Option(None, help="seed of weights, heads and data order (default 0)"),
     steps: Optional[int] = typer.Option(None, help="time steps T per sample (default: the data set's)"),
     budget_mb: Optional[float] = typer.Option(None, "--budget-mb",
-                                              help="memory budget of subnet + aux head, MiB (default: largest subnet)"),
+                                              help="memory budget of subnet + aux head, MiB (default: 2 x the largest subnet)"),
     mse_weight: Optional[float] = typer.Option(None, "--mse-weight", help="weight of the MSE(logits, one-hot) term"),
     online: Optional[bool] = typer.Option(None, "--online/--per-batch", help="optimizer step per time step"),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda[:N] (default auto)"),
@@ -134,6 +134,10 @@ def train(
                                                       "each training a group of subnetworks (default 1)"),
     dist_timeout: Optional[float] = typer.Option(
         None, "--dist-timeout", help="under torchrun: seconds to wait for the other ranks (default 300)"),
+    temporal_credit: Optional[str] = typer.Option(
+        None, "--temporal-credit", help="none | trace | window: credit to earlier steps in the decoupled methods "
+        "(default window for stdl, none for local/sltt; see docs/stdl.md)"),
+    window: Optional[int] = typer.Option(None, help="steps per backward window of --temporal-credit window (default 2)"),
     config: Optional[Path] = typer.Option(None, help="JSON/TOML file with the same keys; flags override it"),
     out: Path = typer.Option(..., help="run folder to write (model, aux heads, checkpoint, metrics, plots)"),
     resume: bool = typer.Option(False, help="continue the interrupted run in --out from its last checkpoint"),
@@ -156,7 +160,8 @@ def train(
              "data_root": data_root, "sensor_size": int_tuple(sensor_size, "--sensor-size", 2, "W,H, e.g. 346,260"),
              "slice_by": slice_by, "slice_length": slice_length, "slice_overlap": slice_overlap, "augment": augment,
              "loader": loader, "workers": workers, "skip_bad": skip_bad,
-             "pipeline": pipeline, "dist_timeout_s": dist_timeout}
+             "pipeline": pipeline, "dist_timeout_s": dist_timeout,
+             "temporal_credit": temporal_credit, "window": window}
     given = {k: v for k, v in flags.items() if v is not None}
     if "model" in given:
         options.pop("layers", None)  # --model replaces a [model] table of --config
@@ -255,7 +260,8 @@ def plan(
     table = Table(title=f"{method} plan of {model} {tuple(shape)}, batch {batch}: one time step, "
                         f"budget {_mib(p.budget_bytes)} MiB")
     for col, justify in (("k", "right"), ("subnetwork", "left"), ("auxiliary head", "left"),
-                         ("act", "right"), ("+aux act", "right"), ("+aux train", "right"), ("fits", "center")):
+                         ("act", "right"), ("+aux act", "right"), ("+aux train", "right"), ("fits", "center"),
+                         ("why", "left")):
         table.add_column(col, justify=justify)
     names = net.layer_names()
     for s in p.subnets:
@@ -271,11 +277,12 @@ def plan(
             aux = aux.lstrip(" +") if not s.aux_source else aux
         table.add_row(str(s.index), " ".join(s.layers), aux, _mib(s.subnet.activation_bytes),
                       _mib(s.total.activation_bytes), _mib(s.total.training_bytes),
-                      "[green]yes[/]" if s.fits else "[red]no[/]")
+                      "[green]yes[/]" if s.fits else "[red]no[/]", s.why())
     console.print(table)
     console.print("MiB for one decoupled step: 'act' = tensors saved for backward (exact), "
                   "'train' = act + 4 x parameter bytes (weights, gradients, Adam moments). "
-                  f"Aux depth: the largest uniform subset of the following layers within {_mib(p.budget_bytes)} MiB.")
+                  f"Aux depth d: the largest whose head fits {_mib(p.budget_bytes)} MiB; its layers are AugLocal's "
+                  "offsets round(D/d*i), i = 1..d, among the D spiking layers that follow (1 = the next one).")
     if pipeline > 1:
         _print_stages(net, p, pipeline, balance)
 

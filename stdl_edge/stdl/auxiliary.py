@@ -2,11 +2,13 @@
 
 Subnetwork ``k < K`` ending before layer ``e`` gets a head made of:
 
-1. freshly initialised copies (same class and hyper-parameters, new weights) of ``d`` of
-   the ``D`` spiking layers that follow it in the primary model, sampled uniformly over
-   the remaining depth: indices ``round(linspace(0, D - 1, d))`` (``d = D`` copies them
-   all, ``d = 1`` the next layer); a pooling layer that follows a chosen layer in the
-   primary model is copied with it;
+1. freshly initialised copies (same class and hyper-parameters, new weights drawn as the
+   primary network's, :func:`~stdl_edge.models.spiking_init`) of ``d`` of
+   the ``D`` spiking layers that follow it in the primary model, AugLocal's uniform rule:
+   the layers at offsets ``round(D / d * i)``, ``i = 1..d`` (offset 1 is the next layer), so
+   the deepest following layer is always one of them (``d = D`` copies them all, ``d = 1``
+   the deepest); strides are kept, so spatial sizes follow the primary network, and a
+   pooling layer that follows a chosen layer in the primary model is copied with it;
 2. ``Flatten`` where the tensor is still spatial, after average pooling by the smallest
    kernel that leaves at most :data:`MAX_READOUT_FEATURES` values (up to global pooling);
 3. a fresh :class:`~stdl_edge.layers.Readout`.
@@ -26,7 +28,12 @@ used only before the (non-spiking, linear) readout, where rates are what it shou
 
 ``d`` is the **largest** depth whose training memory together with subnetwork ``k``
 (exact, :func:`~stdl_edge.stdl.partition.measure_step`) fits the budget; the default
-budget is the largest subnetwork's own footprint. ``d = 0`` is the plain pooled-linear
+budget is :data:`DEFAULT_BUDGET_FACTOR` x the largest subnetwork's own footprint (a head may
+cost what a subnetwork costs). Why 2 and not 1: AugLocal's rule always copies the deepest
+following layer, in dvs-cnn the dense one, and that copy (fan-in 2592-4624 instead of
+1600) alone outweighs every subnetwork: at 1x every head of dvs-cnn was d = 0 and stdl
+trained exactly like ``local`` (identical accuracies, seed 0); at 2x every head is d = D
+(5.97 / 5.12 / 4.17 of 6.74 MiB at batch 32). ``d = 0`` is the plain pooled-linear
 head (pool as needed + readout) of the ``local`` baseline. Each head is a :class:`~stdl_edge.models.SpikingNet`
 whose input shape is subnetwork ``k``'s output shape, so exporters treat it like a model.
 """
@@ -37,16 +44,18 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
 
 from ..layers import AvgPool2d, Flatten, Layer, Readout
 from ..layerspec import copy_layer, net_from_layers
-from ..models import SpikingNet
+from ..models import SpikingNet, spiking_init
 from .memory import MIB
 from .partition import Boundaries, StepCost, measure_step, partition
 
 METHODS = ("stdl", "bptt", "sltt", "local")
+
+#: default budget of subnetwork + head, in units of the largest subnetwork's own training memory
+DEFAULT_BUDGET_FACTOR = 2
 
 
 def candidate_layers(model: SpikingNet, stop: int) -> list[int]:
@@ -56,12 +65,12 @@ def candidate_layers(model: SpikingNet, stop: int) -> list[int]:
 
 
 def sample_uniform(num: int, depth: int) -> list[int]:
-    """``depth`` of ``range(num)`` spread uniformly over it (first one always included)."""
+    """AugLocal's offsets ``round(num / depth * i)``, ``i = 1..depth``, as 0-based indices into
+    ``range(num)``: ``depth`` of the ``num`` following layers, the last one always included.
+    ``round`` is Python's (halves to even); offsets are distinct since ``num / depth >= 1``."""
     if not 0 <= depth <= num:
         raise ValueError(f"aux depth {depth} is outside 0..{num}")
-    if depth == 0:
-        return []
-    return sorted({int(round(v)) for v in np.linspace(0, num - 1, depth)})
+    return [int(round(num / depth * i)) - 1 for i in range(1, depth + 1)]
 
 
 #: largest flattened map a head's readout reads directly (8192 x classes weights); larger
@@ -116,7 +125,8 @@ def _build_head(model: SpikingNet, stop: int, depth: int) -> tuple[SpikingNet, l
     layers += _reduce(shape)
     shape = tuple(layers[-1].out_shape) if layers else shape
     layers.append(Readout(shape[0], model.num_classes))
-    return net_from_layers(layers, model), copied
+    # the primary network's initialisation: torch's default leaves copies two deep silent
+    return net_from_layers(spiking_init(layers, model.config), model), copied
 
 
 @dataclass(frozen=True)
@@ -127,6 +137,7 @@ class SubnetPlan:
     aux_source: primary-model indices of the layers copied into the head ([] = pooled linear head).
     aux_candidates: how many spiking layers follow (the largest possible depth).
     subnet: cost of the subnetwork alone; total: subnetwork + head (what must fit the budget).
+    rejected: ``(depth, training bytes)`` of each deeper head tried that did not fit (deepest first).
     """
 
     index: int
@@ -139,9 +150,30 @@ class SubnetPlan:
     subnet: StepCost
     total: StepCost
     fits: bool
+    rejected: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def aux_depth(self) -> int:
+        return len(self.aux_source)
+
+    def why(self) -> str:
+        """One line: the depth chosen, the AugLocal offsets it gives, and what a deeper head needed."""
+        if not self.aux_candidates:
+            return "last subnetwork: the model's readout"
+        d, D = self.aux_depth, self.aux_candidates
+        text = f"d={d} of D={D}"
+        if d:
+            offsets = ",".join(str(int(round(D / d * i))) for i in range(1, d + 1))
+            text += f": offsets round({D}/{d}*i) = {offsets}"
+        if self.rejected:
+            depth, nbytes = self.rejected[-1]
+            text += f"; d={depth} needs {nbytes / MIB:.2f} MiB > budget"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
+        d["rejected"] = [list(r) for r in self.rejected]
+        d["why"] = self.why()
         d["subnet"]["training_bytes"] = self.subnet.training_bytes
         d["total"]["training_bytes"] = self.total.training_bytes
         return d
@@ -179,8 +211,8 @@ def make_plan(model: SpikingNet, method: str = "stdl", subnets: int = 4, splits:
     """Partition ``model`` and build its heads for ``method`` (see the module docstring).
 
     ``bptt`` and ``sltt`` use one subnetwork and no heads; ``local`` uses depth-0 heads;
-    ``stdl`` the largest depth that fits ``budget_mb`` (MiB; default: the largest
-    subnetwork's own footprint). Heads are initialised from ``seed`` (the global torch
+    ``stdl`` the largest depth that fits ``budget_mb`` (MiB; default:
+    :data:`DEFAULT_BUDGET_FACTOR` x the largest subnetwork's own footprint). Heads are initialised from ``seed`` (the global torch
     RNG is left untouched).
     """
     if method not in METHODS:
@@ -197,7 +229,8 @@ def make_plan(model: SpikingNet, method: str = "stdl", subnets: int = 4, splits:
     else:
         boundaries = partition(model, subnets, splits, batch, device)
     alone = [measure_step(model, a, b, batch, device=device) for a, b in boundaries]
-    budget = int(budget_mb * MIB) if budget_mb is not None else max(c.training_bytes for c in alone)
+    budget = (int(budget_mb * MIB) if budget_mb is not None
+              else DEFAULT_BUDGET_FACTOR * max(c.training_bytes for c in alone))
     plan = Plan(method, boundaries, batch, budget)
     for k, (a, b) in enumerate(boundaries):
         last = k == len(boundaries) - 1
@@ -205,6 +238,7 @@ def make_plan(model: SpikingNet, method: str = "stdl", subnets: int = 4, splits:
         head: SpikingNet | None = None
         source: list[int] = []
         total = alone[k]
+        rejected: list[tuple[int, int]] = []
         if not last:
             depths = range(len(candidates), -1, -1) if method == "stdl" else [0]
             for depth in depths:
@@ -214,10 +248,11 @@ def make_plan(model: SpikingNet, method: str = "stdl", subnets: int = 4, splits:
                 total = measure_step(model, a, b, batch, head=head, device=device)
                 if total.training_bytes <= budget:
                     break
+                rejected.append((depth, total.training_bytes))
             plan.heads.append(head)
         aux_names = _layer_names(head) if head is not None else []
         plan.subnets.append(SubnetPlan(k, a, b, _layer_names(model, a, b), aux_names, source,
                                        0 if last else len(candidates), alone[k], total,
-                                       total.training_bytes <= budget))
+                                       total.training_bytes <= budget, rejected))
     return plan
 

@@ -21,6 +21,12 @@ from ..models import ModelConfig, check_model_name
 from ..netspec import parse_specs, spec_dict
 from ..neuron import RESETS, SURROGATES, CubaParams, decay_of
 from .auxiliary import METHODS
+from .engine import TEMPORAL_CREDITS
+
+#: the temporal credit ``stdl`` trains with when none is given (the evidence: docs/stdl.md)
+STDL_CREDIT = "window"
+#: steps per window of ``temporal_credit='window'`` when none is given
+DEFAULT_WINDOW = 2
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,7 @@ class TrainConfig:
         units per batch) only diverges, and above about 1e37 float32 overflows. weight_decay: Adam L2 term.
     seed: initial weights, heads and data order, in [0, 2**32).
     steps: time steps T per sample (None = the data set's default); dt_us likewise (microseconds).
-    budget_mb: memory budget of subnetwork + aux head in MiB (None = largest subnetwork alone).
+    budget_mb: memory budget of subnetwork + aux head in MiB (None = 2 x the largest subnetwork alone).
     mse_weight: weight of the MSE(logits, one-hot) term in each step's loss (0 = CE only).
     online: optimizer step after every time step instead of once per batch.
     device: 'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...
@@ -44,6 +50,11 @@ class TrainConfig:
     limit: use a class-balanced subset of about ``limit`` samples of the data set (quick runs;
         split 80/20 into train and test like the full set; generated and cached on its own).
     width: channel multiplier of the model.
+    temporal_credit: how a decoupled method credits earlier steps: 'none' (state detached every
+        step), 'trace' (presynaptic eligibility traces) or 'window' (BPTT inside windows of
+        ``window`` steps); see :mod:`.engine`. None = the method's default (:attr:`credit`):
+        :data:`STDL_CREDIT` for stdl, 'none' for local and sltt; bptt credits all of T.
+    window: steps per window of 'window' (None = :data:`DEFAULT_WINDOW`); only with 'window'.
     threads: torch CPU threads while training (None = 1 on CPU: the per-step, per-subnetwork
         ops are small, and on a shared 2-core machine 2 threads measured 10-36x slower than 1
         from oversubscription; see docs/stdl.md). Restored afterwards. Ignored on CUDA.
@@ -129,6 +140,8 @@ class TrainConfig:
     tensorboard: bool = False
     pipeline: int = 1
     dist_timeout_s: float = 300.0
+    temporal_credit: str | None = None
+    window: int | None = None
 
     def __post_init__(self) -> None:
         """Check every option (type and range, one line naming it) and normalise it (``2.0`` -> 2)."""
@@ -161,6 +174,7 @@ class TrainConfig:
         if self.pipeline > self.subnets:
             raise ValueError(f"--pipeline {self.pipeline} needs at least {self.pipeline} subnetworks, one per stage; "
                              f"this run has {self.subnets} (raise --subnets, with --method stdl or local)")
+        self._check_credit()
         if self.device != "auto":
             try:
                 torch.device(self.device)
@@ -189,6 +203,28 @@ class TrainConfig:
         base = ModelConfig(input_shape=input_shape, num_classes=num_classes, width=self.width,
                            batchnorm=self.batchnorm, neuron=self.neuron(dt_us))
         return resolve_model(self.model, base, self.layers)
+
+    @property
+    def credit(self) -> str:
+        """The temporal credit the run uses (``temporal_credit`` or the method's default)."""
+        if self.temporal_credit is not None:
+            return self.temporal_credit
+        return STDL_CREDIT if self.method == "stdl" else "none"
+
+    @property
+    def credit_window(self) -> int:
+        """Steps per window of ``credit == 'window'`` (1 otherwise: unused)."""
+        if self.credit != "window":
+            return 1
+        return self.window if self.window is not None else DEFAULT_WINDOW
+
+    def _check_credit(self) -> None:
+        if self.method == "bptt" and self.temporal_credit not in (None, "none"):
+            raise ValueError(f"--temporal-credit {self.temporal_credit} is for the decoupled methods; bptt credits "
+                             "every step already (drop it, or use --method sltt/local/stdl)")
+        if self.window is not None and self.credit != "window":
+            raise ValueError(f"--window {self.window} is only used with --temporal-credit window "
+                             f"(it is {self.credit})")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -255,8 +291,10 @@ _CHECKS: dict[str, Callable[[Any, str], Any]] = {
     "val_fraction": partial(number, above=0, maximum=0.5), "patience": partial(whole, minimum=1),
     "save_best": boolean, "tensorboard": boolean,
     "pipeline": partial(whole, minimum=1), "dist_timeout_s": partial(number, above=0, maximum=86400),
+    "temporal_credit": partial(text, choices=TEMPORAL_CREDITS), "window": partial(whole, minimum=1),
 }
 #: options where None means "the default"
 _OPTIONAL = ("subnets", "steps", "dt_us", "budget_mb", "limit", "threads", "threshold", "current_decay",
              "voltage_decay", "tau_current_us", "tau_voltage_us", "surrogate", "surrogate_width", "reset",
-             "batchnorm", "val_fraction", "patience", "data_root", "sensor_size", "slice_by", "slice_length")
+             "batchnorm", "val_fraction", "patience", "data_root", "sensor_size", "slice_by", "slice_length",
+             "temporal_credit", "window")

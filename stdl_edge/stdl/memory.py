@@ -5,7 +5,8 @@ Two measures (DESIGN.md section 7):
 * **saved-tensor bytes** (exact, CPU and GPU): every tensor autograd saves for the
   backward pass goes through :func:`torch.autograd.graph.saved_tensors_hooks`.
   :class:`SavedTensorMeter` counts *unique storages* (a tensor saved by two nodes, or
-  two views of one buffer, count once) and follows them until autograd frees them
+  two views of one buffer, count once; a contiguous view of part of a larger buffer, such
+  as one step of the (T, B, ...) input, counts the bytes it spans) and follows them until autograd frees them
   (after ``backward``), so it reports the live total and its **peak** over a training
   step. Parameters saved by a node (a weight kept for the input gradient) are not
   activations and are excluded: they are counted once under ``param_bytes``.
@@ -48,6 +49,16 @@ def _storage_key(t: torch.Tensor) -> tuple[str, int]:
     return (str(t.device), s.data_ptr())
 
 
+def _saved_key(t: torch.Tensor) -> tuple[tuple[Any, ...], int]:
+    """Key and bytes of a saved tensor: its storage, or for a contiguous view of part of a
+    larger storage (one step's slice of the ``(T, B, ...)`` input) the bytes it spans."""
+    s = t.untyped_storage()
+    span = t.numel() * t.element_size()
+    if t.is_contiguous() and span < s.nbytes():
+        return (str(t.device), s.data_ptr(), t.data_ptr(), span), span
+    return _storage_key(t), s.nbytes()
+
+
 class SavedTensorMeter:
     """Context manager that measures the bytes of tensors saved for backward.
 
@@ -66,13 +77,13 @@ class SavedTensorMeter:
 
     def __init__(self, exclude: Iterable[torch.Tensor] = ()) -> None:
         self._excluded = {_storage_key(p) for p in exclude}
-        self._live: dict[tuple[str, int], list[int]] = {}  # key -> [nbytes, refcount]
+        self._live: dict[tuple[Any, ...], list[int]] = {}  # key -> [nbytes, refcount]
         self.current = 0
         self.peak = 0
         self.packed = 0  # number of saved tensors seen (for diagnostics)
         self._ctx: Any = None
 
-    def _release(self, key: tuple[str, int]) -> None:
+    def _release(self, key: tuple[Any, ...]) -> None:
         entry = self._live.get(key)
         if entry is None:
             return
@@ -83,13 +94,12 @@ class SavedTensorMeter:
 
     def _pack(self, t: torch.Tensor) -> Any:
         self.packed += 1
-        key = _storage_key(t)
-        if key in self._excluded or t.untyped_storage().nbytes() == 0:
+        if _storage_key(t) in self._excluded or t.untyped_storage().nbytes() == 0:
             return t
+        key, nbytes = _saved_key(t)
         holder = _Saved(t)
         entry = self._live.get(key)
         if entry is None:
-            nbytes = t.untyped_storage().nbytes()
             self._live[key] = [nbytes, 1]
             self.current += nbytes
             self.peak = max(self.peak, self.current)
@@ -142,11 +152,14 @@ class MemoryReport:
     """Peak training memory of one step / epoch, in bytes.
 
     activation_bytes: peak saved-tensor bytes (exact, unique storages).
+    state_bytes: state carried from step to step (neuron states, eligibility traces), largest
+        over the batches (:attr:`~stdl_edge.stdl.engine.BatchResult.state_bytes`).
     param_bytes, grad_bytes, optimizer_bytes: persistent training state (model + aux heads).
     cuda_max_allocated: ``torch.cuda.max_memory_allocated`` (0 off GPU).
     """
 
     activation_bytes: int = 0
+    state_bytes: int = 0
     param_bytes: int = 0
     grad_bytes: int = 0
     optimizer_bytes: int = 0
@@ -154,8 +167,8 @@ class MemoryReport:
 
     @property
     def total_bytes(self) -> int:
-        """Activations + parameters + gradients + optimizer state."""
-        return self.activation_bytes + self.param_bytes + self.grad_bytes + self.optimizer_bytes
+        """Activations + carried state + parameters + gradients + optimizer state."""
+        return self.activation_bytes + self.state_bytes + self.param_bytes + self.grad_bytes + self.optimizer_bytes
 
     def to_dict(self) -> dict[str, int]:
         d = asdict(self)

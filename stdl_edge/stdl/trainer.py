@@ -185,7 +185,7 @@ def run_epoch(state: TrainState, data: TensorData | FrameData, config: TrainConf
     n_batches = math.ceil(len(data) / config.batch_size)
     loss_sum, correct, seen = 0.0, 0, 0
     subnet_sum = [0.0] * len(state.plan.boundaries)
-    peak_act = 0
+    peak_act = peak_state = 0
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     opt = state.optimizer
@@ -203,10 +203,12 @@ def run_epoch(state: TrainState, data: TensorData | FrameData, config: TrainConf
         with SavedTensorMeter(exclude=params) as meter:
             group_heads, bounds, frames = ranks.stage_inputs(heads, state.plan.boundaries, frames)
             result = train_batch(model, group_heads, bounds, frames, labels, temporal=temporal,
+                                 credit=config.credit, window=config.credit_window,
                                  mse_weight=config.mse_weight, autocast=autocast,
                                  on_step=online_step if config.online else None, keep_outputs=ranks.keep_outputs)
             result = ranks.stage_result(result, len(state.plan.boundaries))
         peak_act = max(peak_act, meter.peak)
+        peak_state = max(peak_state, result.state_bytes)
         if not config.online:
             ranks.reduce_gradients(modules, len(labels), len(index))
             opt.step()
@@ -228,7 +230,7 @@ def run_epoch(state: TrainState, data: TensorData | FrameData, config: TrainConf
                                "into a new --out")
     memory = MemoryReport(
         # every parameter gets a gradient of its own size during the step
-        activation_bytes=peak_act, param_bytes=param_bytes(params), grad_bytes=param_bytes(params),
+        activation_bytes=peak_act, state_bytes=peak_state, param_bytes=param_bytes(params), grad_bytes=param_bytes(params),
         optimizer_bytes=optimizer_bytes(opt),
         cuda_max_allocated=torch.cuda.max_memory_allocated(device) if device.type == "cuda" else 0)
     return loss_sum / n_batches, correct / max(seen, 1), [s / n_batches for s in subnet_sum], memory
@@ -453,6 +455,7 @@ def _save(out: Path, state: TrainState, stream: StreamInfo, config: TrainConfig)
     save_run(out, state.model, stream, state.plan.boundaries, state.heads, {
         "method": config.method,
         "temporal_decoupling": state.plan.temporal,
+        "temporal_credit": {"rule": config.credit, "window": config.credit_window} if state.plan.temporal else None,
         "plan": state.plan_record,
         "train": config.to_dict(),
         "results": {"epochs": state.epoch, "test_acc": last["test_acc"], "exit_acc": last["exit_acc"],
