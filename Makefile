@@ -23,7 +23,7 @@ setup: $(STAMP)
 # torch, numpy and the [nir] extra, and must not touch the pinned CPU torch.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[onnx,lava,datasets,nir,tensorboard,dev]"
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e ".[onnx,lava,datasets,fast,nir,tensorboard,dev]"
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --ignore-requires-python lava-nc==0.10.0 lava-dl==0.6.0
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps snntorch==1.0.0
 	touch $(STAMP)

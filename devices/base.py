@@ -85,6 +85,19 @@ class Device(ABC):
         outputs = [self.step(frames[t] if t < steps else empty) for t in range(steps + self.latency)]
         return np.stack(outputs) if outputs else np.zeros((0, batch, self.num_classes), np.float32)
 
+    def start_frames(self, frames: np.ndarray) -> np.ndarray:
+        """The check and reset a whole-window ``run_frames`` starts with: ``frames`` as float32
+        ``(T, B, *input_shape)`` (one ValueError naming the shape otherwise), the device reset for ``B``."""
+        frames = np.asarray(frames)
+        if frames.ndim != 2 + len(self.input_shape):
+            raise ValueError(f"{self.name}: frames have shape {frames.shape}, expected (T, B, "
+                             f"{', '.join(map(str, self.input_shape))})")
+        batch = frames.shape[1]
+        self.reset(batch)
+        if len(frames):
+            self.check_frame(frames[0], batch)  # shape and dtype, the same for every frame
+        return np.ascontiguousarray(frames, dtype=np.float32)
+
     def stats(self) -> LayerStats:
         """Per-layer spike and synaptic-operation counts since ``reset`` (if the device counts them)."""
         return LayerStats()

@@ -33,6 +33,10 @@ our exporter (64, lava-dl's ``w_scale``, for other files).
 
 The file is read by :func:`stdl_edge.formats.netx.read_netx` (the one netx parser, shared with
 the ``lava`` device and the exporter); this module holds the network state and the device.
+
+Long file: one simulator: its network state, the block update that both the single step and
+the whole-window run use, the reset schedule and the counts; the arithmetic lives in the
+neuron and synapse modules beside it.
 """
 
 from __future__ import annotations
@@ -53,6 +57,10 @@ from .loihi_sim_neurons import cuba_fixed_step, cuba_needs_checks, decay_toward_
     neuron_step, wrap_current
 from .loihi_sim_synapses import ConvKernel, DelayedDense, DenseKernel, feed_forward, recurrent, shift
 from .netx_input import BIAS, encode_input, resolve_input_mode
+
+#: steps per layer-by-layer chunk of :meth:`LoihiSim.run_frames` (memory: one chunk of every
+#: block's input; speed: one synapse call per block per chunk)
+RUN_CHUNK = 32
 
 __all__ = ["LoihiNet", "LoihiSim", "cuba_fixed_step", "decay_toward_zero", "wrap_current"]
 
@@ -244,43 +252,78 @@ class LoihiSim(Device):
         if self._state is None:
             raise RuntimeError("loihi-sim: call reset(batch) before step()")
         out = []
-        t_lava = self._steps + 1  # Lava counts time steps from 1
-        for k, (layer, st) in enumerate(zip(self.net.layers, self._state)):
-            neuron = layer.neuron
-            if self.reset_interval is not None and neuron.model == CUBA_MODEL:
+        for k in range(len(self.net.layers)):
+            s, states = self._block(k, x[None], keep_states=True)
+            x = s[0]
+            out.append((x, states[0]))
+        self._steps += 1
+        return out
+
+    def _block(self, k: int, xs: np.ndarray, keep_states: bool) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+        """Block ``k`` over ``C`` steps from its current state: input ``xs (C, B, *in_shape)`` (what
+        the block before sent at each step) -> ``(out (C, B, *out_shape), states)``, ``states`` the
+        neuron's variables after each step (empty unless ``keep_states``). Steps ``self._steps ..
+        self._steps + C - 1``; the caller advances ``self._steps``.
+
+        The undelayed feed-forward synapse of all ``C`` steps is one batched kernel call (time
+        folded into the batch: integer sums, so exact in any grouping); it sends step ``t``'s
+        input at ``t + 1``, so ``a_in[0]`` is what the last call left in the synapse and
+        ``a_in[t] = W x[t - 1]``. Only the neurons, delayed and recurrent synapses step in sequence.
+        """
+        layer, st = self.net.layers[k], self._state[k]
+        neuron, steps, batch = layer.neuron, xs.shape[0], xs.shape[1]
+        rec = self.net.recurrent[k]
+        ff = self.net.feed_forward[k]
+        delayed = isinstance(ff, DelayedDense)
+        graded = layer.input_message_bits > 0
+        a_seq: Any = None
+        bias: Any = 0
+        if layer.kind == INPUT:
+            if self.input_mode == BIAS:
+                w, b = layer.transform
+                bias_seq = xs * w + b
+            else:  # a Delta input layer: the frame into a_in
+                a_seq = xs
+        else:
+            xin = xs if graded else (xs != 0)
+            folded = xin.reshape(steps * batch, *xin.shape[2:])
+            if xin.any():
+                _tally(self._sent[k], "ff", folded)
+            if not delayed:
+                fed = (_feed(layer, ff, folded, graded) if xin.any()
+                       else np.zeros((steps * batch, *layer.out_shape), st["ff"].dtype))
+                fed = fed.reshape(steps, batch, *layer.out_shape)
+                a_seq = [st["ff"], *fed[:-1]]
+                st["ff"] = fed[-1]
+            bias = self.net.biases[k]
+        reset_due = self.reset_interval is not None and neuron.model == CUBA_MODEL
+        outs, states = [], []
+        for t in range(steps):
+            if reset_due:
                 r = self.reset_interval
-                if t_lava % r == (self.reset_offset + 1 + k) % r:  # LIFReset zeroes u and v only
-                    st["neuron"] = initial_state(neuron, st["neuron"]["u"].shape)
-            rec = self.net.recurrent[k]
+                if (self._steps + t + 1) % r == (self.reset_offset + 1 + k) % r:  # Lava counts steps from 1
+                    st["neuron"] = initial_state(neuron, st["neuron"]["u"].shape)  # LIFReset zeroes u, v only
             if layer.kind == INPUT:
-                if self.input_mode == BIAS:
-                    w, b = layer.transform
-                    a_in, bias = 0, x * w + b
-                else:  # a Delta input layer: the frame into a_in
-                    a_in, bias = x, 0
-            else:
-                graded = layer.input_message_bits > 0
-                xin = (x if graded else (x != 0)) if x.any() else None
-                if xin is not None:
-                    _tally(self._sent[k], "ff", xin)
-                ff = self.net.feed_forward[k]
+                a_in, bias = (0, bias_seq[t]) if self.input_mode == BIAS else (a_seq[t], 0)
+            elif delayed:
                 a_in = self._pop("ff", layer, ff, st)
-                self._push("ff", layer, ff, st, xin, graded)
-                if rec is not None:  # the layer's own spikes of the step before (RecurrentDense)
-                    a_in = a_in + self._pop("rec", layer, rec, st)
-                bias = self.net.biases[k]
+                self._push("ff", layer, ff, st, xin[t] if xin[t].any() else None, graded)
+            else:
+                a_in = a_seq[t]
+            if rec is not None:  # the layer's own spikes of the step before (RecurrentDense)
+                a_in = a_in + self._pop("rec", layer, rec, st)
             s, st["neuron"] = neuron_step(neuron, a_in, st["neuron"], bias, self.net.checks[k])
             if rec is not None:  # netx gives the recurrent synapse the block's *input* message bits
-                graded = layer.input_message_bits > 0
                 own = (s if graded else (s != 0)) if s.any() else None
                 if own is not None:
                     _tally(self._sent[k], "rec", own)
                 self._push("rec", layer, rec, st, own, graded)
-            self._spikes[k] += int(np.count_nonzero(s))
-            x = s
-            out.append((s, st["neuron"]))
-        self._steps += 1
-        return out
+            outs.append(s)
+            if keep_states:
+                states.append(st["neuron"])
+        out = np.stack(outs)
+        self._spikes[k] += int(np.count_nonzero(out))
+        return out, states
 
     def _input(self, frame: np.ndarray) -> np.ndarray:
         return encode_input(self.net.spec, self.input_mode, frame, "loihi-sim")
@@ -295,12 +338,40 @@ class LoihiSim(Device):
                 self._recorded[layer.name] = s.astype(np.float32)
                 for name, value in state.items():
                     self._recorded[f"{layer.name}/{name}"] = value.astype(np.int64)
-        s, state = out[-1]
-        last = self.net.layers[-1]
+        return self._readout(*out[-1])
+
+    def run_frames(self, frames: np.ndarray) -> np.ndarray:
+        """Readouts ``(T + latency, B, classes)`` of ``frames (T, B, C, H, W)`` from a reset state
+        (:meth:`Device.run_frames`), layer by layer over chunks of :data:`RUN_CHUNK` steps: each
+        block's feed-forward synapse runs once per chunk (:meth:`_block`), bit for bit what
+        stepping gives. With ``record=True`` it steps (``recorded()`` is the last step's)."""
+        if self.record:
+            return super().run_frames(frames)
+        frames = self.start_frames(frames)
+        steps, batch = frames.shape[:2]
+        total = steps + self.latency
+        readouts = []
+        with torch_threads(self.threads):
+            for t0 in range(0, total, RUN_CHUNK):
+                chunk = min(RUN_CHUNK, total - t0)
+                xs = np.zeros((chunk, batch, *self.input_shape), np.int64)
+                have = max(min(steps - t0, chunk), 0)
+                if have:
+                    raw = frames[t0:t0 + have].reshape(have * batch, *self.input_shape)
+                    xs[:have] = self._input(raw).reshape(have, batch, *self.input_shape)
+                last = len(self.net.layers) - 1
+                for k in range(last + 1):
+                    xs, states = self._block(k, xs, keep_states=k == last)
+                self._steps += chunk
+                readouts.extend(self._readout(s, state) for s, state in zip(xs, states))
+        return np.stack(readouts) if readouts else np.zeros((0, batch, self.num_classes), np.float32)
+
+    def _readout(self, s: np.ndarray, state: dict[str, np.ndarray]) -> np.ndarray:
+        """The device's ``(B, classes)`` float32 output of the last block's spikes and state."""
         if self.readout == "spikes":
-            return s.reshape(self._batch, -1).astype(np.float32)
-        value = state[READOUT_STATE[last.neuron.model]]
-        return (value.reshape(self._batch, -1) / last.voltage_scale).astype(np.float32)
+            return s.reshape(s.shape[0], -1).astype(np.float32)
+        value = state[READOUT_STATE[self.net.layers[-1].neuron.model]]
+        return (value.reshape(value.shape[0], -1) / self.net.layers[-1].voltage_scale).astype(np.float32)
 
     def run(self, frames: np.ndarray, reset_interval: int | None = None, reset_offset: int = 0
             ) -> dict[str, np.ndarray]:

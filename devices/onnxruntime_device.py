@@ -118,6 +118,13 @@ class StepSession:
         return outs[0], dict(zip(self.state_names, outs[1:]))
 
 
+def _count_spikes(s: np.ndarray) -> int:
+    """Non-zero elements of a spike state (0.0 / 1.0 from ``Greater`` + ``Cast``), counted on its
+    bits: ``count_nonzero`` of float32 is 5-10x slower than of the same bits as int32 (a -0.0,
+    which no Cast of a comparison makes, would count)."""
+    return int(np.count_nonzero(s.view(np.int32) if s.dtype == np.float32 and s.flags.c_contiguous else s))
+
+
 def _recorded_from_state(specs: list[StateSpec], state: dict[str, np.ndarray], out: dict[str, np.ndarray]) -> None:
     """Layer outputs and states keyed like the torch device: ``<layer>``, ``<layer>/u``, ``<layer>/v``
     (a residual block's first convolution: ``<layer>/inner``, ...); a readout's output is its voltage."""
@@ -237,7 +244,7 @@ class OnnxRuntimeDevice(Device):
         for k, specs in enumerate(self._spike_states):
             state = self._states[k]
             for spec in specs:
-                self._spikes[spec.name] += int(np.count_nonzero(state[spec.name]))
+                self._spikes[spec.name] += _count_spikes(state[spec.name])
         self._recorded = recorded
         self._steps += 1
         return x

@@ -123,9 +123,11 @@ class _Meter:
         return y
 
     def run_frames(self, frames: np.ndarray) -> np.ndarray:
-        """What :func:`classify` calls: step by step through this meter, unless the device runs
-        whole samples itself (lava), in which case the per-step latency is the mean over the call."""
-        if getattr(type(self.device), "run_frames", Device.run_frames) is Device.run_frames:
+        """What :func:`classify` calls: step by step through this meter (while it keeps steps for
+        plots, or where the device only steps), else the device's own ``run_frames`` (whole
+        windows at once: lava, loihi-sim and torch), the per-step latency then the mean over the call."""
+        stepping = getattr(type(self.device), "run_frames", Device.run_frames) is Device.run_frames
+        if stepping or len(self.kept_frames) < self.keep_steps:
             return Device.run_frames(self, frames)
         self._collect()
         t0 = time.perf_counter()

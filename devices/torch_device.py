@@ -13,8 +13,12 @@ from stdl_edge.layers import ResidualState
 from stdl_edge.models import SpikingNet
 from stdl_edge.neuron import CubaState
 from stdl_edge.registry import DEVICES
+from stdl_edge.stdl.engine import run_chunk
 
 from .base import Device, LayerStats, check_threads, torch_threads
+
+#: steps per chunk of :meth:`TorchDevice.run_frames` (time folded into the synapses' batch)
+RUN_CHUNK = 32
 
 
 class TorchDevice(Device):
@@ -71,6 +75,33 @@ class TorchDevice(Device):
             self._recorded = _record(self.model, outputs, self._states)
         self._steps += 1
         return y.float().cpu().numpy()
+
+    @torch.inference_mode()
+    def run_frames(self, frames: np.ndarray) -> np.ndarray:
+        """Readouts ``(T, B, classes)`` of ``frames (T, B, C, H, W)`` from a reset state
+        (:meth:`Device.run_frames`), layer by layer over chunks of :data:`RUN_CHUNK` steps: each
+        convolution and dense synapse runs once per chunk with time folded into the batch
+        (:func:`stdl_edge.stdl.engine.run_chunk`, what training runs), the neurons step in
+        sequence. Same maths as stepping; float sums may differ in the last bit (another batch
+        size can pick another kernel). With ``record=True`` it steps (``recorded()`` is per step)."""
+        if self.record:
+            return super().run_frames(frames)
+        frames = self.start_frames(frames)
+        steps, batch = frames.shape[:2]
+        if not steps:
+            return np.zeros((0, batch, self.num_classes), np.float32)
+        x_all = torch.from_numpy(frames).to(self.device)
+        outputs = []
+        with torch_threads(self.threads):
+            for t0 in range(0, steps, RUN_CHUNK):
+                x = x_all[t0:t0 + RUN_CHUNK]
+                for j, layer in enumerate(self.model.layers):
+                    x, (self._states[j],) = run_chunk(self.model, j, j + 1, x, [self._states[j]], None, False)
+                    if layer.spiking:
+                        self._spikes[j] += int(x.sum().item())
+                outputs.append(x)
+        self._steps += steps
+        return torch.cat(outputs).float().cpu().numpy()
 
     def recorded(self) -> dict[str, np.ndarray]:
         return dict(self._recorded)

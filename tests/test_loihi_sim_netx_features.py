@@ -6,6 +6,9 @@ recurrence, sigma-delta arithmetic, netx's options, input modes and the refusals
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
@@ -13,6 +16,9 @@ import pytest
 from stdl_edge.devices.loihi_sim import LoihiSim
 from stdl_edge.devices.loihi_sim_synapses import DenseKernel, exact_dtype
 from stdl_edge.formats.netx import NetxError, read_netx
+
+sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: the tests' own helper module
+from netx_files import KINDS, write_net  # noqa: E402
 
 
 def _str(g, key, value):
@@ -195,3 +201,32 @@ def test_the_run_command_takes_an_input_mode_for_netx_devices_only(tmp_path):
     wrong = runner.invoke(app, ["run", str(path), "--events", "x.npz", "--device", "loihi-sim",
                                 "--input-mode", "bias"])
     assert isinstance(wrong.exception, ValueError) and "input_mode='bias' needs an input layer" in str(wrong.exception)
+
+
+# ----------------------------------------------------------------------------- the window path
+@pytest.mark.parametrize("kind", sorted(KINDS))
+@pytest.mark.parametrize("aligned", [True, False])
+def test_whole_window_run_equals_stepping(tmp_path, kind, aligned):
+    """``run_frames`` (layer by layer, each synapse once per chunk of steps: what classify and
+    ``run`` use) gives the readouts and counts of stepping, bit for bit, over several chunks and
+    a batch of streams, on every kind of block netx builds (delays, dense_rec, sigma-delta,
+    bias-fed input, conv) and with netx's aligned reset or none."""
+    from stdl_edge.devices.base import Device
+    from stdl_edge.devices.loihi_sim import RUN_CHUNK
+
+    path = write_net(tmp_path / f"{kind}.net", kind)
+    options = {"input_message_bits": 8} if kind == "sdnn" else {}
+    rng = np.random.default_rng(3)
+    shape = KINDS[kind]
+    steps = 2 * RUN_CHUNK + 7
+    frames = rng.random((steps, 3, *shape)) < 0.4
+    frames = (frames * rng.integers(1, 60, frames.shape) if kind == "sdnn" else frames).astype(np.float32)
+    stepped, windowed = (LoihiSim.from_netx(path, aligned=aligned, **options) for _ in range(2))
+    expected = Device.run_frames(stepped, frames)
+    got = windowed.run_frames(frames)
+    assert got.shape == (steps + windowed.latency, 3, windowed.num_classes)
+    np.testing.assert_array_equal(got, expected)
+    a, b = stepped.stats(), windowed.stats()
+    assert a.steps == b.steps == steps + windowed.latency and a.spikes.any()
+    np.testing.assert_array_equal(a.spikes, b.spikes)
+    np.testing.assert_array_equal(a.synops, b.synops)

@@ -127,6 +127,12 @@ def compare(path: Path, shape: tuple[int, ...], aligned: bool, steps: int = 6, b
     sim.set_reset(ALIGNED_INTERVAL if aligned else None, 1 if aligned else 0)
     sim.reset(batch)
     np.testing.assert_array_equal(np.stack([sim.step(f) for f in padded]), lava_readout)
+    # and the whole-window path that classify and run take (layer by layer, synapses batched in time)
+    fast = LoihiSim.from_netx(path)
+    fast.set_reset(ALIGNED_INTERVAL if aligned else None, 1 if aligned else 0)
+    np.testing.assert_array_equal(fast.run_frames(frames), lava_readout)
+    np.testing.assert_array_equal(fast.stats().spikes, lava_stats.spikes)
+    np.testing.assert_array_equal(fast.stats().synops, lava_stats.synops)
     # the comparison means something only if the network is active
     hidden = [k for k in trace if "/" not in k][:-1]
     assert all(trace[k].any() for k in hidden), "a hidden layer never fired: the test network is too quiet"

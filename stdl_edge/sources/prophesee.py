@@ -21,6 +21,7 @@ import numpy as np
 
 from stdl_edge.events import SensorSize
 
+from .compiled import EVT3_STATE, evt3_kernel
 from .base import FileSource, SourceError, _check_records, _read_blocks, _sensor_or_bounds
 from .registry import Format, register_format
 
@@ -284,7 +285,22 @@ class Evt3Source(_WordSource):
     def _decode(self, words: np.ndarray, state: dict[str, Any], offset: int) -> tuple[dict[str, np.ndarray],
                                                                                      _EventWords]:
         """Events of one block of EVT3 words at byte ``offset``; ``state`` carries the time, row and
-        vector base across blocks.
+        vector base across blocks. The compiled kernel (:func:`~stdl_edge.sources.compiled.evt3_kernel`,
+        with numba) decodes ordinary blocks; :meth:`decode_numpy` the rest, and everything without numba."""
+        kernel = evt3_kernel()
+        if kernel is not None:
+            carried = np.array([-1 if state[k] is None else state[k] for k in EVT3_STATE], np.int64)
+            ok, x, y, t, p, at, vectors = kernel(words, carried)
+            if ok:
+                state.update(zip(EVT3_STATE, (int(v) for v in carried)))
+                state["high_raw"] = None if state["high_raw"] < 0 else state["high_raw"]
+                return ({"x": x if vectors else x.astype(np.int16), "y": y, "t": t, "p": p},
+                        _EventWords(offset, at, None))
+        return self.decode_numpy(words, state, offset)
+
+    def decode_numpy(self, words: np.ndarray, state: dict[str, Any], offset: int) -> tuple[dict[str, np.ndarray],
+                                                                                           _EventWords]:
+        """:meth:`_decode` in numpy: every block, with the wrap-around and the errors naming the byte.
 
         Vectorised over the block without sorting: each event-carrying word (ADDR_X, VECT_12,
         VECT_8) gets the time, row and vector base of the last word of each kind before it (by the
