@@ -14,9 +14,7 @@ device returns the same time-averaged readout for the same frames.
 
 from __future__ import annotations
 
-import weakref
 from abc import ABC, abstractmethod
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from itertools import chain
@@ -123,6 +121,23 @@ class Device(ABC):
         return frame.astype(np.float32, copy=False)
 
 
+#: whole-window runs (``run_frames``) go layer by layer over chunks of at most this many steps...
+CHUNK_STEPS = 32
+#: ... and at most this many values of one layer (steps x batch x neurons: 16 MiB of float64);
+#: beyond it a chunk leaves the cache and a batch of 64 ran slower per stream than stepping
+CHUNK_VALUES = 1 << 21
+
+
+def chunk_steps(batch: int, largest_layer: int) -> int:
+    """Steps per chunk of a whole-window run: :data:`CHUNK_STEPS`, fewer where ``batch`` streams
+    of the largest layer (``largest_layer`` neurons) would pass :data:`CHUNK_VALUES` (at least 1).
+
+    >>> chunk_steps(1, 16 * 17 * 17), chunk_steps(64, 16 * 17 * 17), chunk_steps(64, 16 * 64 * 64)
+    (32, 7, 1)
+    """
+    return max(1, min(CHUNK_STEPS, CHUNK_VALUES // max(batch * largest_layer, 1)))
+
+
 def classify(device: Device, frames: np.ndarray) -> np.ndarray:
     """Time-averaged readout ``(B, classes)`` of ``frames (T, B, C, H, W)``, latency aligned."""
     frames = np.asarray(frames, dtype=np.float32)
@@ -185,22 +200,27 @@ class TimeSpan:
 class StreamCounts:
     """What a window run read, filled as the stream goes (events, absolute microseconds).
 
-    read: events the source delivered; outside_crop: dropped by the crop/downsample (first);
-    outside_span: of the rest, dropped before ``--t-start`` or at/after ``--t-stop`` (the file
-    is read up to the chunk that passes the stop); kept: classified.
+    read: events the source delivered; cropped: of those, what its crop/downsample passed on;
+    outside_crop: dropped by the crop/downsample (first); outside_span: of the rest, dropped
+    before ``--t-start`` or at/after ``--t-stop`` (the file is read up to the chunk that passes
+    the stop); kept: classified.
     first_t_us / last_t_us: the first and last event read; origin_us: time 0 of the run.
     """
 
     read: int = 0
-    outside_crop: int = 0
+    cropped: int = 0
     outside_span: int = 0
     first_t_us: int | None = None
     last_t_us: int | None = None
     origin_us: int | None = None
 
     @property
+    def outside_crop(self) -> int:
+        return self.read - self.cropped
+
+    @property
     def kept(self) -> int:
-        return self.read - self.outside_crop - self.outside_span
+        return self.cropped - self.outside_span
 
     @property
     def span_us(self) -> int:
@@ -216,11 +236,10 @@ def read_counted(source: Any, counts: StreamCounts) -> Iterator[EventColumns]:
         if counts.first_t_us is None:
             counts.first_t_us = int(columns.t[0])
         counts.read += columns.count
-        counts.outside_crop += columns.count  # until the chunk comes out of the crop below
         counts.last_t_us = int(columns.t[-1])
 
     for chunk in source.column_chunks(on_read=on_read):
-        counts.outside_crop -= chunk.count
+        counts.cropped += chunk.count
         yield chunk
 
 
@@ -303,52 +322,6 @@ def stream_windows(device: Device, chunks: Iterable[np.ndarray | EventColumns], 
                 yield record(i, t0 + (i - gap_from) * window_us, 0, empty(), False)
         yield record(win.index, win.t_us, win.events, classify(device, win.frames[:, None])[0], win.restarted)
         previous = win
-
-
-def thread_options(device: str, threads: int) -> dict[str, int]:
-    """The load options that give ``device`` ``threads`` compute threads (``--threads``): torch's
-    and loihi-sim's ``threads``, onnxruntime's ``intra_op_threads``; none for lava (its own
-    processes)."""
-    if int(threads) != threads or threads < 1:
-        raise ValueError(f"--threads {threads} must be a whole number >= 1")
-    return {"torch": {"threads": int(threads)}, "loihi-sim": {"threads": int(threads)},
-            "onnxruntime": {"intra_op_threads": int(threads)}}.get(device, {})
-
-
-def check_threads(threads: int | None) -> int | None:
-    """A device's ``threads=`` option: a whole number >= 1, or None (the process's setting)."""
-    if threads is not None and (int(threads) != threads or threads < 1):
-        raise ValueError(f"threads={threads} must be a whole number >= 1 (or None: the process's setting)")
-    return None if threads is None else int(threads)
-
-
-@contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """torch's intra-op threads set to ``n`` inside the block and restored after it (None: left
-    as they are). Cheap enough per step (two calls of well under a microsecond)."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n is None or n == before:
-        yield
-        return
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-def limit_blas_threads(owner: object, n: int | None) -> None:
-    """Limit numpy's BLAS to ``n`` threads while ``owner`` (a device) lives, restored when it is
-    collected. Per step the limit would cost 40-80 us (``threadpoolctl``), a tenth of a
-    loihi-sim step, so it is set once at load; None leaves BLAS as it is."""
-    if n is None:
-        return
-    from threadpoolctl import ThreadpoolController
-
-    limiter = ThreadpoolController().limit(limits=n, user_api="blas")
-    weakref.finalize(owner, limiter.restore_original_limits)
 
 
 def open_device(name: str, artifact: str | Path, *, export: ExportFn | None = None,

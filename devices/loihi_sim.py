@@ -52,15 +52,12 @@ from stdl_edge.formats.netx import ALIGNED_INTERVAL, CUBA_MODEL, INPUT, NEURON_S
 from stdl_edge.loihi import UV_BITS
 from stdl_edge.registry import DEVICES
 
-from .base import Device, LayerStats, check_threads, limit_blas_threads, torch_threads
+from .base import Device, LayerStats, chunk_steps
 from .loihi_sim_neurons import cuba_fixed_step, cuba_needs_checks, decay_toward_zero, initial_state, \
     neuron_step, wrap_current
 from .loihi_sim_synapses import ConvKernel, DelayedDense, DenseKernel, feed_forward, recurrent, shift
 from .netx_input import BIAS, encode_input, resolve_input_mode
-
-#: steps per layer-by-layer chunk of :meth:`LoihiSim.run_frames` (memory: one chunk of every
-#: block's input; speed: one synapse call per block per chunk)
-RUN_CHUNK = 32
+from .threads import check_threads, limit_blas_threads, torch_threads
 
 __all__ = ["LoihiNet", "LoihiSim", "cuba_fixed_step", "decay_toward_zero", "wrap_current"]
 
@@ -342,7 +339,7 @@ class LoihiSim(Device):
 
     def run_frames(self, frames: np.ndarray) -> np.ndarray:
         """Readouts ``(T + latency, B, classes)`` of ``frames (T, B, C, H, W)`` from a reset state
-        (:meth:`Device.run_frames`), layer by layer over chunks of :data:`RUN_CHUNK` steps: each
+        (:meth:`Device.run_frames`), layer by layer over chunks of steps (:func:`chunk_steps`): each
         block's feed-forward synapse runs once per chunk (:meth:`_block`), bit for bit what
         stepping gives. With ``record=True`` it steps (``recorded()`` is the last step's)."""
         if self.record:
@@ -352,8 +349,9 @@ class LoihiSim(Device):
         total = steps + self.latency
         readouts = []
         with torch_threads(self.threads):
-            for t0 in range(0, total, RUN_CHUNK):
-                chunk = min(RUN_CHUNK, total - t0)
+            size = chunk_steps(batch, max(int(np.prod(layer.out_shape)) for layer in self.net.layers))
+            for t0 in range(0, total, size):
+                chunk = min(size, total - t0)
                 xs = np.zeros((chunk, batch, *self.input_shape), np.int64)
                 have = max(min(steps - t0, chunk), 0)
                 if have:

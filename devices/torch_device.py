@@ -15,10 +15,8 @@ from stdl_edge.neuron import CubaState
 from stdl_edge.registry import DEVICES
 from stdl_edge.stdl.engine import run_chunk
 
-from .base import Device, LayerStats, check_threads, torch_threads
-
-#: steps per chunk of :meth:`TorchDevice.run_frames` (time folded into the synapses' batch)
-RUN_CHUNK = 32
+from .base import Device, LayerStats, chunk_steps
+from .threads import check_threads, torch_threads
 
 
 class TorchDevice(Device):
@@ -79,7 +77,7 @@ class TorchDevice(Device):
     @torch.inference_mode()
     def run_frames(self, frames: np.ndarray) -> np.ndarray:
         """Readouts ``(T, B, classes)`` of ``frames (T, B, C, H, W)`` from a reset state
-        (:meth:`Device.run_frames`), layer by layer over chunks of :data:`RUN_CHUNK` steps: each
+        (:meth:`Device.run_frames`), layer by layer over chunks of steps (:func:`chunk_steps`): each
         convolution and dense synapse runs once per chunk with time folded into the batch
         (:func:`stdl_edge.stdl.engine.run_chunk`, what training runs), the neurons step in
         sequence. Same maths as stepping; float sums may differ in the last bit (another batch
@@ -93,8 +91,9 @@ class TorchDevice(Device):
         x_all = torch.from_numpy(frames).to(self.device)
         outputs = []
         with torch_threads(self.threads):
-            for t0 in range(0, steps, RUN_CHUNK):
-                x = x_all[t0:t0 + RUN_CHUNK]
+            size = chunk_steps(batch, max(int(np.prod(layer.out_shape)) for layer in self.model.layers))
+            for t0 in range(0, steps, size):
+                x = x_all[t0:t0 + size]
                 for j, layer in enumerate(self.model.layers):
                     x, (self._states[j],) = run_chunk(self.model, j, j + 1, x, [self._states[j]], None, False)
                     if layer.spiking:

@@ -10,7 +10,8 @@ import pytest
 
 from stdl_edge.artifact import StreamInfo
 from stdl_edge.devices.base import Device, classify
-from stdl_edge.devices.torch_device import RUN_CHUNK, TorchDevice
+from stdl_edge.devices.base import CHUNK_STEPS
+from stdl_edge.devices.torch_device import TorchDevice
 from stdl_edge.models import ModelConfig, build_model
 
 
@@ -24,7 +25,7 @@ def test_torch_window_run_equals_stepping(rng, arch, batchnorm):
     model.eval()
     stream = StreamInfo((16, 16, 2), 1000, 8)
     stepped, windowed = TorchDevice(model, stream), TorchDevice(model, stream)
-    steps = RUN_CHUNK + 9  # two chunks, the state carried across
+    steps = CHUNK_STEPS + 9  # two chunks, the state carried across
     frames = (rng.random((steps, 3, *shape)) < 0.2).astype(np.float32)
     expected = Device.run_frames(stepped, frames)
     got = windowed.run_frames(frames)

@@ -340,3 +340,29 @@ def test_compute_threads_default_to_one_and_are_restored(tmp_path):
             LoihiSim.from_netx(path, threads=0)
     finally:
         torch.set_num_threads(before)
+
+
+def test_blas_limit_holds_while_any_device_lives(tmp_path):
+    """numpy's BLAS limit is one per process: the smallest limit of the live devices holds, and
+    the original comes back only when the last device is gone (not when the first one is)."""
+    import gc
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas() -> set[int]:
+        return {lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"}
+
+    path = write_dense_chain(tmp_path / "one.net", [np.array([[4]])], [dict(vth=10)], input_shape=[1])
+    gc.collect()  # devices of earlier tests
+    with threadpool_limits(3, user_api="blas"):
+        if not blas():
+            pytest.skip("numpy reports no BLAS library here")
+        first = LoihiSim.from_netx(path, threads=1)
+        second = LoihiSim.from_netx(path, threads=2)
+        assert blas() == {1}
+        del first
+        gc.collect()
+        assert blas() == {2}
+        del second
+        gc.collect()
+        assert blas() == {3}

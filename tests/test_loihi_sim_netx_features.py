@@ -212,13 +212,13 @@ def test_whole_window_run_equals_stepping(tmp_path, kind, aligned):
     a batch of streams, on every kind of block netx builds (delays, dense_rec, sigma-delta,
     bias-fed input, conv) and with netx's aligned reset or none."""
     from stdl_edge.devices.base import Device
-    from stdl_edge.devices.loihi_sim import RUN_CHUNK
+    from stdl_edge.devices.base import CHUNK_STEPS
 
     path = write_net(tmp_path / f"{kind}.net", kind)
     options = {"input_message_bits": 8} if kind == "sdnn" else {}
     rng = np.random.default_rng(3)
     shape = KINDS[kind]
-    steps = 2 * RUN_CHUNK + 7
+    steps = 2 * CHUNK_STEPS + 7
     frames = rng.random((steps, 3, *shape)) < 0.4
     frames = (frames * rng.integers(1, 60, frames.shape) if kind == "sdnn" else frames).astype(np.float32)
     stepped, windowed = (LoihiSim.from_netx(path, aligned=aligned, **options) for _ in range(2))

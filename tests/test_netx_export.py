@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from stdl_edge.artifact import StreamInfo, save_model
@@ -19,6 +20,9 @@ from stdl_edge.models import ModelConfig, build_model
 from stdl_edge.quant import LayerQuant, QuantError, quantize_model
 from stdl_edge.registry import EXPORTERS
 from stdl_edge.stdl import build_aux_head, save_run
+
+sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: the tests' own helper module
+from fixed_point_ref import assert_loihi_sim_follows_float, dequantized  # noqa: E402
 
 STREAM = StreamInfo(sensor_size=(12, 12, 2), dt_us=2000, num_steps=6, class_names=("a", "b", "c", "d"))
 
@@ -110,44 +114,12 @@ def test_loihi_sim_equals_the_float_model_with_dequantized_weights(tmp_path):
     net = _model(1)
     save_model(tmp_path / "r", net, STREAM)
     export(tmp_path / "r")
-    q = [x for x in quantize_model(net) if isinstance(x, LayerQuant)]
-    ref = build_model(net.config.replace(batchnorm=False)).eval()
-    i = 0
-    for layer in ref.layers:
-        lin = getattr(layer, "conv", None) or getattr(layer, "linear", None)
-        if lin is None:
-            continue
-        lq = q[i]
-        i += 1
-        lin.weight.data = torch.tensor(lq.weight / lq.scale, dtype=torch.float32)
-        bias = lq.bias if lq.bias is not None else np.zeros(lq.weight.shape[0])
-        lin.bias = nn.Parameter(torch.tensor(bias / lq.scale, dtype=torch.float32))
-        if not lq.readout:
-            layer.neuron = layer.neuron.__class__(**{**layer.neuron.__dict__, "threshold": lq.vth / lq.scale})
+    ref, q = dequantized(net)
     sim = LoihiSim.from_netx(tmp_path / "r" / "export" / "netx" / "model.net")
     rng = np.random.default_rng(0)
-    steps, lat = 6, sim.latency
+    steps = 6
     frames = (rng.random((steps, 3, 2, 12, 12)) < 0.3).astype(np.float32)
-    out = sim.run(np.concatenate([frames, np.zeros((lat, 3, 2, 12, 12), np.float32)]),
-                  reset_interval=1 << 40, reset_offset=1)  # the aligned device mode
-    states = ref.init_state(3)
-    total_spikes = 0
-    with torch.no_grad():
-        for t in range(steps):
-            rec = []
-            _, states = ref.step(torch.from_numpy(frames[t]), states, record=rec)
-            k = 0
-            for name, y in zip(ref.layer_names(), rec):
-                if name.endswith("flatten"):
-                    continue
-                layer = sim.net.layers[k]
-                if name.endswith("readout"):
-                    v = out[f"{layer.name}/v"][t + k + 1] / (64 * layer.scale)
-                    np.testing.assert_allclose(v, y.numpy(), atol=1e-5)
-                else:
-                    assert np.array_equal(out[layer.name][t + k + 1], y.numpy().astype(np.int8)), (name, t)
-                    total_spikes += int(y.sum())
-                k += 1
+    total_spikes = assert_loihi_sim_follows_float(sim, ref, frames)
     assert total_spikes > 100
 
 

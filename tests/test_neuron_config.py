@@ -4,11 +4,13 @@ model at the exported integers; what an artifact cannot express is refused in on
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import h5py
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 pytest.importorskip("onnxruntime")
 onnx = pytest.importorskip("onnx")
@@ -18,8 +20,11 @@ from stdl_edge.artifact import StreamInfo, save_model  # noqa: E402
 from stdl_edge.devices.loihi_sim import LoihiSim  # noqa: E402
 from stdl_edge.formats.onnx import GraphMetadata  # noqa: E402
 from stdl_edge.models import build_model  # noqa: E402
-from stdl_edge.quant import LayerQuant, QuantError, quantize_decay, quantize_model  # noqa: E402
+from stdl_edge.quant import QuantError, quantize_decay  # noqa: E402
 from stdl_edge.stdl.config import TrainConfig  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: the tests' own helper module
+from fixed_point_ref import assert_loihi_sim_follows_float, dequantized  # noqa: E402
 
 STREAM = StreamInfo(sensor_size=(12, 12, 2), dt_us=1000, num_steps=6, class_names=("a", "b", "c", "d"))
 SHAPE = (2, 12, 12)
@@ -52,21 +57,6 @@ def _net(options: dict, seed: int = 0):
     return net.eval()
 
 
-def _dequantized(net):
-    """The float model with the exported integer weights / scale and threshold vThMant / scale:
-    what loihi-sim computes, in float (BatchNorm folded in)."""
-    q = [x for x in quantize_model(net) if isinstance(x, LayerQuant)]
-    ref = build_model(net.config.replace(batchnorm=False)).eval()
-    synaptic = [layer for layer in ref.layers if hasattr(layer, "synapse")]
-    for layer, lq in zip(synaptic, q, strict=True):
-        layer.synapse.weight.data = torch.tensor(lq.weight / lq.scale, dtype=torch.float32)
-        bias = lq.bias if lq.bias is not None else np.zeros(lq.weight.shape[0])
-        layer.synapse.bias = nn.Parameter(torch.tensor(bias / lq.scale, dtype=torch.float32))
-        if not lq.readout:
-            layer.neuron = type(layer.neuron)(**{**layer.neuron.__dict__, "threshold": lq.vth / lq.scale})
-    return ref, q
-
-
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_setting_reaches_every_artifact_and_the_devices_agree(variant, tmp_path):
     options, expected = VARIANTS[variant]
@@ -88,7 +78,7 @@ def test_setting_reaches_every_artifact_and_the_devices_agree(variant, tmp_path)
 
     # netx: the decays and threshold of every spiking layer, and loihi-sim = the float model at those integers
     stdl_edge.export(folder, to="netx", evaluate=False)
-    ref, q = _dequantized(net)
+    ref, q = dequantized(net)
     with h5py.File(folder / "export" / "netx" / "model.net") as f:
         groups = [f["layer"][str(i)] for i in range(len(f["layer"])) if "weight" in f["layer"][str(i)]]
         for g, lq in zip(groups, q, strict=True):
@@ -98,25 +88,7 @@ def test_setting_reaches_every_artifact_and_the_devices_agree(variant, tmp_path)
                 assert int(g["neuron/vThMant"][()]) == lq.vth
     sim = LoihiSim.from_netx(folder / "export" / "netx" / "model.net")
     frames = (np.random.default_rng(1).random((STREAM.num_steps, 3, *SHAPE)) < 0.3).astype(np.float32)
-    out = sim.run(np.concatenate([frames, np.zeros((sim.latency, 3, *SHAPE), np.float32)]),
-                  reset_interval=1 << 40, reset_offset=1)
-    states, spikes = ref.init_state(3), 0
-    with torch.no_grad():
-        for t in range(STREAM.num_steps):
-            rec: list[torch.Tensor] = []
-            _, states = ref.step(torch.from_numpy(frames[t]), states, record=rec)
-            k = 0
-            for name, y in zip(ref.layer_names(), rec):
-                if name.endswith("flatten"):
-                    continue
-                layer = sim.net.layers[k]
-                if name.endswith("readout"):
-                    np.testing.assert_allclose(out[f"{layer.name}/v"][t + k + 1] / (64 * layer.scale), y.numpy(),
-                                               atol=1e-5)
-                else:
-                    assert np.array_equal(out[layer.name][t + k + 1], y.numpy().astype(np.int8)), (variant, name, t)
-                    spikes += int(y.sum())
-                k += 1
+    spikes = assert_loihi_sim_follows_float(sim, ref, frames, variant)
     assert spikes > 50  # the comparison saw spikes
 
 

@@ -77,7 +77,8 @@ def run(
     from rich.table import Table
 
     from stdl_edge.api import export
-    from stdl_edge.devices.base import TimeSpan, thread_options
+    from stdl_edge.devices.base import TimeSpan
+    from stdl_edge.devices.threads import thread_options
     from stdl_edge.devices.choose import device_for, open_artifact
     from stdl_edge.devices.plots import write_plots
     from stdl_edge.sources import fit_geometry, open_source
