@@ -38,36 +38,43 @@ def _numba() -> Any:
     return numba
 
 
-#: per EVT3 word type: 1 for the vector words (VECT_12, VECT_8), and 1 for the reserved ones
-_EVT3_VECTOR = np.array([1 if k in (0x4, 0x5) else 0 for k in range(16)], np.int64)
+#: per EVT3 word type: 1 for ADDR_X (one event), the reserved types, VECT_12 and VECT_8
+_EVT3_SINGLE = np.array([1 if k == 0x2 else 0 for k in range(16)], np.int64)
 _EVT3_RESERVED = np.array([1 if k in (0x1, 0x9, 0xB, 0xC, 0xD) else 0 for k in range(16)], np.int64)
+_EVT3_V12 = np.array([1 if k == 0x4 else 0 for k in range(16)], np.int64)
+_EVT3_V8 = np.array([1 if k == 0x5 else 0 for k in range(16)], np.int64)
+#: set bits of each 12-bit value
+_POPCOUNT = np.array([bin(v).count("1") for v in range(4096)], np.int64)
 
 
-def _evt3_loop(words: np.ndarray, state: np.ndarray, vector: np.ndarray = _EVT3_VECTOR,
-               reserved: np.ndarray = _EVT3_RESERVED) -> tuple:  # pragma: no cover - compiled by numba
+def _evt3_loop(words: np.ndarray, state: np.ndarray, single: np.ndarray = _EVT3_SINGLE,
+               reserved: np.ndarray = _EVT3_RESERVED, v12: np.ndarray = _EVT3_V12, v8: np.ndarray = _EVT3_V8,
+               popcount: np.ndarray = _POPCOUNT) -> tuple:  # pragma: no cover - compiled by numba
     """EVT3 word by word (the spec in :class:`~stdl_edge.sources.prophesee.Evt3Source`);
     returns ``(ok, x int32, y int16, t int64, p bool, word int32 of each event, any vectors)``
-    and updates ``state`` only when ``ok``. Pass 1 (without branches: word types come in no
-    predictable order) counts the vector words and finds reserved ones; pass 2 decodes into
-    arrays sized for every vector word full, and gives up at a time high that goes back."""
+    and updates ``state`` only when ``ok``. Pass 1 (table lookups, no branches: word types come
+    in no predictable order) counts the events and finds reserved words; pass 2 decodes, and
+    gives up at a time high that goes back."""
     n = len(words)
+    count = 0
     vectors = 0
     bad = 0
     for i in range(n):
-        typ = words[i] >> 12
-        vectors += vector[typ]
+        w = np.int64(words[i])
+        typ = w >> 12
+        count += single[typ] + v12[typ] * popcount[w & 0xFFF] + v8[typ] * popcount[w & 0xFF]
+        vectors += v12[typ] + v8[typ]
         bad |= reserved[typ]
     empty = (False, np.empty(0, np.int32), np.empty(0, np.int16), np.empty(0, np.int64), np.empty(0, np.bool_),
              np.empty(0, np.int32), False)
     if bad:
         return empty
     high, high_raw, wraps, low, y, bx, bp = state[0], state[1], state[2], state[3], state[4], state[5], state[6]
-    size = n + 11 * vectors
-    xs = np.empty(size, np.int32)
-    ys = np.empty(size, np.int16)
-    ts = np.empty(size, np.int64)
-    ps = np.empty(size, np.bool_)
-    at = np.empty(size, np.int32)
+    xs = np.empty(count, np.int32)
+    ys = np.empty(count, np.int16)
+    ts = np.empty(count, np.int64)
+    ps = np.empty(count, np.bool_)
+    at = np.empty(count, np.int32)
     k = 0
     for i in range(n):
         w = np.int64(words[i])
@@ -107,7 +114,7 @@ def _evt3_loop(words: np.ndarray, state: np.ndarray, vector: np.ndarray = _EVT3_
             high_raw = v
             low = 0
     state[0], state[1], state[3], state[4], state[5], state[6] = high, high_raw, low, y, bx, bp
-    return True, xs[:k], ys[:k], ts[:k], ps[:k], at[:k], vectors > 0
+    return True, xs, ys, ts, ps, at, vectors > 0
 
 
 @lru_cache(maxsize=None)
