@@ -47,14 +47,14 @@ _EVT3_V8 = np.array([1 if k == 0x5 else 0 for k in range(16)], np.int64)
 _POPCOUNT = np.array([bin(v).count("1") for v in range(4096)], np.int64)
 
 
-def _evt3_loop(words: np.ndarray, state: np.ndarray, single: np.ndarray = _EVT3_SINGLE,
-               reserved: np.ndarray = _EVT3_RESERVED, v12: np.ndarray = _EVT3_V12, v8: np.ndarray = _EVT3_V8,
-               popcount: np.ndarray = _POPCOUNT) -> tuple:  # pragma: no cover - compiled by numba
+def _evt3_loop(words: np.ndarray, state: np.ndarray) -> tuple:  # pragma: no cover - compiled by numba
     """EVT3 word by word (the spec in :class:`~stdl_edge.sources.prophesee.Evt3Source`);
     returns ``(ok, x int32, y int16, t int64, p bool, word int32 of each event, any vectors)``
     and updates ``state`` only when ``ok``. Pass 1 (table lookups, no branches: word types come
     in no predictable order) counts the events and finds reserved words; pass 2 decodes, and
-    gives up at a time high that goes back."""
+    gives up at a time high that goes back. (The tables are module globals, which numba compiles
+    in as constants; as default arguments it would type, and print, them on every call.)"""
+    single, reserved, v12, v8, popcount = _EVT3_SINGLE, _EVT3_RESERVED, _EVT3_V12, _EVT3_V8, _POPCOUNT
     n = len(words)
     count = 0
     vectors = 0
