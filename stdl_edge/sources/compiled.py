@@ -2,7 +2,7 @@
 
 A kernel decodes the *ordinary* blocks of a file: a block with anything unusual in it (a
 reserved word type, a time counter that wraps or jumps backwards) makes the kernel give up
-(it returns ``None`` and leaves the carried state alone), and the format's vectorised numpy
+(it says so and leaves the carried state alone), and the format's vectorised numpy
 decoder decodes that block instead, with its wrap-around logic and its error messages naming
 the byte. So every rule about what a file means lives once, in the numpy decoder, and a
 kernel is only ever an exact, faster copy of its ordinary path; the tests compare the two on
