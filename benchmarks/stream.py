@@ -19,8 +19,10 @@ Prophesee DAT, an EVT3 and an AEDAT4 file (timestamps starting at 913 s), run as
 ``stdl-edge run MODEL --events FILE`` does with its defaults (the 128 x 128 sensor cropped
 and downsampled by 3 to a 34 x 34 model, windows of the training length, one thread):
 decode + crop + downsample + bin + step, devices and formats taking turns, median and
-range of the runs, against wall and CPU time. Targets: >= 10x for every device and
-format, >= 20x for onnxruntime.
+range of the runs, against wall and CPU time (each its own median: on a shared machine the
+CPU-time factor is the one to compare). The first EVT3 run of the process includes numba's
+import (the compiled EVT3 decoder). Targets: >= 10x for every device and format, >= 20x for
+onnxruntime.
 
     .venv/bin/python benchmarks/stream.py              # full run, writes benchmarks/results/stream.json
     .venv/bin/python benchmarks/stream.py --quick      # a short smoke run
@@ -174,17 +176,19 @@ def real_format_rows(folder: Path, devices: list[str], duration_s: float, repeat
     rows = []
     for (dev, fmt), measured in runs.items():
         measured.sort(key=lambda r: r["realtime_factor"])
+        cpu_runs = sorted(r["realtime_factor_cpu"] for r in measured)
         row = dict(measured[len(measured) // 2]) | {"repeats": len(measured),
                                                     "realtime_factor_runs": [r["realtime_factor"] for r in measured],
-                                                    "realtime_factor_cpu_runs": sorted(r["realtime_factor_cpu"]
-                                                                                       for r in measured)}
+                                                    "realtime_factor_cpu_runs": cpu_runs,
+                                                    "realtime_factor_cpu_median": cpu_runs[len(cpu_runs) // 2]}
         rows.append(row)
         target = 20 if dev == "onnxruntime" else 10
+        cpu = row["realtime_factor_cpu_median"]
         print(f"{dev:12s} {fmt:7s} {row['events_read'] / 1e6:5.2f} M ev  {row['realtime_factor']:7.2f}x real time "
               f"({measured[0]['realtime_factor']:.2f}-{measured[-1]['realtime_factor']:.2f}x)  CPU time: "
-              f"{row['realtime_factor_cpu']:6.2f}x  step p50 {row['step_ms_p50']:.3f} ms p90 "
-              f"{row['step_ms_p90']:.3f} ms  target {target}x: "
-              f"{'met' if row['realtime_factor_cpu'] >= target else 'NOT met'} (CPU)", flush=True)
+              f"{cpu:6.2f}x ({cpu_runs[0]:.2f}-{cpu_runs[-1]:.2f}x)  step p50 {row['step_ms_p50']:.3f} ms p90 "
+              f"{row['step_ms_p90']:.3f} ms  target {target}x: {'met' if cpu >= target else 'NOT met'} (CPU, median)",
+              flush=True)
     return rows
 
 
