@@ -29,7 +29,7 @@ from .data import load_dataset, materialize
 from .io import atomic_path
 from .layers import AvgPool2d, Readout, SpikingConv2d, SpikingDense
 from .models import SpikingNet
-from .quant import BASE_SCALE, QuantConfig, bn_gain, choose_exponent, fold_bn, quantize_weight
+from .quant import BASE_SCALE, QuantConfig, QuantError, bn_gain, choose_exponent, fold_bn, quantize_weight
 
 
 def fake_quantize_weight(w: torch.Tensor, scale: float, config: QuantConfig = QuantConfig()) -> torch.Tensor:
@@ -73,8 +73,14 @@ class _FakeQuantParam(nn.Module):
 def attach_fake_quant(model: SpikingNet, config: QuantConfig = QuantConfig()) -> SpikingNet:
     """Make every conv/dense weight of ``model`` fake-quantized (in place; BatchNorm set to eval).
 
-    Undo with :func:`detach_fake_quant` (keeps the trained float weights).
+    Undo with :func:`detach_fake_quant` (keeps the trained float weights). A recurrent dense
+    layer is refused (its two matrices share one exponent, which this parametrization does not
+    model yet): :class:`~stdl_edge.quant.QuantError` naming the layer.
     """
+    for name, layer in zip(model.layer_names(), model.layers):
+        if layer.kind == "dense_rec":
+            raise QuantError(f"layer {name}: QAT does not fake-quantize recurrent layers (dense_rec) yet; export "
+                             "the float run (netx quantizes it with one exponent for both weight matrices)")
     pool = 1
     for layer in model.layers:
         if isinstance(layer, AvgPool2d):

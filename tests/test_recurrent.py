@@ -61,8 +61,8 @@ def test_zoo_model_and_its_aux_heads_carry_the_recurrent_layer() -> None:
     assert [layer.kind for layer in net.layers] == ["conv", "conv", "conv", "flatten", "dense_rec", "readout"]
     rec = net.layers[4]
     # recurrent weights start at a third of the feed-forward gain (models.RECURRENT_INIT)
-    ff_std = float(rec.linear.weight.std()) * rec.linear.in_features ** 0.5
-    rec_std = float(rec.recurrent.weight.std()) * rec.recurrent.in_features ** 0.5
+    ff_std = float(rec.linear.weight.detach().std()) * rec.linear.in_features ** 0.5
+    rec_std = float(rec.recurrent.weight.detach().std()) * rec.recurrent.in_features ** 0.5
     assert 0.25 < rec_std / ff_std < 0.42
     plan = make_plan(net, "stdl", subnets=3, batch=2)
     assert all(any(isinstance(layer, SpikingRecurrentDense) for layer in h.layers) for h in plan.heads)
