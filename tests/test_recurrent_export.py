@@ -135,12 +135,25 @@ def test_nir_export_refuses_the_recurrent_layer(tmp_path):
         to_nir(_model(), STREAM)
 
 
-def test_qat_and_the_if_chip_target_refuse_the_recurrent_layer():
-    from stdl_edge.qat import attach_fake_quant
-    from stdl_edge.quant import QuantError
+def test_qat_fake_quantizes_both_matrices_at_the_exported_exponent():
+    from stdl_edge.qat import attach_fake_quant, detach_fake_quant
+
+    net = _model()
+    rec = [x for x in quantize_model(net) if isinstance(x, LayerQuant)][3]
+    attach_fake_quant(net)
+    layer = net.layers[4]
+    np.testing.assert_array_equal((layer.linear.weight.detach() * rec.scale).round().numpy(), rec.weight)
+    np.testing.assert_array_equal((layer.recurrent.weight.detach() * rec.scale).round().numpy(), rec.weight_rec)
+    frames = (torch.rand(3, 2, 2, 12, 12, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    net(frames).sum().backward()  # the straight-through gradient reaches both float matrices
+    assert layer.recurrent.parametrizations.weight.original.grad is not None
+    assert layer.linear.parametrizations.weight.original.grad is not None
+    detach_fake_quant(net)
+    assert not hasattr(layer.recurrent, "parametrizations") and not hasattr(layer.linear, "parametrizations")
+
+
+def test_the_if_chip_target_refuses_the_recurrent_layer():
     from stdl_edge.targets import check_target
 
-    with pytest.raises(QuantError, match=r"layer 4.dense_rec: QAT does not fake-quantize recurrent layers"):
-        attach_fake_quant(_model())
     assert "layer 4.dense_rec: a recurrent dense layer; if-chip has no recurrent connections" in \
         check_target(_model(), "if-chip")
