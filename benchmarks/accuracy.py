@@ -1,12 +1,12 @@
 """Test accuracy of bptt, sltt, local and stdl with each temporal credit, same epochs and seeds.
 
     .venv/bin/python benchmarks/accuracy.py [--datasets digits-dvs,shapes-dvs] [--seeds 0]
-        [--epochs 6] [--limit N] [--subnets 4] [--resume]
+        [--epochs 6] [--limit N] [--subnets 4] [--model dvs-cnn] [--resume]
         [--methods bptt,sltt,sltt:window2,local,local:trace,local:window2,stdl,stdl:trace,stdl:window2]
 
 A method is ``name[:credit]``, credit ``none``, ``trace`` or ``windowW`` (``--temporal-credit``
 and ``--window``); a bare name trains with its default (``TrainConfig``). Every setting trains
-the same model (dvs-cnn, same initial weights per seed) on the same data in the same order,
+the same model (``--model``, default dvs-cnn; same initial weights per seed) on the same data in the same order,
 with the same epochs, batch size and learning rate, through the one trainer
 (``stdl_edge.stdl.trainer.train``). Runs go seed by seed (both data sets, every setting), so a
 partial result has every setting at the seeds done; the JSON is rewritten after every run and
@@ -67,7 +67,7 @@ def train_epochs(cfg, train_data, test_data) -> list[dict[str, Any]]:
 
 def run(datasets: list[str], settings: list[str], seeds: list[int], epochs: int, subnets: int,
         limit: int | None, batch: int, lr: float | None, log=print, on_row=None,
-        done: list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+        done: list[dict[str, Any]] = (), model: str = "dvs-cnn") -> list[dict[str, Any]]:
     """Train every (seed, data set, setting); ``on_row(rows)`` after each run (partial results)."""
     from stdl_edge.stdl.trainer import TrainConfig, load_split
 
@@ -75,7 +75,7 @@ def run(datasets: list[str], settings: list[str], seeds: list[int], epochs: int,
     have = {(r["dataset"], r["setting"], r["seed"]) for r in rows}
     data = {}
     for dataset in datasets:
-        base = TrainConfig(dataset=dataset, epochs=epochs, limit=limit, batch_size=batch)
+        base = TrainConfig(dataset=dataset, model=model, epochs=epochs, limit=limit, batch_size=batch)
         train_data, stream = load_split(base, "train")
         test_data, _ = load_split(base, "test")
         data[dataset] = (base if lr is None else base.replace(lr=lr), (train_data, test_data, stream))
@@ -177,6 +177,7 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None, help="balanced subset of about N samples per data set")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=None)
+    ap.add_argument("--model", default="dvs-cnn", help="the zoo model every setting trains (e.g. dvs-crnn)")
     ap.add_argument("--out", type=Path, default=RESULTS / "accuracy.json")
     ap.add_argument("--resume", action="store_true", help="keep the runs --out already holds and add the rest")
     args = ap.parse_args()
@@ -191,13 +192,13 @@ def main() -> None:
     done = json.loads(args.out.read_text())["rows"] if args.resume and args.out.exists() else []
 
     def save(rows: list[dict[str, Any]], complete: bool = False) -> None:
-        write_json(args.out, {"benchmark": "accuracy", "model": "dvs-cnn", "epochs": args.epochs, "seeds": seeds,
+        write_json(args.out, {"benchmark": "accuracy", "model": args.model, "epochs": args.epochs, "seeds": seeds,
                               "settings": settings, "limit": args.limit, "batch": args.batch,
                               "host": platform.node(), "torch": torch.__version__, "threads": 1,
                               "complete": complete, "rows": rows, "summary": summarize(rows)})
 
     rows = run(args.datasets.split(","), settings, seeds, args.epochs, args.subnets, args.limit,
-               args.batch, args.lr, on_row=save, done=done)
+               args.batch, args.lr, on_row=save, done=done, model=args.model)
     save(rows, complete=True)
     print()
     print(table(summarize(rows)))

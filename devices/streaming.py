@@ -222,8 +222,9 @@ class RunResult:
 
 
 def _fanout_estimate(device: Any, spikes: np.ndarray, input_spikes: int) -> np.ndarray | None:
-    """Synaptic operations per layer: spikes into layer i x its mean fan-out, for devices with a
-    torch model (``device.model``); None where the model is not at hand."""
+    """Synaptic operations per layer: spikes into layer i x its mean fan-out (a recurrent layer adds
+    its own spikes x its width), for devices with a torch model (``device.model``); None where the
+    model is not at hand."""
     model = getattr(device, "model", None)
     layers = getattr(model, "layers", None)
     if layers is None or len(layers) != len(spikes):
@@ -242,6 +243,8 @@ def _fanout_estimate(device: Any, spikes: np.ndarray, input_spikes: int) -> np.n
         elif layer.kind == "resblock":
             fan = float(np.prod(layer.out_shape)) / max(float(np.prod(layer.in_shape)), 1.0) * 9 * 2
         synops[i] = int(round(source * fan))
+        if getattr(layer, "recurrent", None) is not None:  # dense_rec: its own spikes back through W_rec
+            synops[i] += int(spikes[i]) * layer.recurrent.out_features
         if layer.spiking:
             source = int(spikes[i])
     return synops

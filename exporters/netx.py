@@ -3,7 +3,8 @@
 The files follow what lava-dl's ``netx.hdf5.Network`` reads; the layout, its keys, the writer
 and the parser are :mod:`stdl_edge.formats.netx`, and this module decides what goes in them:
 layer 0 is a shape-only ``input`` (spikes go straight into layer 1), then ``conv``,
-``flatten`` and ``dense`` layers with CUBA neurons.
+``flatten``, ``dense`` and ``dense_rec`` (recurrent dense: ``weight`` and ``weight_rec`` at one
+exponent) layers with CUBA neurons.
 
 Weights are even integers in [-254, 254] (8-bit mantissa, step 2, lava-dl's convention) at a
 per-layer scale ``64 * 2**e`` (:mod:`stdl_edge.quant`). The readout is a dense CUBA layer with
@@ -31,8 +32,8 @@ import numpy as np
 
 from stdl_edge.artifact import RunFolder, StreamInfo, TrainedRun
 from stdl_edge.formats.export_record import export_folder, new_export_id
-from stdl_edge.formats.netx import (EXPORT_RECORD, FORMAT, MODEL_FILE, VERSION, NetxError, netx_dense_weights,
-                                    write_export_record, write_netx)
+from stdl_edge.formats.netx import (DENSE, DENSE_REC, EXPORT_RECORD, FORMAT, MODEL_FILE, VERSION, NetxError,
+                                    netx_dense_weights, netx_recurrent_weights, write_export_record, write_netx)
 from stdl_edge.io import write_json
 from stdl_edge.models import SpikingNet
 from stdl_edge.quant import FoldedLayer, LayerQuant, QuantConfig, QuantError, quantize_model
@@ -52,24 +53,43 @@ def make_dense_netx_exact(weight: np.ndarray, name: str, step: int = 2) -> tuple
     -255, then truncated), the family of lava-dl issue 170. Such a weight moves one step
     toward zero until the pipeline is exact; an all-zero matrix cannot be loaded at all.
     """
-    w = weight.astype(np.int64).copy()
-    if not np.any(w):
+    (w,), nudged = _netx_exact([weight], name, step)
+    return w, nudged
+
+
+def make_recurrent_netx_exact(weight: np.ndarray, weight_rec: np.ndarray, name: str, step: int = 2
+                              ) -> tuple[np.ndarray, np.ndarray, int]:
+    """:func:`make_dense_netx_exact` for a ``dense_rec`` layer: both matrices go through netx's
+    ``RecurrentDense`` pipeline (one exponent, each synapse its own sign mode) and each is
+    nudged on its own; returns ``(weight, weight_rec, nudged)``."""
+    (w, w_rec), nudged = _netx_exact([weight, weight_rec], name, step)
+    return w, w_rec, nudged
+
+
+def _netx_exact(weights: list[np.ndarray], name: str, step: int) -> tuple[list[np.ndarray], int]:
+    """The nudging loop of :func:`make_dense_netx_exact` over one matrix or a recurrent pair."""
+    ws = [m.astype(np.int64).copy() for m in weights]
+    if not any(np.any(w) for w in ws):
         raise QuantError(f"layer {name}: all weights are zero; netx cannot load an all-zero dense matrix "
                          "(lava-dl optimize_weight_bits divides by zero). Retrain, or drop the layer")
     nudged = 0
     for _ in range(64):
         try:
-            eff, exp = netx_dense_weights(w)
+            *effs, exp = netx_dense_weights(ws[0]) if len(ws) == 1 else netx_recurrent_weights(*ws)
         except NetxError as e:
             raise QuantError(f"layer {name}: {e}") from None
-        back = eff >> -exp if exp <= 0 else eff << exp
-        bad = back != w
-        if not bad.any():
-            return w, nudged
-        lo = int(w.min())
-        sel = w == lo
-        w[sel] += step if lo < 0 else -step
-        nudged += int(sel.sum())
+        exact = True
+        for w, eff in zip(ws, effs):
+            back = eff >> -exp if exp <= 0 else eff << exp
+            if not (back != w).any():
+                continue
+            exact = False
+            lo = int(w.min())
+            sel = w == lo
+            w[sel] += step if lo < 0 else -step
+            nudged += int(sel.sum())
+        if exact:
+            return ws, nudged
     raise QuantError(f"layer {name}: could not make the weights exact under netx's weight optimisation")
 
 
@@ -79,8 +99,11 @@ def quantize_for_netx(net: SpikingNet, config: QuantConfig, start: int = 0, stop
     layers = quantize_model(net, config, start, stop, input_max=input_max)
     for q in layers:
         if isinstance(q, LayerQuant):
-            if q.kind == "dense":
+            if q.kind == DENSE:
                 q.weight, nudged = make_dense_netx_exact(q.weight, q.name, config.weight_step)
+            elif q.kind == DENSE_REC:
+                q.weight, q.weight_rec, nudged = make_recurrent_netx_exact(q.weight, q.weight_rec, q.name,
+                                                                           config.weight_step)
             else:
                 nudged = 0  # conv: netx passes the kernel to Lava as is (even all zeros)
             q.report["netx_nudged_weights"] = nudged

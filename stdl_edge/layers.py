@@ -113,10 +113,8 @@ class SpikingConv2d(_CubaLayer):
         return self.conv
 
 
-class SpikingDense(_CubaLayer):
-    """Linear (+ optional BatchNorm1d) -> CUBA LIF. Input ``(B, N_in)``, output ``(B, N_out)``."""
-
-    kind = "dense"
+class _LinearLayer(_CubaLayer):
+    """A ``linear`` synapse ``(B, N_in) -> (B, N_out)`` (+ optional BatchNorm1d) and its neuron."""
 
     def __init__(self, in_features: int, out_features: int, bias: bool = False, batchnorm: bool = False,
                  neuron: CubaParams = CubaParams(), dropout: float = 0.0) -> None:
@@ -131,6 +129,38 @@ class SpikingDense(_CubaLayer):
     @property
     def synapse(self) -> nn.Module:
         return self.linear
+
+
+class SpikingDense(_LinearLayer):
+    """Linear (+ optional BatchNorm1d) -> CUBA LIF. Input ``(B, N_in)``, output ``(B, N_out)``."""
+
+    kind = "dense"
+
+
+class SpikingRecurrentDense(_LinearLayer):
+    """Linear (+ optional BatchNorm1d) plus a recurrent linear from the layer's own spikes -> CUBA LIF.
+
+    Input ``(B, N_in)``, output ``(B, N)``; per step, with ``s[t-1]`` the spike the layer emitted
+    the step before (``state.spike``, so the recurrence is carried like the neuron's state)::
+
+        I[t] = BN(W x[t] + b) + W_rec s[t-1]      # W (N, N_in), W_rec (N, N), no recurrent bias
+
+    BatchNorm (and the training dropout) act on the feed-forward input only. The one-step delay
+    of the recurrent input is the chip's: netx's ``dense_rec`` (Lava's ``RecurrentDense``)
+    delivers a layer's spikes of step ``t`` to itself at ``t + 1``, as it delivers feed-forward
+    spikes to the next layer, so on a device whose every layer lags one step the float model
+    and the chip see the same ``s[t-1]`` (docs/loihi.md).
+    """
+
+    kind = "dense_rec"
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = False, batchnorm: bool = False,
+                 neuron: CubaParams = CubaParams(), dropout: float = 0.0) -> None:
+        super().__init__(in_features, out_features, bias, batchnorm, neuron, dropout)
+        self.recurrent = nn.Linear(out_features, out_features, bias=False)
+
+    def forward(self, x: torch.Tensor, state: CubaState) -> tuple[torch.Tensor, CubaState]:
+        return cuba_step(self.synaptic_input(x) + self.recurrent(state.spike), state, self.neuron)
 
 
 class Readout(SpikingDense):

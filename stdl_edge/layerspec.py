@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .layers import (AvgPool2d, Flatten, Layer, Readout, SpikingConv2d, SpikingDense,
-                      SpikingResidualBlock, SumPool2d)
+from .layers import (AvgPool2d, Flatten, Layer, Readout, SpikingConv2d, SpikingDense, SpikingRecurrentDense,
+                     SpikingResidualBlock, SumPool2d)
 from .models import SpikingNet
 from .neuron import READOUT_PARAMS, CubaParams
 
@@ -32,8 +32,8 @@ def layer_spec(layer: Layer) -> dict[str, Any]:
                               "kernel_size": conv.kernel_size[0], "stride": conv.stride[0],
                               "padding": conv.padding[0], "bias": conv.bias is not None,
                               "batchnorm": layer.bn is not None, "neuron": layer.neuron.to_dict()}, layer)
-    if isinstance(layer, SpikingDense):
-        return _with_dropout({"kind": "dense", "in_features": layer.in_shape[0], "out_features": layer.out_shape[0],
+    if isinstance(layer, (SpikingDense, SpikingRecurrentDense)):
+        return _with_dropout({"kind": layer.kind, "in_features": layer.in_shape[0], "out_features": layer.out_shape[0],
                               "bias": layer.linear.bias is not None, "batchnorm": layer.bn is not None,
                               "neuron": layer.neuron.to_dict()}, layer)
     if isinstance(layer, SpikingResidualBlock):
@@ -50,7 +50,7 @@ def layer_spec(layer: Layer) -> dict[str, Any]:
                      "add it to stdl_edge.layerspec")
 
 
-def _with_dropout(spec: dict[str, Any], layer: SpikingDense | SpikingConv2d) -> dict[str, Any]:
+def _with_dropout(spec: dict[str, Any], layer: SpikingDense | SpikingRecurrentDense | SpikingConv2d) -> dict[str, Any]:
     """``spec`` with the layer's input ``dropout`` where it has one (the record is as before without)."""
     if layer.dropout:
         spec["dropout"] = layer.dropout
@@ -65,7 +65,7 @@ def build_layer(spec: dict[str, Any]) -> Layer:
         s["neuron"] = CubaParams.from_dict(s["neuron"])
     if "in_shape" in s:
         s["in_shape"] = tuple(s["in_shape"])
-    classes = {"readout": Readout, "conv": SpikingConv2d, "dense": SpikingDense,
+    classes = {"readout": Readout, "conv": SpikingConv2d, "dense": SpikingDense, "dense_rec": SpikingRecurrentDense,
                "resblock": SpikingResidualBlock, "avgpool": AvgPool2d, "sumpool": SumPool2d, "flatten": Flatten}
     if kind not in classes:
         raise ValueError(f"unknown layer kind {kind!r} in a layer spec; known: {', '.join(classes)}")

@@ -19,7 +19,7 @@ from torch import nn
 
 from .checks import boolean, fields_of, number, text, whole, wholes
 from .layers import Layer, Shape
-from .netspec import (Conv, Dense, Flatten, LayerSpec, Pool, Readout, ResBlock, build_layers, out_shape,
+from .netspec import (Conv, Dense, DenseRec, Flatten, LayerSpec, Pool, Readout, ResBlock, build_layers, out_shape,
                       parse_specs)
 from .neuron import IF_PARAMS, CubaParams
 
@@ -28,7 +28,7 @@ from .neuron import IF_PARAMS, CubaParams
 class ModelConfig:
     """What to build.
 
-    arch: 'dvs-cnn' (small, Loihi-friendly), 'vgg11' or 'resnet' (GPU-scale), 'if-cnn' (the
+    arch: 'dvs-cnn' (small, Loihi-friendly), 'dvs-crnn' (dvs-cnn with a recurrent dense layer), 'vgg11' or 'resnet' (GPU-scale), 'if-cnn' (the
         integrate-and-fire target preset: no leak, no bias, sum pooling), or 'custom': the
         network is ``layers``.
     input_shape: (channels, height, width) of one event frame; 2 polarity channels.
@@ -172,6 +172,13 @@ def _dvs_cnn(cfg: ModelConfig) -> list[LayerSpec]:
     return convs + [Flatten(), Dense(_c(128, cfg.width), batchnorm=bn), Readout()]
 
 
+def _dvs_crnn(cfg: ModelConfig) -> list[LayerSpec]:
+    """dvs-cnn with its dense layer made recurrent (netx ``dense_rec``): the 3 strided convs, a
+    recurrent dense layer that reads its own spikes of the step before, and the readout."""
+    *convs, _, _ = _dvs_cnn(cfg)
+    return convs + [DenseRec(_c(128, cfg.width), batchnorm=bool(cfg.batchnorm)), Readout()]
+
+
 def _planned(specs: list[LayerSpec], spec: LayerSpec, shape: Shape) -> Shape:
     """Append ``spec`` to ``specs``; the shape after it."""
     specs.append(spec)
@@ -250,6 +257,7 @@ ModelBuilder = Callable[[ModelConfig], Sequence[Any]]
 #: the zoo, each a :data:`ModelBuilder`; 'custom' is a network recorded layer by layer (``layers``)
 ARCHS: dict[str, Callable[[ModelConfig], Any]] = {
     "dvs-cnn": _dvs_cnn,
+    "dvs-crnn": _dvs_crnn,
     "vgg11": _vgg11,
     "resnet": _resnet,
     "if-cnn": _if_cnn,
@@ -352,8 +360,14 @@ def build_model(config: ModelConfig, seed: int | None = None) -> SpikingNet:
     return SpikingNet(spiking_init(model_layers(config), config), config)
 
 
+#: recurrent weights start at this fraction of ``init_gain`` (a choice, not tuned: at the full
+#: gain the layer's own spikes would add about as much input as its feed-forward synapses)
+RECURRENT_INIT = 1 / 3
+
+
 def spiking_init(layers: list[Layer], config: ModelConfig) -> list[Layer]:
-    """Re-draw the synaptic weights of spiking layers: ``N(0, (init_gain * theta)^2 / fan_in)``.
+    """Re-draw the synaptic weights of spiking layers: ``N(0, (init_gain * theta)^2 / fan_in)``,
+    recurrent ones (``dense_rec``) at :data:`RECURRENT_INIT` times that gain.
 
     The readout keeps torch's default (it integrates spike counts, it does not spike).
     """
@@ -361,7 +375,9 @@ def spiking_init(layers: list[Layer], config: ModelConfig) -> list[Layer]:
     for layer in layers:
         if layer.kind == "readout":
             continue
+        recurrent = getattr(layer, "recurrent", None)
         for m in layer.modules():
             if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.normal_(m.weight, 0.0, gain / m.weight[0].numel() ** 0.5)
+                g = gain * (RECURRENT_INIT if m is recurrent else 1.0)
+                nn.init.normal_(m.weight, 0.0, g / m.weight[0].numel() ** 0.5)
     return layers

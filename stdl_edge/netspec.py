@@ -19,11 +19,12 @@ or in a TOML file (``stdl-edge train --model net.toml``, or a ``[model]`` table 
     kind = "readout"
 
 Kinds and their parameters (:data:`SPECS`): ``conv`` (channels, kernel 3, stride 1, padding
-kernel // 2, bias, batchnorm), ``dense`` (features, bias, batchnorm), ``pool`` (kernel 2, or 0
+kernel // 2, bias, batchnorm), ``dense`` (features, bias, batchnorm), ``dense_rec`` (the same,
+plus synapses from the layer's own spikes of the previous step), ``pool`` (kernel 2, or 0
 for global pooling of a square map; mode 'avg' or 'sum'), ``flatten``, ``dropout`` (p: the
 probability a spike of the next conv/dense/readout layer's input is dropped in training; a
 flatten may come between; identity in evaluation and every export), ``resblock`` (channels,
-stride, batchnorm); conv, dense and resblock take a ``neuron`` table too, for their own
+stride, batchnorm); conv, dense, dense_rec and resblock take a ``neuron`` table too, for their own
 CUBA parameters (:class:`~stdl_edge.neuron.CubaParams` fields), ``readout`` (bias, classes: the data set's when left out). ``batchnorm``
 left out takes the model's setting; every spiking layer gets the model's neuron.
 
@@ -47,7 +48,7 @@ from typing import Any, ClassVar, Sequence, Union
 
 from .checks import boolean, fields_of, number, table, text, whole
 from .layers import (AvgPool2d, Flatten as FlattenLayer, Layer, Readout as ReadoutLayer, Shape, SpikingConv2d,
-                     SpikingDense, SpikingResidualBlock, SumPool2d, conv_out)
+                     SpikingDense, SpikingRecurrentDense, SpikingResidualBlock, SumPool2d, conv_out)
 from .neuron import CubaParams
 
 
@@ -74,6 +75,18 @@ class Dense:
     batchnorm: bool | None = None
     neuron: CubaParams | None = None
     kind: ClassVar[str] = "dense"
+
+
+@dataclass(frozen=True)
+class DenseRec:
+    """Recurrent dense: :class:`Dense` plus synapses from the layer's own spikes of the step
+    before (:class:`~stdl_edge.layers.SpikingRecurrentDense`; netx's ``dense_rec``)."""
+
+    features: int
+    bias: bool = False
+    batchnorm: bool | None = None
+    neuron: CubaParams | None = None
+    kind: ClassVar[str] = "dense_rec"
 
 
 @dataclass(frozen=True)
@@ -121,9 +134,9 @@ class Readout:
     kind: ClassVar[str] = "readout"
 
 
-LayerSpec = Union[Conv, Dense, Pool, Flatten, Dropout, ResBlock, Readout]
+LayerSpec = Union[Conv, Dense, DenseRec, Pool, Flatten, Dropout, ResBlock, Readout]
 #: kind -> spec class
-SPECS: dict[str, type] = {c.kind: c for c in (Conv, Dense, Pool, Flatten, Dropout, ResBlock, Readout)}
+SPECS: dict[str, type] = {c.kind: c for c in (Conv, Dense, DenseRec, Pool, Flatten, Dropout, ResBlock, Readout)}
 POOL_MODES = ("avg", "sum")
 
 
@@ -214,7 +227,7 @@ def out_shape(spec: LayerSpec, in_shape: Shape, num_classes: int = 0) -> Shape:
         return (in_shape[0], in_shape[1] // k, in_shape[2] // k)
     if isinstance(spec, Flatten):
         return (int(math.prod(in_shape)),)
-    if isinstance(spec, Dense):
+    if isinstance(spec, (Dense, DenseRec)):
         return (spec.features,)
     if isinstance(spec, Readout):
         return (spec.classes or num_classes,)
@@ -244,12 +257,12 @@ def build_layers(specs: Sequence[LayerSpec], input_shape: Shape, num_classes: in
         if isinstance(spec, Dropout):
             dropout, dropout_at = spec.p, i
             continue
-        if dropout and not isinstance(spec, (Conv, Dense, Readout, Flatten)):
+        if dropout and not isinstance(spec, (Conv, Dense, DenseRec, Readout, Flatten)):
             raise ValueError(f"model {where}[{dropout_at}] (dropout) is followed by a {spec.kind}; a dropout acts "
                              "on the input of the next conv, dense or readout layer (a flatten may come between)")
         if isinstance(spec, (Conv, ResBlock, Pool)) and len(shape) != 3:
             raise _fail(at, spec, shape, "it reads (channels, height, width) maps; this input is flat")
-        if isinstance(spec, (Dense, Readout)) and len(shape) != 1:
+        if isinstance(spec, (Dense, DenseRec, Readout)) and len(shape) != 1:
             raise _fail(at, spec, shape, "it reads a flat vector; put a flatten (or a global pool and a "
                                          "flatten) before it")
         if isinstance(spec, Conv):
@@ -264,6 +277,9 @@ def build_layers(specs: Sequence[LayerSpec], input_shape: Shape, num_classes: in
         elif isinstance(spec, Dense):
             layers.append(SpikingDense(shape[0], spec.features, bias=spec.bias, batchnorm=bn, neuron=n,
                                        dropout=dropout))
+        elif isinstance(spec, DenseRec):
+            layers.append(SpikingRecurrentDense(shape[0], spec.features, bias=spec.bias, batchnorm=bn, neuron=n,
+                                                dropout=dropout))
         elif isinstance(spec, Readout):
             if spec.classes is not None and spec.classes != num_classes:
                 raise ValueError(f"model {at} (readout) gives {spec.classes} classes; the data set has "

@@ -19,6 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -27,7 +28,7 @@ from torch.nn.utils import parametrize
 from .artifact import RunFolder, save_model
 from .data import load_dataset, materialize
 from .io import atomic_path
-from .layers import AvgPool2d, Readout, SpikingConv2d, SpikingDense
+from .layers import AvgPool2d, Readout, SpikingConv2d, SpikingDense, SpikingRecurrentDense
 from .models import SpikingNet
 from .quant import BASE_SCALE, QuantConfig, bn_gain, choose_exponent, fold_bn, quantize_weight
 
@@ -41,29 +42,51 @@ def fake_quantize_weight(w: torch.Tensor, scale: float, config: QuantConfig = Qu
     return quantize_weight(w, scale, config) / scale
 
 
+def _raw_weight(module: nn.Module) -> torch.Tensor:
+    """``module.weight`` as trained: the original under a parametrization."""
+    if parametrize.is_parametrized(module, "weight"):
+        return module.parametrizations.weight.original
+    return module.weight
+
+
 class _FakeQuantParam(nn.Module):
     """Parametrization ``W -> Q(fold_bn(W)) / g`` of one layer, at the layer's current exponent.
 
     ``fold_bn`` and the division by the gain ``g`` are plain torch ops on ``W``, so the
     gradient reaches the float weight through the straight-through rounding; the BatchNorm
-    parameters are frozen by :func:`attach_fake_quant`.
+    parameters are frozen by :func:`attach_fake_quant`. A recurrent dense layer has one on each
+    matrix (``recurrent`` for ``W_rec``), both at the exponent of ``[fold_bn(W) | W_rec]``, which
+    is how the exporter quantizes it.
     """
 
-    def __init__(self, layer: SpikingConv2d | SpikingDense, config: QuantConfig, pooled: int = 1) -> None:
+    def __init__(self, layer: SpikingConv2d | SpikingDense | SpikingRecurrentDense, config: QuantConfig,
+                 pooled: int = 1, recurrent: bool = False) -> None:
         super().__init__()
         self._layer = [layer]  # not a submodule (avoid recursion in parametrize)
         self.config = config
         self.pooled = pooled
+        self.recurrent = recurrent
+
+    @torch.no_grad()
+    def _exponent(self, w: torch.Tensor) -> int:
+        layer = self._layer[0]
+        ff = _raw_weight(layer.synapse) if self.recurrent else w
+        folded, bias = fold_bn(ff.detach(), layer.synapse.bias, layer.bn)
+        matrix = folded.double().cpu().numpy() / float(self.pooled) ** 2
+        if isinstance(layer, SpikingRecurrentDense):
+            rec = w if self.recurrent else _raw_weight(layer.recurrent)
+            matrix = np.hstack([matrix, rec.detach().double().cpu().numpy()])
+        e, _ = choose_exponent(matrix, None if bias is None else bias.detach().double().cpu().numpy(),
+                               layer.neuron, self.config, readout=isinstance(layer, Readout))
+        return e
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         layer = self._layer[0]
-        folded, bias = fold_bn(w, layer.synapse.bias, layer.bn)
-        with torch.no_grad():
-            p2 = float(self.pooled) ** 2
-            e, _ = choose_exponent(folded.detach().double().cpu().numpy() / p2,
-                                   None if bias is None else bias.detach().double().cpu().numpy(),
-                                   layer.neuron, self.config, readout=isinstance(layer, Readout))
-        scale = BASE_SCALE * 2.0 ** e / p2  # pooled weights are W / k**2 at the layer's scale
+        e = self._exponent(w)
+        if self.recurrent:  # W_rec: no BatchNorm, no pooling
+            return fake_quantize_weight(w, BASE_SCALE * 2.0 ** e, self.config)
+        folded, _ = fold_bn(w, layer.synapse.bias, layer.bn)
+        scale = BASE_SCALE * 2.0 ** e / float(self.pooled) ** 2  # pooled weights are W / k**2 at the layer's scale
         quantized = fake_quantize_weight(folded, scale, self.config)
         if layer.bn is None:
             return quantized
@@ -73,20 +96,24 @@ class _FakeQuantParam(nn.Module):
 def attach_fake_quant(model: SpikingNet, config: QuantConfig = QuantConfig()) -> SpikingNet:
     """Make every conv/dense weight of ``model`` fake-quantized (in place; BatchNorm set to eval).
 
-    Undo with :func:`detach_fake_quant` (keeps the trained float weights).
+    Undo with :func:`detach_fake_quant` (keeps the trained float weights). A recurrent dense
+    layer's recurrent matrix is fake-quantized too, at the exponent it shares with ``W``.
     """
     pool = 1
     for layer in model.layers:
         if isinstance(layer, AvgPool2d):
             pool *= layer.kernel_size
             continue
-        if isinstance(layer, (SpikingConv2d, SpikingDense)):
+        if isinstance(layer, (SpikingConv2d, SpikingDense, SpikingRecurrentDense)):
             if layer.bn is not None:
                 layer.bn.eval()
                 for p in layer.bn.parameters():
                     p.requires_grad_(False)
             if not parametrize.is_parametrized(layer.synapse, "weight"):
                 parametrize.register_parametrization(layer.synapse, "weight", _FakeQuantParam(layer, config, pool))
+            if isinstance(layer, SpikingRecurrentDense) and not parametrize.is_parametrized(layer.recurrent, "weight"):
+                parametrize.register_parametrization(layer.recurrent, "weight",
+                                                     _FakeQuantParam(layer, config, pool, recurrent=True))
             pool = 1
     return model
 
@@ -94,8 +121,9 @@ def attach_fake_quant(model: SpikingNet, config: QuantConfig = QuantConfig()) ->
 def detach_fake_quant(model: SpikingNet) -> SpikingNet:
     """Remove the fake quantization, keeping the (fine-tuned) float weights."""
     for layer in model.layers:
-        if isinstance(layer, (SpikingConv2d, SpikingDense)) and parametrize.is_parametrized(layer.synapse, "weight"):
-            parametrize.remove_parametrizations(layer.synapse, "weight", leave_parametrized=False)
+        for module in (getattr(layer, "synapse", None), getattr(layer, "recurrent", None)):
+            if module is not None and parametrize.is_parametrized(module, "weight"):
+                parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
     return model
 
 

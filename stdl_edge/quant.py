@@ -1,6 +1,6 @@
 """The one fixed-point quantizer of stdl-edge (Loihi / Lava netx conventions).
 
-Long file: about 420 lines, a little over 400: the folds netx needs (BatchNorm, average and
+Long file: about 445 lines, a little over 400: the folds netx needs (BatchNorm, average and
 sum pooling) live beside the quantizer that reads them (``quantize_model`` is ``fold_model``'s
 one caller).
 
@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .layers import AvgPool2d, Flatten, Readout, SpikingConv2d, SpikingDense, SumPool2d
+from .layers import AvgPool2d, Flatten, Readout, SpikingConv2d, SpikingDense, SpikingRecurrentDense, SumPool2d
 from .loihi import BASE_SCALE, DECAY_UNITY, MAX_CURRENT, MAX_VTH, READOUT_VTH
 from .models import SpikingNet
 from .neuron import CubaParams
@@ -157,7 +157,8 @@ def quantize_threshold(theta: float, scale: float) -> int:
 class FoldedLayer:
     """A synaptic layer after BatchNorm and pooling folding, in float (PyTorch layouts).
 
-    kind: 'conv' (weight (O, I, kh, kw)) or 'dense' (weight (O, I)); 'flatten' has no weights.
+    kind: 'conv' (weight (O, I, kh, kw)), 'dense' (weight (O, I)) or 'dense_rec' (weight (O, I) and
+        weight_rec (O, O), the synapses from the layer's own spikes); 'flatten' has no weights.
     source: index of the layer in the SpikingNet (names ``'<index>.<kind>'``).
     """
 
@@ -173,6 +174,7 @@ class FoldedLayer:
     neuron: CubaParams | None = None
     readout: bool = False
     pooled: int = 1  # product of the pooling factors folded in (k per side; average and sum pooling)
+    weight_rec: torch.Tensor | None = None
 
 
 def bn_gain(bn: nn.BatchNorm1d | nn.BatchNorm2d) -> torch.Tensor:
@@ -210,7 +212,8 @@ def fold_bn(weight: torch.Tensor, bias: torch.Tensor | None,
     return folded, shift if bias is None else bias * gain + shift
 
 
-def folded_synapse(layer: SpikingConv2d | SpikingDense) -> tuple[torch.Tensor, torch.Tensor | None]:
+def folded_synapse(layer: SpikingConv2d | SpikingDense | SpikingRecurrentDense
+                   ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``(W, b)`` (float32, no gradient) of a conv/dense layer with its BatchNorm folded in (:func:`fold_bn`)."""
     lin = layer.synapse
     w = lin.weight.detach().float()
@@ -247,6 +250,9 @@ def fold_model(model: SpikingNet, start: int = 0, stop: int | None = None) -> li
     and ``div``. Exact in float; the folded layer reads the unpooled spikes, so the current
     bound of :func:`choose_exponent` sees the real fan-in.
 
+    A recurrent dense layer keeps its recurrent weights as they are (BatchNorm and pooling act
+    on its feed-forward input only).
+
     Raises :class:`QuantError` naming the layer for what netx cannot express (residual
     blocks, pooling with no synapse after it, a current decay < 1 together with a bias, a
     reset other than to zero).
@@ -269,7 +275,7 @@ def fold_model(model: SpikingNet, start: int = 0, stop: int | None = None) -> li
             out.append(FoldedLayer("flatten", idx, name, pool_in_shape if pool > 1 else tuple(layer.in_shape),
                                    (int(np.prod(pool_in_shape if pool > 1 else layer.in_shape)),)))
             continue
-        if isinstance(layer, (SpikingConv2d, SpikingDense)):
+        if isinstance(layer, (SpikingConv2d, SpikingDense, SpikingRecurrentDense)):
             w, b = folded_synapse(layer)
             neuron = layer.neuron
             if neuron.reset != "zero" and neuron.spiking:
@@ -302,8 +308,10 @@ def fold_model(model: SpikingNet, start: int = 0, stop: int | None = None) -> li
                     pooled = tuple(model.layers[out[-1].source].in_shape)
                     w = _fold_pool_into_dense(w, pooled, pool, div)
                     in_shape = out[-1].out_shape
-                out.append(FoldedLayer("dense", idx, name, in_shape, tuple(layer.out_shape), w, b, 1, 0,
-                                       neuron, readout, pool))
+                w_rec = (layer.recurrent.weight.detach().float() if isinstance(layer, SpikingRecurrentDense)
+                         else None)
+                out.append(FoldedLayer(layer.kind if w_rec is not None else "dense", idx, name, in_shape,
+                                       tuple(layer.out_shape), w, b, 1, 0, neuron, readout, pool, w_rec))
             pool, div, pool_in_shape = 1, 1, None
             continue
         raise QuantError(f"layer {name} ({type(layer).__name__}) cannot be expressed in Lava netx "
@@ -337,6 +345,7 @@ class LayerQuant:
     stride: int = 1
     padding: int = 0
     report: dict[str, Any] = field(default_factory=dict)
+    weight_rec: np.ndarray | None = None  # int64 (O, O), dense_rec only: the same exponent as ``weight``
 
 
 def _row_current_bound(w: np.ndarray) -> float:
@@ -375,10 +384,15 @@ def choose_exponent(weight: np.ndarray, bias: np.ndarray | None, neuron: CubaPar
 
 
 def quantize_folded(f: FoldedLayer, config: QuantConfig = QuantConfig(), max_input: float = 1.0) -> LayerQuant:
-    """Quantize one folded conv/dense layer; the report has scale, exponent, clipping, errors."""
+    """Quantize one folded conv/dense layer; the report has scale, exponent, clipping, errors.
+
+    A ``dense_rec`` layer quantizes ``[W | W_rec]`` as one matrix (one exponent, as netx's
+    ``RecurrentDense`` reads them; the current bound counts both synapses of a neuron) and is
+    split back into ``weight`` and ``weight_rec``.
+    """
     if f.kind == "flatten" or f.weight is None or f.neuron is None:
         raise QuantError(f"layer {f.name} has no synapse to quantize")
-    w = f.weight.float()
+    w = f.weight.float() if f.weight_rec is None else torch.cat([f.weight.float(), f.weight_rec.float()], 1)
     wn = w.double().numpy()
     bn = f.bias.double().numpy() if f.bias is not None else None
     e, reason = choose_exponent(wn, bn, f.neuron, config, readout=f.readout, max_input=max_input)
@@ -408,8 +422,11 @@ def quantize_folded(f: FoldedLayer, config: QuantConfig = QuantConfig(), max_inp
         "threshold_error": 0.0 if f.readout else abs(vth / scale - neuron.threshold),
         "pool_folded": f.pooled,
     }
-    return LayerQuant(f.kind, f.source, f.name, f.in_shape, f.out_shape, wq.numpy().astype(np.int64), bias, e,
-                      scale, i_decay, v_decay, vth, f.readout, f.stride, f.padding, report)
+    wq = wq.numpy().astype(np.int64)
+    n_in = f.weight.shape[1]
+    return LayerQuant(f.kind, f.source, f.name, f.in_shape, f.out_shape, wq if f.weight_rec is None else wq[:, :n_in],
+                      bias, e, scale, i_decay, v_decay, vth, f.readout, f.stride, f.padding, report,
+                      None if f.weight_rec is None else wq[:, n_in:])
 
 
 def quantize_model(model: SpikingNet, config: QuantConfig = QuantConfig(), start: int = 0, stop: int | None = None,

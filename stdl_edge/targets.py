@@ -8,7 +8,7 @@ refuses such a network); :func:`require_target` raises with that list.
 
 The preset ``if-chip`` describes integrate-and-fire chips of the Speck class: IF neurons
 (no leak, no synaptic current decay: :data:`~stdl_edge.neuron.IF_PARAMS`), no bias (so no
-BatchNorm either: it folds into one), sum pooling only, no residual blocks. The model zoo's
+BatchNorm either: it folds into one), sum pooling only, no residual blocks, no recurrent layers. The model zoo's
 ``if-cnn`` is its training preset and passes it. The size limits are this preset's defaults,
 not one chip's datasheet: build a ``Target`` with your chip's numbers where they differ.
 
@@ -24,8 +24,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .layers import (AvgPool2d, Layer, Readout, SpikingConv2d, SpikingDense, SpikingResidualBlock,
-                     SumPool2d)
+from .layers import (AvgPool2d, Layer, Readout, SpikingConv2d, SpikingDense, SpikingRecurrentDense,
+                     SpikingResidualBlock, SumPool2d)
 from .models import SpikingNet
 
 
@@ -38,6 +38,7 @@ class Target:
     bias: synapses may have a bias (BatchNorm counts as one: it folds into a bias).
     pooling: the pooling layer kinds the chip has (``'sumpool'``, ``'avgpool'``).
     residual: residual blocks (a second input summed into a layer) are allowed.
+    recurrent: recurrent layers (a layer's own spikes fed back into it: ``dense_rec``) are allowed.
     max_channels: output channels of a conv layer, or neurons of a dense layer, at most.
     max_fan_in: synaptic inputs per neuron at most (``C_in * k * k`` of a conv, ``N_in`` of a dense).
     max_map: largest height or width of a conv layer's input map, in pixels.
@@ -49,6 +50,7 @@ class Target:
     bias: bool = False
     pooling: tuple[str, ...] = ("sumpool",)
     residual: bool = False
+    recurrent: bool = False
     max_channels: int = 1024
     max_fan_in: int = 8192
     max_map: int = 128
@@ -91,6 +93,8 @@ def _layer_checks(name: str, layer: Layer, t: Target) -> list[str]:
         if not t.residual:
             return [f"layer {name}: a residual block; {t.name} has no residual connections"]
         return _layer_checks(f"{name}.first", layer.first, t) + _layer_checks(f"{name}.second", layer.second, t)
+    if isinstance(layer, SpikingRecurrentDense) and not t.recurrent:
+        return [f"layer {name}: a recurrent dense layer; {t.name} has no recurrent connections"]
     if isinstance(layer, (AvgPool2d, SumPool2d)) and layer.kind not in t.pooling:
         return [f"layer {name}: {layer.kind}; {t.name} pools with {' or '.join(t.pooling) or 'nothing'}"]
     if not isinstance(layer, (SpikingConv2d, SpikingDense)):

@@ -17,7 +17,8 @@ from stdl_edge.quant import LayerQuant, quantize_model
 
 
 def dequantized(net):
-    """``(reference float model, layer quantizations)`` of ``net`` (see the module docstring)."""
+    """``(reference float model, layer quantizations)`` of ``net`` (see the module docstring); a
+    recurrent dense layer gets its recurrent matrix at the layer's scale too."""
     q = [x for x in quantize_model(net) if isinstance(x, LayerQuant)]
     ref = build_model(net.config.replace(batchnorm=False)).eval()
     synaptic = [layer for layer in ref.layers if hasattr(layer, "synapse")]
@@ -25,6 +26,9 @@ def dequantized(net):
         layer.synapse.weight.data = torch.tensor(lq.weight / lq.scale, dtype=torch.float32)
         bias = lq.bias if lq.bias is not None else np.zeros(lq.weight.shape[0])
         layer.synapse.bias = nn.Parameter(torch.tensor(bias / lq.scale, dtype=torch.float32))
+        if lq.weight_rec is not None:  # dense_rec: the recurrent matrix at the same scale
+            assert np.abs(lq.weight_rec).sum() > 0
+            layer.recurrent.weight.data = torch.tensor(lq.weight_rec / lq.scale, dtype=torch.float32)
         if not lq.readout:
             layer.neuron = type(layer.neuron)(**{**layer.neuron.__dict__, "threshold": lq.vth / lq.scale})
     return ref, q

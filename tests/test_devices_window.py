@@ -15,7 +15,7 @@ from stdl_edge.devices.torch_device import TorchDevice
 from stdl_edge.models import ModelConfig, build_model
 
 
-@pytest.mark.parametrize("arch,batchnorm", [("dvs-cnn", False), ("dvs-cnn", True), ("if-cnn", False),
+@pytest.mark.parametrize("arch,batchnorm", [("dvs-cnn", False), ("dvs-cnn", True), ("if-cnn", False), ("dvs-crnn", False),
                                             ("resnet", None)])
 def test_torch_window_run_equals_stepping(rng, arch, batchnorm):
     shape = (2, 16, 16)

@@ -1,7 +1,7 @@
 """loihi-sim equals Lava (Loihi2SimCfg fixed_pt): identical spikes, currents and voltages at every step.
 
 Networks: (a) ours, exported by exporters/netx.py from small SpikingNets (dense; conv with a
-folded average pooling, biases, leaky currents); (b) lava-dl's own, built with
+folded average pooling, biases, leaky currents; a recurrent dense layer, netx's dense_rec); (b) lava-dl's own, built with
 lava.lib.dl.slayer blocks and written by slayer's ``export_hdf5`` (dense; conv after a
 shape-only input layer, square and rectangular with groups; slayer's ``Input`` block, which
 Lava feeds through the neurons' bias).
@@ -31,7 +31,7 @@ def ours(tmp_path: Path, kind: str) -> tuple[Path, tuple[int, ...]]:
 
     from stdl_edge.artifact import StreamInfo
     from stdl_edge.exporters.netx import export_network
-    from stdl_edge.layers import AvgPool2d, Flatten, Readout, SpikingConv2d, SpikingDense
+    from stdl_edge.layers import AvgPool2d, Flatten, Readout, SpikingConv2d, SpikingDense, SpikingRecurrentDense
     from stdl_edge.models import ModelConfig, SpikingNet
     from stdl_edge.neuron import CubaParams
 
@@ -43,6 +43,10 @@ def ours(tmp_path: Path, kind: str) -> tuple[Path, tuple[int, ...]]:
             shape = (2, 4, 4)
             layers = [Flatten(shape), SpikingDense(32, 10, bias=True, neuron=biased),
                       SpikingDense(10, 6, neuron=leaky), Readout(6, 3)]
+        elif kind == "dense_rec":  # a recurrent layer (netx dense_rec) between two dense ones
+            shape = (2, 4, 4)
+            layers = [Flatten(shape), SpikingDense(32, 10, neuron=leaky), SpikingRecurrentDense(10, 8, neuron=leaky),
+                      Readout(8, 3)]
         else:
             shape = (2, 8, 8)
             layers = [SpikingConv2d(shape, 4, 3, stride=2, padding=1, bias=True, neuron=biased)]
@@ -142,7 +146,8 @@ def compare(path: Path, shape: tuple[int, ...], aligned: bool, steps: int = 6, b
 
 
 # ----------------------------------------------------------------------------- (a) our exports
-@pytest.mark.parametrize("kind,aligned,batch", [("dense", True, 1), ("conv", True, 2), ("conv", False, 1)])
+@pytest.mark.parametrize("kind,aligned,batch", [("dense", True, 1), ("conv", True, 2), ("conv", False, 1),
+                                                ("dense_rec", True, 2)])
 def test_our_exports_are_identical_in_lava(tmp_path, kind, aligned, batch):
     path, shape = ours(tmp_path, kind)
     compare(path, shape, aligned=aligned, batch=batch)

@@ -86,4 +86,4 @@ def test_conv_output_shape_matches_torch():
 
 
 def test_all_archs_listed():
-    assert set(ARCHS) == {"dvs-cnn", "vgg11", "resnet", "if-cnn", "custom"}
+    assert set(ARCHS) == {"dvs-cnn", "dvs-crnn", "vgg11", "resnet", "if-cnn", "custom"}

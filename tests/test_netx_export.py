@@ -27,14 +27,15 @@ from fixed_point_ref import assert_loihi_sim_follows_float, dequantized  # noqa:
 STREAM = StreamInfo(sensor_size=(12, 12, 2), dt_us=2000, num_steps=6, class_names=("a", "b", "c", "d"))
 
 
-def _model(seed: int = 0, batchnorm: bool = True):
-    net = build_model(ModelConfig(input_shape=(2, 12, 12), num_classes=4, width=0.25, batchnorm=batchnorm), seed=seed)
+def _model(seed: int = 0, batchnorm: bool = True, arch: str = "dvs-cnn"):
+    net = build_model(ModelConfig(arch=arch, input_shape=(2, 12, 12), num_classes=4, width=0.25, batchnorm=batchnorm),
+                      seed=seed)
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for layer in net.layers:
-            lin = getattr(layer, "conv", None) or getattr(layer, "linear", None)
-            if lin is not None and layer.kind != "readout":
-                lin.weight.mul_(3.0)  # enough activity to exercise every layer
+            for lin in (getattr(layer, "conv", None) or getattr(layer, "linear", None), getattr(layer, "recurrent", None)):
+                if lin is not None and layer.kind != "readout":
+                    lin.weight.mul_(3.0)  # enough activity to exercise every layer
             bn = getattr(layer, "bn", None)
             if bn is not None:
                 bn.running_mean.copy_(torch.rand(bn.running_mean.shape, generator=gen) * 0.4 - 0.2)
@@ -108,10 +109,12 @@ def test_lava_dl_netx_loads_our_export(run_folder, tmp_path):
     assert int(net.layers[4].neuron.vth.init) == (1 << 18) - 1
 
 
-def test_loihi_sim_equals_the_float_model_with_dequantized_weights(tmp_path):
+@pytest.mark.parametrize("arch", ["dvs-cnn", "dvs-crnn"])
+def test_loihi_sim_equals_the_float_model_with_dequantized_weights(tmp_path, arch):
     """Export + simulator are exact: the float network with the exported integers / scale
-    (and theta = vThMant / scale) gives identical spikes at every layer and the same readout."""
-    net = _model(1)
+    (and theta = vThMant / scale) gives identical spikes at every layer and the same readout.
+    dvs-crnn: the float recurrence (``s[t-1]`` into the current at ``t``) is the chip's."""
+    net = _model(1, arch=arch)
     save_model(tmp_path / "r", net, STREAM)
     export(tmp_path / "r")
     ref, q = dequantized(net)

@@ -32,9 +32,9 @@ SHAPE = (2, 16, 16)
 CLASSES = ("zero", "one", "two", "three")
 STREAM = StreamInfo(sensor_size=(16, 16, 2), dt_us=1000, num_steps=8, class_names=CLASSES)
 #: weight gain (on top of the spiking init) that gives 4-35 % firing in every layer of the tiny models
-GAIN = {"dvs-cnn": 1.5, "vgg11": 1.5, "resnet": 1.5}
+GAIN = {"dvs-cnn": 1.5, "dvs-crnn": 1.5, "vgg11": 1.5, "resnet": 1.5}
 #: subnetwork split points per model (layer indices; K = len + 1)
-SPLITS = {"dvs-cnn": [3], "vgg11": [4], "resnet": [3]}
+SPLITS = {"dvs-cnn": [3], "dvs-crnn": [3], "vgg11": [4], "resnet": [3]}
 ARCHS = list(SPLITS)
 SEQ_STEPS = 3
 

@@ -236,7 +236,7 @@ BAD_OPTIONS = [  # (options, the one line it gives)
     ({"splits": "1,2"}, "--splits '1,2' must be a list of whole numbers >= 1"),
     ({"splits": [1, 2.5]}, "--splits[1] 2.5 must be a whole number >= 1"),
     ({"method": ["stdl"]}, "--method ['stdl'] must be text: one of stdl, bptt, sltt, local"),
-    ({"model": "vgg"}, "--model 'vgg' is unknown; use one of dvs-cnn, vgg11, resnet, if-cnn, a .toml/.json model file, or custom with a layer list"),
+    ({"model": "vgg"}, "--model 'vgg' is unknown; use one of dvs-cnn, dvs-crnn, vgg11, resnet, if-cnn, a .toml/.json model file, or custom with a layer list"),
     ({"dataset": 3}, "--dataset 3 must be text"),
     ({"device": "gpu"}, "--device 'gpu' is not a torch device; use auto, cpu, cuda or cuda:N"),
     ({"weight_decay": float("inf")}, "--weight-decay inf must be a finite number >= 0"),

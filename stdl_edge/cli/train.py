@@ -68,8 +68,8 @@ def _mib(nbytes: float) -> str:
 def train(
     dataset: Optional[str] = typer.Option(None, help="data set: digits-dvs, shapes-dvs, nmnist, dvs-gesture, ..., "
                                           "folder:PATH or a plug-in's (stdl-edge data --list; default digits-dvs)"),
-    model: Optional[str] = typer.Option(None, help="model: dvs-cnn, vgg11, resnet, if-cnn, a plug-in, or a .toml/.json "
-                                                   "file of layers (default dvs-cnn)"),
+    model: Optional[str] = typer.Option(None, help="model: dvs-cnn, dvs-crnn (recurrent), vgg11, resnet, if-cnn, a "
+                                                   "plug-in, or a .toml/.json file of layers (default dvs-cnn)"),
     method: Optional[str] = typer.Option(None, help="stdl | bptt | sltt | local (default stdl)"),
     subnets: Optional[int] = typer.Option(None, help="K subnetworks (default 4 for stdl/local, 1 otherwise)"),
     splits: Optional[str] = typer.Option(None, help="explicit split points: first layer index of subnets 1.., e.g. 1,2,3"),

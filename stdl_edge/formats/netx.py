@@ -422,6 +422,8 @@ def write_netx(path: str | Path, layers: Sequence[LayerQuant | FoldedLayer], inp
                     g.create_dataset("inFeatures", data=np.int64(q.weight.shape[1]))
                     g.create_dataset("outFeatures", data=np.int64(q.weight.shape[0]))
                 g.create_dataset("weight", data=q.weight.astype(np.int16))
+                if q.weight_rec is not None:
+                    g.create_dataset("weight_rec", data=q.weight_rec.astype(np.int16))
                 if q.bias is not None and np.any(q.bias):
                     g.create_dataset("bias", data=q.bias.astype(np.int32))
                 _write_neuron(g, q)

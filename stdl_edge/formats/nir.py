@@ -218,6 +218,9 @@ def _layer_nodes(i: int, name: str, layer: Layer, dt: float
             ws, bs = fold_bn(conv.weight.detach().float(), None if conv.bias is None else conv.bias.detach(), bn)
         nodes[f"{key}_shortcut"] = _conv_node(ws, bs, conv.stride[0], 0, layer.in_shape, f"{name}.shortcut")
         return nodes, edges + [(f"{key}_shortcut", nkey)], [f"{key}_conv1", f"{key}_shortcut"], nkey
+    if layer.kind == "dense_rec":
+        raise ValueError(f"layer {name} (dense_rec): NIR export does not write recurrent layers; export the run "
+                         "to onnx or netx (dense_rec), or train it with a plain dense layer")
     raise ValueError(f"layer {name} ({type(layer).__name__}) has no NIR node; NIR export knows conv, dense, "
                      "readout, average/sum pooling, flatten and residual blocks")
 

@@ -39,7 +39,7 @@ from typing import Any, Callable
 import torch
 from torch.nn import functional as F
 
-from ..layers import Layer, Readout, SpikingConv2d, SpikingDense
+from ..layers import Layer, Readout, SpikingConv2d, SpikingDense, SpikingRecurrentDense
 from ..models import SpikingNet
 from ..neuron import cuba_step, detach_state
 
@@ -162,7 +162,7 @@ def _fold(x: torch.Tensor) -> torch.Tensor:
 
 def _synapse_layer(layer: Layer) -> bool:
     """Layers whose synapse the engine runs on a folded chunk (the rest step as a whole)."""
-    return isinstance(layer, (SpikingConv2d, SpikingDense))
+    return isinstance(layer, (SpikingConv2d, SpikingDense, SpikingRecurrentDense))
 
 
 def _traced(layer: Layer) -> bool:
@@ -184,12 +184,25 @@ def check_credit(net: SpikingNet, credit: str, window: int) -> None:
                                  "one (use --temporal-credit window or none)")
 
 
+def _recurrent_input(layer: SpikingRecurrentDense, spike: torch.Tensor, carry: Any, traced: bool
+                     ) -> tuple[torch.Tensor, Any]:
+    """``W_rec s[t-1]`` of a recurrent dense layer (``spike`` is its state's ``s[t-1]``); with
+    ``traced`` the weight gradient reads the trace of ``s[t-1]`` (:func:`presynaptic_trace`,
+    carried in ``carry``) instead, as the feed-forward synapse reads its input's."""
+    if not traced:
+        return layer.recurrent(spike), carry
+    trace, carry = presynaptic_trace(spike[None], carry, layer)
+    return _TracedSynapse.apply(spike, trace[0], layer.recurrent.weight, None, None), carry
+
+
 def run_chunk(net: SpikingNet, start: int, stop: int, x: torch.Tensor, states: list[Any],
               traces: list[Any] | None, detach_steps: bool) -> tuple[torch.Tensor, list[Any]]:
     """Layers ``start:stop`` of ``net`` on the chunk ``x (C, B, ...)``; returns ``(out (C, B, ...), states)``.
 
     ``states`` and ``traces`` (``None`` = no trace; else a list over the layers, updated in place)
     cover those layers. ``detach_steps`` detaches each layer's state before every step.
+    A recurrent dense layer folds its feed-forward synapse like the others and adds
+    ``W_rec s[t-1]`` step by step (its trace entry is the pair of both synapses' carries).
     """
     steps, batch = x.shape[:2]
     new_states = []
@@ -209,8 +222,15 @@ def run_chunk(net: SpikingNet, start: int, stop: int, x: torch.Tensor, states: l
             new_states.append(state)
             continue
         syn = layer.synapse
-        if traces is not None and _traced(layer):
-            trace, traces[j] = presynaptic_trace(x, traces[j], layer)
+        recurrent = isinstance(layer, SpikingRecurrentDense)
+        traced = traces is not None and _traced(layer)
+        rec_carry = None
+        if traced:
+            carry = traces[j]
+            if recurrent:
+                carry, rec_carry = carry if carry is not None else (None, None)
+            trace, carry = presynaptic_trace(x, carry, layer)
+            traces[j] = carry
             conv = syn if isinstance(syn, torch.nn.Conv2d) else None
             i = _TracedSynapse.apply(_fold(x), _fold(trace), syn.weight, syn.bias, conv)
         else:
@@ -221,8 +241,13 @@ def run_chunk(net: SpikingNet, start: int, stop: int, x: torch.Tensor, states: l
             if layer.bn is not None:
                 i_t = layer.bn(i_t)  # per step: batch statistics over B, as in inference order
             state = detach_state(state) if detach_steps else state
+            if recurrent:
+                r_t, rec_carry = _recurrent_input(layer, state.spike, rec_carry, traced)
+                i_t = i_t + r_t
             s, state = cuba_step(i_t, state, layer.neuron)
             out.append(state.voltage if isinstance(layer, Readout) else s)
+        if traced and recurrent:
+            traces[j] = (traces[j], rec_carry)
         x = torch.stack(out)
         new_states.append(state)
     return x, new_states
