@@ -121,8 +121,8 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "test_acc_max": max(accs), "exit_acc_mean": exits,
                         "curve_mean": [statistics.mean(v) for v in zip(*[r["curve"] for r in rs])],
                         "epoch_time_s": statistics.mean(r["epoch_time_s"] for r in rs),
-                        "activation_bytes": rs[0]["activation_bytes"], "state_bytes": rs[0]["state_bytes"],
-                        "total_bytes": rs[0]["total_bytes"]})
+                        "activation_bytes": rs[-1]["activation_bytes"], "state_bytes": rs[-1]["state_bytes"],
+                        "total_bytes": rs[-1]["total_bytes"]})
     return out
 
 
