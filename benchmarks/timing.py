@@ -91,7 +91,12 @@ def spikingjelly_step(model, frames, labels):
     Raises ``RuntimeError`` if its logits differ from ``model``'s on ``frames`` (not the same network).
     """
     import torch
-    from spikingjelly.activation_based import functional, layer, neuron, surrogate
+
+    try:
+        from spikingjelly.activation_based import functional, layer, neuron, surrogate
+    except ImportError as e:
+        raise SystemExit(f"--methods {SPIKINGJELLY} needs SpikingJelly: pip install --no-deps spikingjelly==2.0.0 "
+                         f"loguru ({e})") from None
 
     from stdl_edge.stdl.engine import step_loss
 
