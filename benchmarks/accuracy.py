@@ -109,7 +109,8 @@ def run(datasets: list[str], settings: list[str], seeds: list[int], epochs: int,
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean/min/max over seeds per (dataset, setting), the mean curve and the mean of each exit."""
+    """Mean/min/max over seeds per (dataset, setting), the mean curve and the mean of each exit;
+    memory from the setting's latest run (a resumed file may hold rows of an older engine)."""
     out = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         for setting in dict.fromkeys(r["setting"] for r in rows if r["dataset"] == dataset):
