@@ -109,7 +109,8 @@ def run(datasets: list[str], settings: list[str], seeds: list[int], epochs: int,
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean/min/max over seeds per (dataset, setting), the mean curve and the mean of each exit."""
+    """Mean/min/max over seeds per (dataset, setting), the mean curve and the mean of each exit;
+    memory from the setting's latest run (a resumed file may hold rows of an older engine)."""
     out = []
     for dataset in dict.fromkeys(r["dataset"] for r in rows):
         for setting in dict.fromkeys(r["setting"] for r in rows if r["dataset"] == dataset):
@@ -121,8 +122,8 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "test_acc_max": max(accs), "exit_acc_mean": exits,
                         "curve_mean": [statistics.mean(v) for v in zip(*[r["curve"] for r in rs])],
                         "epoch_time_s": statistics.mean(r["epoch_time_s"] for r in rs),
-                        "activation_bytes": rs[0]["activation_bytes"], "state_bytes": rs[0]["state_bytes"],
-                        "total_bytes": rs[0]["total_bytes"]})
+                        "activation_bytes": rs[-1]["activation_bytes"], "state_bytes": rs[-1]["state_bytes"],
+                        "total_bytes": rs[-1]["total_bytes"]})
     return out
 
 

@@ -234,3 +234,28 @@ def test_bad_credit_settings_are_refused_by_name():
         train_batch(resnet, [], [(0, len(resnet.layers))], torch.zeros(2, 1, 2, 8, 8), torch.zeros(1, dtype=torch.long),
                     credit="trace")
     assert TEMPORAL_CREDITS == ("none", "trace", "window")
+
+
+def test_carried_state_is_what_the_next_step_reads():
+    from math import prod
+
+    from stdl_edge.neuron import CubaParams, cuba_step, zero_state
+    from stdl_edge.stdl.engine import carried_state
+
+    g = torch.Generator().manual_seed(0)
+    i = [torch.randn(3, 4, generator=g) for _ in range(2)]
+    for p, kept in ((CubaParams(), [False, True, True]), (CubaParams(current_decay=0.5), [True, True, True]),
+                    (CubaParams(voltage_decay=1.0, threshold=float("inf")), [False, False, False])):
+        _, full = cuba_step(i[0], zero_state((3, 4)), p)
+        trimmed = carried_state(full, p)
+        assert [t.dim() > 0 for t in trimmed] == kept
+        # the next step is the same from the trimmed state: nothing it reads was dropped
+        a, b = cuba_step(i[1], full, p), cuba_step(i[1], trimmed, p)
+        assert torch.equal(a[0], b[0]) and all(torch.equal(x, y) for x, y in zip(a[1], b[1]))
+    # dvs-cnn with the default neuron (a_u = 1): each spiking layer carries v and s; the readout (a_v = 1) nothing
+    model = _model()
+    frames, labels = _batch(batch=5)
+    result = train_batch(model, [], [(0, len(model.layers))], frames, labels, credit="none")
+    expected = sum(2 * 5 * prod(layer.out_shape) * 4 + 4 if layer.spiking else 4  # one shared 0-dim zero
+                   for layer in model.layers if layer.stateful)
+    assert result.state_bytes == expected

@@ -103,7 +103,7 @@ def test_aux_depth_is_the_largest_that_fits_the_budget():
     costs = []
     for d in depths:
         torch.manual_seed(0)
-        costs.append(measure_step(net, a, b, 8, head=build_aux_head(net, b, d)).training_bytes)
+        costs.append(measure_step(net, a, b, 8, head=build_aux_head(net, b, d)).step_bytes)
     assert costs[-1] > costs[0]  # copies cost memory (not monotone: a dense copy after fewer convs is wider)
     for d in depths:
         budget = costs[d] + 1  # bytes: depth d fits
@@ -111,7 +111,7 @@ def test_aux_depth_is_the_largest_that_fits_the_budget():
         plan = make_plan(net, "stdl", 2, splits=[1], batch=8, budget_mb=budget / MIB)
         sub = plan.subnets[0]
         assert len(sub.aux_source) == expected
-        assert sub.total.training_bytes <= plan.budget_bytes and sub.fits
+        assert sub.total.step_bytes <= plan.budget_bytes and sub.fits
         assert all(costs[e] > plan.budget_bytes for e in depths if e > expected)
     # local: always the pooled linear head
     plan = make_plan(net, "local", 4, batch=8)
@@ -125,13 +125,20 @@ def test_aux_depth_is_the_largest_that_fits_the_budget():
 def test_default_budget_is_twice_the_largest_subnet_alone():
     net = _net()
     plan = make_plan(net, "stdl", 4, batch=8)
-    assert plan.budget_bytes == DEFAULT_BUDGET_FACTOR * max(s.subnet.training_bytes for s in plan.subnets)
+    # the budget holds a step's saved tensors + carried state (what scales with the batch), not parameters
+    assert plan.budget_bytes == DEFAULT_BUDGET_FACTOR * max(s.subnet.step_bytes for s in plan.subnets)
     assert all(s.fits for s in plan.subnets)
     assert len(plan.heads) == 3
-    # at 1x, AugLocal's deepest layer (the dense copy) fits no head of dvs-cnn: stdl would be local
+    # head 0: the dense copy alone (d = 1) fits; d = 2 (conv1 + dense on the wider map) and d = 3 do not
+    assert [s.aux_depth for s in plan.subnets[:-1]] == [1, 2, 1]
+    assert plan.subnets[0].aux_source == [4] and [d for d, _ in plan.subnets[0].rejected] == [3, 2]
+    # at 1x the first subnetwork's own state is the largest part: even its plain readout head is over
     tight = make_plan(net, "stdl", 4, batch=8, budget_mb=plan.budget_bytes / DEFAULT_BUDGET_FACTOR / 2 ** 20)
-    assert [s.aux_depth for s in tight.subnets[:-1]] == [0, 0, 0]
-    assert [s.aux_depth for s in plan.subnets[:-1]] == [3, 2, 1]
+    assert [s.aux_depth for s in tight.subnets[:-1]] == [0, 0, 1] and not tight.subnets[0].fits
+    # parameters are not in the budget: the d = 1 head has more of them than the d = 3 one
+    roomy = make_plan(net, "stdl", 4, batch=8, budget_mb=1e4)
+    assert [s.aux_depth for s in roomy.subnets[:-1]] == [3, 2, 1]
+    assert plan.subnets[0].total.param_bytes > roomy.subnets[0].total.param_bytes
 
 
 def test_baselines_take_one_subnetwork():

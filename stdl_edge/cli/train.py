@@ -79,7 +79,7 @@ def train(
     seed: Optional[int] = typer.Option(None, help="seed of weights, heads and data order (default 0)"),
     steps: Optional[int] = typer.Option(None, help="time steps T per sample (default: the data set's)"),
     budget_mb: Optional[float] = typer.Option(None, "--budget-mb",
-                                              help="memory budget of subnet + aux head, MiB (default: 2 x the largest subnet)"),
+                                              help="per-step memory budget (saved tensors + carried state) of subnet + aux head, MiB (default: 2 x the largest subnet)"),
     mse_weight: Optional[float] = typer.Option(None, "--mse-weight", help="weight of the MSE(logits, one-hot) term"),
     online: Optional[bool] = typer.Option(None, "--online/--per-batch", help="optimizer step per time step"),
     device: Optional[str] = typer.Option(None, help="auto | cpu | cuda[:N] (default auto)"),
@@ -260,7 +260,7 @@ def plan(
     table = Table(title=f"{method} plan of {model} {tuple(shape)}, batch {batch}: one time step, "
                         f"budget {_mib(p.budget_bytes)} MiB")
     for col, justify in (("k", "right"), ("subnetwork", "left"), ("auxiliary head", "left"),
-                         ("act", "right"), ("+aux act", "right"), ("+aux train", "right"), ("fits", "center"),
+                         ("act", "right"), ("+aux act", "right"), ("+aux step", "right"), ("+aux train", "right"), ("fits", "center"),
                          ("why", "left")):
         table.add_column(col, justify=justify)
     names = net.layer_names()
@@ -276,12 +276,13 @@ def plan(
                   reduce + " + readout"
             aux = aux.lstrip(" +") if not s.aux_source else aux
         table.add_row(str(s.index), " ".join(s.layers), aux, _mib(s.subnet.activation_bytes),
-                      _mib(s.total.activation_bytes), _mib(s.total.training_bytes),
+                      _mib(s.total.activation_bytes), _mib(s.total.step_bytes), _mib(s.total.training_bytes),
                       "[green]yes[/]" if s.fits else "[red]no[/]", s.why())
     console.print(table)
     console.print("MiB for one decoupled step: 'act' = tensors saved for backward (exact), "
+                  "'step' = act + the neuron state carried to the next step, "
                   "'train' = act + 4 x parameter bytes (weights, gradients, Adam moments). "
-                  f"Aux depth d: the largest whose head fits {_mib(p.budget_bytes)} MiB; its layers are AugLocal's "
+                  f"Aux depth d: the largest whose 'step' fits {_mib(p.budget_bytes)} MiB; its layers are AugLocal's "
                   "offsets round(D/d*i), i = 1..d, among the D spiking layers that follow (1 = the next one).")
     if pipeline > 1:
         _print_stages(net, p, pipeline, balance)

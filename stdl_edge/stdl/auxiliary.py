@@ -13,12 +13,13 @@ Subnetwork ``k < K`` ending before layer ``e`` gets a head made of:
    kernel that leaves at most :data:`MAX_READOUT_FEATURES` values (up to global pooling);
 3. a fresh :class:`~stdl_edge.layers.Readout`.
 
-Decision (deviation from AugLocal's global average pooling): on digits-dvs, heads with
-global pooling stayed at chance (10 % test accuracy for every exit after 3 epochs, the
-subnetworks' local losses flat at ln 10), because the average of an early feature map
-throws away *where* the features are, which is what tells digits apart. Flattening the
-map into the readout gave exits of 83 / 70 / 77 % and a better full model (71 % vs 66 %)
-in the same run. Pooling remains where a map is too large for a direct readout.
+Decision (deviation from AugLocal's global average pooling), re-measured in issue 10 with
+d = 0 heads (``local``, window 2, seed 0, 6 epochs): global average pooling gave exits of
+10 / 12 / 45 % on digits-dvs (flatten: 94 / 94 / 93 %) and a full model 5-20 points worse.
+Pooled over all positions an early map's channel means hardly vary between samples (std 0.012
+vs 0.10 per position), and what they discard, *where* the features are, is what tells digits
+and motion directions apart; rescaling (sum pooling) lifted the exits only to 16 / 27 / 60 %.
+Pooling remains where a map is too large for a direct readout (docs/stdl.md).
 
 A copied *spiking dense* layer is preceded by a plain ``Flatten`` instead of pooling:
 it must see binary spikes at its design fan-in. Behind global pooling its inputs are
@@ -26,14 +27,21 @@ firing rates (~0.1), it never reaches threshold, and the triangle surrogate (zer
 one threshold width) then passes no gradient at all: the head would be dead. Pooling is
 used only before the (non-spiking, linear) readout, where rates are what it should read.
 
-``d`` is the **largest** depth whose training memory together with subnetwork ``k``
-(exact, :func:`~stdl_edge.stdl.partition.measure_step`) fits the budget; the default
-budget is :data:`DEFAULT_BUDGET_FACTOR` x the largest subnetwork's own footprint (a head may
-cost what a subnetwork costs). Why 2 and not 1: AugLocal's rule always copies the deepest
-following layer, in dvs-cnn the dense one, and that copy (fan-in 2592-4624 instead of
-1600) alone outweighs every subnetwork: at 1x every head of dvs-cnn was d = 0 and stdl
-trained exactly like ``local`` (identical accuracies, seed 0); at 2x every head is d = D
-(5.97 / 5.12 / 4.17 of 6.74 MiB at batch 32). ``d = 0`` is the plain pooled-linear
+``d`` is the **largest** depth whose per-step memory together with subnetwork ``k`` fits the
+budget: saved tensors + carried neuron state of one decoupled step
+(:attr:`~stdl_edge.stdl.partition.StepCost.step_bytes`, measured exactly by
+:func:`~stdl_edge.stdl.partition.measure_step`), the memory that scales with the batch and
+that STDL bounds; parameters (with their gradients and Adam moments) are a fixed cost,
+reported in the plan but not budgeted. The default budget is :data:`DEFAULT_BUDGET_FACTOR` x
+the largest subnetwork's own step memory. Why not the training bytes (activations + 4 x
+parameters) as before: AugLocal's rule always copies the deepest following layer, in dvs-cnn
+the dense one, and its copy reads the early map flattened (fan-in 4624 after conv0 at 34x34
+instead of 1600): 9 MiB of weights, gradients and Adam moments, more than every subnetwork.
+Counted that way the d = 1 head was dearer than d = D (whose copied strided convs shrink the
+map first), so the rule could only pick d = 0 (at 1x) or d = D (at 2x). Per step the dense
+copy costs almost nothing (3.19 against 3.11 MiB for d = 0, 5.75 for d = D, head 0 at batch 32),
+and the budget now picks d = 1, 2, 1 for dvs-cnn's heads (docs/stdl.md has the measurements).
+``d = 0`` is the plain pooled-linear
 head (pool as needed + readout) of the ``local`` baseline. Each head is a :class:`~stdl_edge.models.SpikingNet`
 whose input shape is subnetwork ``k``'s output shape, so exporters treat it like a model.
 """
@@ -136,8 +144,8 @@ class SubnetPlan:
     start, stop: layer range in the primary model.
     aux_source: primary-model indices of the layers copied into the head ([] = pooled linear head).
     aux_candidates: how many spiking layers follow (the largest possible depth).
-    subnet: cost of the subnetwork alone; total: subnetwork + head (what must fit the budget).
-    rejected: ``(depth, training bytes)`` of each deeper head tried that did not fit (deepest first).
+    subnet: cost of the subnetwork alone; total: subnetwork + head (its ``step_bytes`` must fit the budget).
+    rejected: ``(depth, step bytes)`` of each deeper head tried that did not fit (deepest first).
     """
 
     index: int
@@ -174,8 +182,9 @@ class SubnetPlan:
         d = asdict(self)
         d["rejected"] = [list(r) for r in self.rejected]
         d["why"] = self.why()
-        d["subnet"]["training_bytes"] = self.subnet.training_bytes
-        d["total"]["training_bytes"] = self.total.training_bytes
+        for key in ("subnet", "total"):
+            cost = getattr(self, key)
+            d[key].update(training_bytes=cost.training_bytes, step_bytes=cost.step_bytes)
         return d
 
 
@@ -230,7 +239,7 @@ def make_plan(model: SpikingNet, method: str = "stdl", subnets: int = 4, splits:
         boundaries = partition(model, subnets, splits, batch, device)
     alone = [measure_step(model, a, b, batch, device=device) for a, b in boundaries]
     budget = (int(budget_mb * MIB) if budget_mb is not None
-              else DEFAULT_BUDGET_FACTOR * max(c.training_bytes for c in alone))
+              else DEFAULT_BUDGET_FACTOR * max(c.step_bytes for c in alone))
     plan = Plan(method, boundaries, batch, budget)
     for k, (a, b) in enumerate(boundaries):
         last = k == len(boundaries) - 1
@@ -246,13 +255,13 @@ def make_plan(model: SpikingNet, method: str = "stdl", subnets: int = 4, splits:
                     torch.manual_seed(seed * 1009 + 7919 * (k + 1) + depth)
                     head, source = _build_head(model, b, depth)
                 total = measure_step(model, a, b, batch, head=head, device=device)
-                if total.training_bytes <= budget:
+                if total.step_bytes <= budget:
                     break
-                rejected.append((depth, total.training_bytes))
+                rejected.append((depth, total.step_bytes))
             plan.heads.append(head)
         aux_names = _layer_names(head) if head is not None else []
         plan.subnets.append(SubnetPlan(k, a, b, _layer_names(model, a, b), aux_names, source,
                                        0 if last else len(candidates), alone[k], total,
-                                       total.training_bytes <= budget, rejected))
+                                       total.step_bytes <= budget, rejected))
     return plan
 

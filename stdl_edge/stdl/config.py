@@ -42,7 +42,8 @@ class TrainConfig:
         units per batch) only diverges, and above about 1e37 float32 overflows. weight_decay: Adam L2 term.
     seed: initial weights, heads and data order, in [0, 2**32).
     steps: time steps T per sample (None = the data set's default); dt_us likewise (microseconds).
-    budget_mb: memory budget of subnetwork + aux head in MiB (None = 2 x the largest subnetwork alone).
+    budget_mb: per-step memory budget (saved tensors + carried state) of subnetwork + aux head in MiB
+        (None = 2 x the largest subnetwork alone).
     mse_weight: weight of the MSE(logits, one-hot) term in each step's loss (0 = CE only).
     online: optimizer step after every time step instead of once per batch.
     device: 'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...

@@ -41,7 +41,8 @@ from torch.nn import functional as F
 
 from ..layers import Layer, Readout, SpikingConv2d, SpikingDense, SpikingRecurrentDense
 from ..models import SpikingNet
-from ..neuron import cuba_step, detach_state
+from ..neuron import CubaParams, CubaState, cuba_step, detach_state
+from .memory import state_bytes
 
 #: temporal-credit rules of the decoupled methods (see the module docstring)
 TEMPORAL_CREDITS = ("none", "trace", "window")
@@ -249,23 +250,25 @@ def run_chunk(net: SpikingNet, start: int, stop: int, x: torch.Tensor, states: l
         if traced and recurrent:
             traces[j] = (traces[j], rec_carry)
         x = torch.stack(out)
-        new_states.append(state)
+        new_states.append(carried(layer, state))
     return x, new_states
 
 
-def _state_bytes(states: Any) -> int:
-    """Bytes of the tensors of a nested state (counted once per tensor)."""
-    seen: dict[int, int] = {}
+def carried_state(state: CubaState, p: CubaParams) -> CubaState:
+    """What of a CUBA state the next step reads: ``u[t-1]`` only when ``a_u < 1`` and
+    ``v[t-1]``, ``s[t-1]`` only when ``a_v < 1`` (:func:`~stdl_edge.neuron.cuba_subthreshold`);
+    the rest becomes a 0-dim zero. With ``a_u = 1`` (the default) ``u[t] = I[t]`` is a view of
+    the chunk's synaptic currents, so carrying it would also keep the whole chunk's currents alive.
+    """
+    zero = state.voltage.new_zeros(())
+    keep_v = p.voltage_decay != 1.0
+    return CubaState(state.current if p.current_decay != 1.0 else zero, state.voltage if keep_v else zero,
+                     state.spike if keep_v else zero)
 
-    def walk(s: Any) -> None:
-        if isinstance(s, torch.Tensor):
-            seen[id(s)] = s.numel() * s.element_size()
-        elif isinstance(s, (tuple, list)):
-            for v in s:
-                walk(v)
 
-    walk(states)
-    return sum(seen.values())
+def carried(layer: Layer, state: Any) -> Any:
+    """:func:`carried_state` of a CUBA layer's state; any other state whole."""
+    return carried_state(state, layer.neuron) if isinstance(state, CubaState) else state
 
 
 # ------------------------------------------------------------------------ the step
@@ -345,9 +348,9 @@ def train_batch(model: SpikingNet, heads: list[SpikingNet], boundaries: list[tup
             x = out
         if temporal and on_step is not None:
             on_step(min(t0 + size, steps) - 1)
-    state_bytes = _state_bytes([states, head_states, traces, head_traces])
+    carried = state_bytes([states, head_states, traces, head_traces])
     return BatchResult(sum(subnet_loss), subnet_loss, total_logits / steps,
-                       torch.cat(outputs) if keep_outputs else None, state_bytes)
+                       torch.cat(outputs) if keep_outputs else None, carried)
 
 
 @torch.no_grad()

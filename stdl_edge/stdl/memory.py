@@ -133,6 +133,22 @@ def tensor_bytes(tensors: Iterable[torch.Tensor]) -> int:
     return sum(seen.values())
 
 
+def state_bytes(states: Any) -> int:
+    """Bytes of the tensors of a nested state (tuples and lists of tensors; each tensor once):
+    the neuron states (and traces) carried from one time step to the next."""
+    seen: dict[int, int] = {}
+
+    def walk(s: Any) -> None:
+        if isinstance(s, torch.Tensor):
+            seen[id(s)] = s.numel() * s.element_size()
+        elif isinstance(s, (tuple, list)):
+            for v in s:
+                walk(v)
+
+    walk(states)
+    return sum(seen.values())
+
+
 def param_bytes(params: Iterable[torch.Tensor]) -> int:
     return tensor_bytes(p for p in params)
 

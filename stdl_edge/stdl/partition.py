@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 from torch.nn import functional as F
 
 from ..models import SpikingNet
-from .memory import SavedTensorMeter, param_bytes, training_state_bytes
+from .engine import carried
+from .memory import SavedTensorMeter, param_bytes, state_bytes, training_state_bytes
 
 Boundaries = list[tuple[int, int]]
 
@@ -101,14 +103,21 @@ class StepCost:
 
     activation_bytes: peak saved-tensor bytes of forward + backward of one step at ``batch``.
     param_bytes: bytes of its parameters; ``training_bytes`` adds gradients and Adam moments.
+    state_bytes: the neuron state it carries from step to step at ``batch`` (``step_bytes`` =
+        activations + state: the memory that scales with the batch, what an aux head's budget holds).
     """
 
     activation_bytes: int
     param_bytes: int
+    state_bytes: int = 0
 
     @property
     def training_bytes(self) -> int:
         return self.activation_bytes + training_state_bytes(self.param_bytes)
+
+    @property
+    def step_bytes(self) -> int:
+        return self.activation_bytes + self.state_bytes
 
 
 def measure_step(model: SpikingNet, start: int, stop: int, batch: int, head: SpikingNet | None = None,
@@ -122,18 +131,21 @@ def measure_step(model: SpikingNet, start: int, stop: int, batch: int, head: Spi
     head_copy = copy.deepcopy(head).to(device).train() if head is not None else None
     params = list(layers.parameters()) + (list(head_copy.parameters()) if head_copy is not None else [])
     x = _random_input(tuple(layers[0].in_shape), batch, device)
+    states: list[Any] = []
     with torch.random.fork_rng(devices=[]):
         with SavedTensorMeter(exclude=params) as meter:
             for layer in layers:
-                x, _ = layer(x, layer.init_state(batch, device))
+                x, state = layer(x, layer.init_state(batch, device))
+                states.append(carried(layer, state))
             if head_copy is not None:
-                x, _ = head_copy.step(x, head_copy.init_state(batch, device))
+                x, head_states = head_copy.step(x, head_copy.init_state(batch, device))
+                states += [carried(layer, st) for layer, st in zip(head_copy.layers, head_states)]
             if x.dim() == 2 and (head_copy is not None or layers[-1].kind == "readout"):
                 loss = F.cross_entropy(x, torch.zeros(batch, dtype=torch.long, device=device))
             else:
                 loss = x.float().mean()
             loss.backward()
-    return StepCost(meter.peak, param_bytes(params))
+    return StepCost(meter.peak, param_bytes(params), state_bytes(states))
 
 
 def balanced_boundaries(model: SpikingNet, subnets: int, batch: int = 32,
