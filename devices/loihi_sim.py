@@ -284,10 +284,11 @@ class LoihiSim(Device):
         else:
             xin = xs if graded else (xs != 0)
             folded = xin.reshape(steps * batch, *xin.shape[2:])
-            if xin.any():
+            active = bool(xin.any())  # one pass over the chunk's input, for the tally and the synapse
+            if active:
                 _tally(self._sent[k], "ff", folded)
             if not delayed:
-                fed = (_feed(layer, ff, folded, graded) if xin.any()
+                fed = (_feed(layer, ff, folded, graded) if active
                        else np.zeros((steps * batch, *layer.out_shape), st["ff"].dtype))
                 fed = fed.reshape(steps, batch, *layer.out_shape)
                 a_seq = [st["ff"], *fed[:-1]]
