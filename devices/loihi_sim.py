@@ -53,8 +53,8 @@ from stdl_edge.loihi import UV_BITS
 from stdl_edge.registry import DEVICES
 
 from .base import Device, LayerStats, chunk_steps
-from .loihi_sim_neurons import cuba_fixed_step, cuba_needs_checks, decay_toward_zero, initial_state, \
-    neuron_step, wrap_current
+from .loihi_sim_neurons import cuba_fixed_chunk, cuba_fixed_step, cuba_needs_checks, decay_toward_zero, \
+    initial_state, neuron_step, wrap_current
 from .loihi_sim_synapses import ConvKernel, DelayedDense, DenseKernel, feed_forward, recurrent, shift
 from .netx_input import BIAS, encode_input, resolve_input_mode
 from .threads import check_threads, limit_blas_threads, torch_threads
@@ -294,13 +294,19 @@ class LoihiSim(Device):
                 a_seq = [st["ff"], *fed[:-1]]
                 st["ff"] = fed[-1]
             bias = self.net.biases[k]
-        reset_due = self.reset_interval is not None and neuron.model == CUBA_MODEL
+        resets = self._resets(k, steps) if neuron.model == CUBA_MODEL else None
+        if resets is not None and layer.kind != INPUT and not delayed and rec is None:
+            # the common block (CUBA behind an undelayed synapse): the whole chunk in one call
+            s, u, v, us, vs = cuba_fixed_chunk(a_seq[0], fed[:-1], st["neuron"]["u"], st["neuron"]["v"],
+                                               neuron.i_decay, neuron.v_decay, bias, neuron.vth, self.net.checks[k],
+                                               resets, keep_states)
+            st["neuron"] = {"u": u, "v": v}
+            self._spikes[k] += int(np.count_nonzero(s))
+            return s, ([{"u": us[t], "v": vs[t]} for t in range(steps)] if keep_states else [])
         outs, states = [], []
         for t in range(steps):
-            if reset_due:
-                r = self.reset_interval
-                if (self._steps + t + 1) % r == (self.reset_offset + 1 + k) % r:  # Lava counts steps from 1
-                    st["neuron"] = initial_state(neuron, st["neuron"]["u"].shape)  # LIFReset zeroes u, v only
+            if resets is not None and resets[t]:
+                st["neuron"] = initial_state(neuron, st["neuron"]["u"].shape)  # LIFReset zeroes u, v only
             if layer.kind == INPUT:
                 a_in, bias = (0, bias_seq[t]) if self.input_mode == BIAS else (a_seq[t], 0)
             elif delayed:
@@ -322,6 +328,15 @@ class LoihiSim(Device):
         out = np.stack(outs)
         self._spikes[k] += int(np.count_nonzero(out))
         return out, states
+
+    def _resets(self, k: int, steps: int) -> np.ndarray:
+        """``(steps,)`` bool: where block ``k``'s neurons are zeroed before the step (netx's
+        ``LIFReset``: Lava's step ``t`` (1-based) resets block ``k`` when ``t % R == (offset + 1 + k) % R``)."""
+        if self.reset_interval is None:
+            return np.zeros(steps, dtype=bool)
+        r = self.reset_interval
+        lava_steps = self._steps + 1 + np.arange(steps)
+        return lava_steps % r == (self.reset_offset + 1 + k) % r
 
     def _input(self, frame: np.ndarray) -> np.ndarray:
         return encode_input(self.net.spec, self.input_mode, frame, "loihi-sim")

@@ -32,17 +32,22 @@ simulator has the same keys.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
+from typing import Any, Callable
 
 import numpy as np
 
 from stdl_edge.formats.netx import CUBA_MODEL, DELTA, NEURON_STATES, SIGMA, SIGMA_DELTA, SPIKE_EXP, STATE_EXP, \
     NetxNeuron
+from stdl_edge.jit import numba_module
 from stdl_edge.loihi import ACT_SHIFT, BIAS_EXP, DECAY_UNITY, MAX_UV, VTH_SHIFT
 
 #: the dtype each model's state is kept in: CUBA as integer-valued float64 (exact, see
 #: :func:`cuba_fixed_step`), sigma-delta in int32, as Lava's models (which wrap there)
 STATE_DTYPE = {CUBA_MODEL: np.float64, DELTA: np.int32, SIGMA: np.int32, SIGMA_DELTA: np.int32}
 _SDNN_SHIFT = SPIKE_EXP + STATE_EXP
+#: float32 holds every integer below this exactly
+FLOAT32_EXACT = 1 << 24
 
 
 def decay_toward_zero(x: np.ndarray, decay: int) -> np.ndarray:
@@ -128,6 +133,113 @@ def cuba_needs_checks(i_decay: int, v_decay: int, a_max: float, bias_max: float)
     u_max = bound(float(a_max) * (1 << ACT_SHIFT), i_decay)
     v_max = bound(u_max + float(bias_max) * (1 << BIAS_EXP), v_decay)
     return u_max > MAX_UV - 1, v_max > MAX_UV - 2
+
+
+def _cuba_chunk_loop(a_first: np.ndarray, a_rest: np.ndarray, u: np.ndarray, v: np.ndarray, bias: np.ndarray,
+                     keep_u: float, keep_v: float, vth: float, check_u: bool, check_v: bool, resets: np.ndarray,
+                     s: np.ndarray, u_seq: np.ndarray, v_seq: np.ndarray) -> None:  # pragma: no cover - numba
+    """:func:`cuba_fixed_step` over ``C`` steps, element by element (the compiled body of
+    :func:`cuba_fixed_chunk`): ``a_first (B, N)`` is step 0's input, ``a_rest (C - 1, B, N)`` the
+    others'; ``u, v (B, N)`` float64 are updated in place; ``s (C, B, N)`` bool gets the spikes and
+    ``u_seq, v_seq`` (``(C, B, N)``, or ``(0, B, N)``: not kept) the states after each step;
+    ``resets[t]`` zeroes ``u, v`` before step ``t``. ``keep_*`` are ``(4096 - decay) / 4096``, ``vth``
+    is ``vThMant << 6``: the same float64 products and truncations as the numpy step, so equal.
+    A check that is off gets infinite bounds, so the inner loop has no branch and vectorises."""
+    steps, batch, n = s.shape
+    top = float(MAX_UV) if check_u else np.inf
+    wrap = float(2 * MAX_UV)
+    lo, hi = (1.0 - MAX_UV, MAX_UV - 1.0) if check_v else (-np.inf, np.inf)
+    act, bscale = float(1 << ACT_SHIFT), float(1 << BIAS_EXP)
+    for t in range(steps):
+        if resets[t]:
+            u[:] = 0.0
+            v[:] = 0.0
+        a = a_first if t == 0 else a_rest[t - 1]
+        for b in range(batch):
+            ub, vb, ab, sb = u[b], v[b], a[b], s[t, b]
+            for i in range(n):
+                uu = np.trunc(ub[i] * keep_u) + ab[i] * act
+                uu = uu - wrap if uu > top else (uu + wrap if uu <= -top else uu)  # Lava's 24-bit wrap
+                vv = np.trunc(vb[i] * keep_v) + uu + bias[i] * bscale
+                vv = min(max(vv, lo), hi)  # saturation
+                fired = vv > vth
+                sb[i] = fired
+                ub[i] = uu
+                vb[i] = 0.0 if fired else vv
+        if u_seq.shape[0]:
+            u_seq[t] = u
+            v_seq[t] = v
+
+
+@lru_cache(maxsize=None)
+def _cuba_chunk_kernel() -> Callable[..., None] | None:
+    numba = numba_module()
+    return None if numba is None else numba.njit(cache=True, nogil=True)(_cuba_chunk_loop)
+
+
+def _same_float(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a, b`` (integer-valued floats) in one float dtype, without a rounding: ``a`` (one step)
+    goes to ``b``'s float32 when it fits 24 bits, otherwise both go to float64."""
+    if a.dtype == b.dtype and a.dtype in (np.float32, np.float64):
+        return a, b
+    if b.dtype == np.float32 and (a.size == 0 or float(np.abs(a).max()) < FLOAT32_EXACT):
+        return a.astype(np.float32), b
+    return a.astype(np.float64), b.astype(np.float64)
+
+
+def cuba_fixed_chunk(a_first: np.ndarray, a_rest: np.ndarray, u: np.ndarray, v: np.ndarray, i_decay: int,
+                     v_decay: int, bias: np.ndarray | int, vth: int, checks: tuple[bool, bool],
+                     resets: np.ndarray, keep_states: bool, compiled: bool | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """``C`` steps of :func:`cuba_fixed_step` at once: ``(s, u, v, u_seq, v_seq)``.
+
+    ``a_first (B, *shape)``: step 0's synaptic input; ``a_rest (C - 1, B, *shape)``: the others'
+    (integer-valued floats); ``u, v (B, *shape)`` float64 (not mutated); ``bias``: ``bias_mant``
+    per neuron ``(*shape)`` or 0; ``checks``: :func:`cuba_needs_checks`; ``resets (C,)`` bool: zero
+    ``u, v`` before that step (netx's ``LIFReset``). Returns spikes ``(C, B, *shape)`` bool, the
+    states after the last step and, with ``keep_states``, after each step ``(C, B, *shape)``.
+    Compiled with numba when it is available (``compiled=None``; ``False`` forces numpy), which
+    keeps each neuron's state in registers over the chunk instead of seven array passes a step:
+    the same float64 operations in the same order, so bit for bit the numpy loop's result
+    (``tests/test_loihi_sim_neurons.py`` compares them on random chunks with wraps, saturation
+    and resets).
+
+    >>> a = np.array([[10.0, 30.0]]); rest = np.array([[[10.0, 0.0]]])
+    >>> s, u, v, _, _ = cuba_fixed_chunk(a, rest, np.zeros((1, 2)), np.zeros((1, 2)), 4096, 2048, 0, 10,
+    ...                                  (True, True), np.zeros(2, bool), False)
+    >>> s[:, 0].tolist(), v[0].tolist()  # 640 > 640 is false; 1920 fires; then 320 + 640
+    ([[False, True], [True, False]], [0.0, 0.0])
+    """
+    steps = 1 + a_rest.shape[0]
+    shape = u.shape
+    kernel = _cuba_chunk_kernel() if compiled is not False else None
+    if kernel is not None:
+        m = int(np.prod(shape[1:]))
+        b = shape[0]
+        u2 = np.array(u, dtype=np.float64).reshape(b, m)
+        v2 = np.array(v, dtype=np.float64).reshape(b, m)
+        bias_vec = np.broadcast_to(np.asarray(bias, dtype=np.float64), shape[1:]).reshape(m)
+        a_first, a_rest = _same_float(np.asarray(a_first), np.asarray(a_rest))
+        s = np.empty((steps, b, m), dtype=bool)
+        kept = (steps if keep_states else 0, b, m)
+        u_seq, v_seq = np.empty(kept), np.empty(kept)
+        kernel(np.ascontiguousarray(a_first).reshape(b, m), np.ascontiguousarray(a_rest).reshape(steps - 1, b, m),
+               u2, v2, np.ascontiguousarray(bias_vec), (DECAY_UNITY - i_decay) / DECAY_UNITY,
+               (DECAY_UNITY - v_decay) / DECAY_UNITY, float(int(vth) << VTH_SHIFT), bool(checks[0]),
+               bool(checks[1]), np.asarray(resets, dtype=bool), s, u_seq, v_seq)
+        full = (steps, *shape)
+        return (s.reshape(full), u2.reshape(shape), v2.reshape(shape),
+                u_seq.reshape(full) if keep_states else None, v_seq.reshape(full) if keep_states else None)
+    outs, us, vs = [], [], []
+    for t in range(steps):
+        if resets[t]:
+            u, v = np.zeros_like(u), np.zeros_like(v)
+        s, u, v = cuba_fixed_step(a_first if t == 0 else a_rest[t - 1], u, v, i_decay, v_decay, bias, vth, *checks)
+        outs.append(s)
+        if keep_states:
+            us.append(u)
+            vs.append(v)
+    return (np.stack(outs), u, v, np.stack(us) if keep_states else None, np.stack(vs) if keep_states else None)
 
 
 def _delta_encode(act_new: np.ndarray, act: np.ndarray, residue: np.ndarray, vth: int

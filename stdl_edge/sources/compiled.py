@@ -16,26 +16,16 @@ second). ``STDL_EDGE_NO_NUMBA=1`` turns the kernels off.
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
+
+from stdl_edge.jit import numba_module
 
 #: the EVT3 carried state, in the kernel's int64 array: time high (unwrapped), last raw time
 #: high (-1: none yet), wraps so far, time low, row, vector base x and polarity
 EVT3_STATE = ("high", "high_raw", "wraps", "low", "y", "bx", "bp")
-
-
-@lru_cache(maxsize=None)
-def _numba() -> Any:
-    if os.environ.get("STDL_EDGE_NO_NUMBA"):
-        return None
-    try:
-        import numba
-    except ImportError:
-        return None
-    return numba
 
 
 #: per EVT3 word type: 1 for ADDR_X (one event), the reserved types, VECT_12 and VECT_8
@@ -120,7 +110,7 @@ def _evt3_loop(words: np.ndarray, state: np.ndarray) -> tuple:  # pragma: no cov
 @lru_cache(maxsize=None)
 def evt3_kernel() -> Callable[[np.ndarray, np.ndarray], tuple] | None:
     """The compiled :func:`_evt3_loop` (None without numba)."""
-    numba = _numba()
+    numba = numba_module()
     if numba is None:
         return None
     return numba.njit(cache=True, nogil=True)(_evt3_loop)
