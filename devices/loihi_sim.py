@@ -248,19 +248,22 @@ class LoihiSim(Device):
         (``out``: bool spikes or int32 graded spikes; ``state``: the neuron's variables)."""
         if self._state is None:
             raise RuntimeError("loihi-sim: call reset(batch) before step()")
-        out = []
+        out, counts = [], None
         for k in range(len(self.net.layers)):
-            s, states = self._block(k, x[None], keep_states=True)
+            s, states, counts = self._block(k, x[None], keep_states=True, in_counts=counts)
             x = s[0]
             out.append((x, states[0]))
         self._steps += 1
         return out
 
-    def _block(self, k: int, xs: np.ndarray, keep_states: bool) -> tuple[np.ndarray, list[dict[str, np.ndarray]]]:
+    def _block(self, k: int, xs: np.ndarray, keep_states: bool, in_counts: np.ndarray | None = None
+               ) -> tuple[np.ndarray, list[dict[str, np.ndarray]], np.ndarray | None]:
         """Block ``k`` over ``C`` steps from its current state: input ``xs (C, B, *in_shape)`` (what
-        the block before sent at each step) -> ``(out (C, B, *out_shape), states)``, ``states`` the
-        neuron's variables after each step (empty unless ``keep_states``). Steps ``self._steps ..
-        self._steps + C - 1``; the caller advances ``self._steps``.
+        the block before sent at each step) -> ``(out (C, B, *out_shape), states, counts)``,
+        ``states`` the neuron's variables after each step (empty unless ``keep_states``), ``counts``
+        each neuron's spikes over the chunk where the neuron kernel counted them (else None), which
+        the next block takes as ``in_counts`` (its tally of non-zero inputs, without another pass).
+        Steps ``self._steps .. self._steps + C - 1``; the caller advances ``self._steps``.
 
         The undelayed feed-forward synapse of all ``C`` steps is one batched kernel call (time
         folded into the batch: integer sums, so exact in any grouping); it sends step ``t``'s
@@ -282,11 +285,13 @@ class LoihiSim(Device):
             else:  # a Delta input layer: the frame into a_in
                 a_seq = xs
         else:
-            xin = xs if graded else (xs != 0)
+            xin = xs if graded or xs.dtype == bool else (xs != 0)
             folded = xin.reshape(steps * batch, *xin.shape[2:])
-            active = bool(xin.any())  # one pass over the chunk's input, for the tally and the synapse
+            if in_counts is None:
+                in_counts = _count_nonzero(folded)  # one pass over the chunk's input, for the tally and the synapse
+            active = bool(in_counts.any())
             if active:
-                _tally(self._sent[k], "ff", folded)
+                _add(self._sent[k], "ff", in_counts)
             if not delayed:
                 fed = (_feed(layer, ff, folded, graded) if active
                        else np.zeros((steps * batch, *layer.out_shape), st["ff"].dtype))
@@ -297,12 +302,12 @@ class LoihiSim(Device):
         resets = self._resets(k, steps) if neuron.model == CUBA_MODEL else None
         if resets is not None and layer.kind != INPUT and not delayed and rec is None:
             # the common block (CUBA behind an undelayed synapse): the whole chunk in one call
-            s, u, v, us, vs = cuba_fixed_chunk(a_seq[0], fed[:-1], st["neuron"]["u"], st["neuron"]["v"],
-                                               neuron.i_decay, neuron.v_decay, bias, neuron.vth, self.net.checks[k],
-                                               resets, keep_states)
+            s, u, v, us, vs, counts = cuba_fixed_chunk(a_seq[0], fed[:-1], st["neuron"]["u"], st["neuron"]["v"],
+                                                       neuron.i_decay, neuron.v_decay, bias, neuron.vth,
+                                                       self.net.checks[k], resets, keep_states)
             st["neuron"] = {"u": u, "v": v}
-            self._spikes[k] += int(np.count_nonzero(s))
-            return s, ([{"u": us[t], "v": vs[t]} for t in range(steps)] if keep_states else [])
+            self._spikes[k] += int(counts.sum())
+            return s, ([{"u": us[t], "v": vs[t]} for t in range(steps)] if keep_states else []), counts
         outs, states = [], []
         for t in range(steps):
             if resets is not None and resets[t]:
@@ -320,14 +325,14 @@ class LoihiSim(Device):
             if rec is not None:  # netx gives the recurrent synapse the block's *input* message bits
                 own = (s if graded else (s != 0)) if s.any() else None
                 if own is not None:
-                    _tally(self._sent[k], "rec", own)
+                    _add(self._sent[k], "rec", _count_nonzero(own))
                 self._push("rec", layer, rec, st, own, graded)
             outs.append(s)
             if keep_states:
                 states.append(st["neuron"])
         out = np.stack(outs)
         self._spikes[k] += int(np.count_nonzero(out))
-        return out, states
+        return out, states, None
 
     def _resets(self, k: int, steps: int) -> np.ndarray:
         """``(steps,)`` bool: where block ``k``'s neurons are zeroed before the step (netx's
@@ -339,7 +344,7 @@ class LoihiSim(Device):
         return lava_steps % r == (self.reset_offset + 1 + k) % r
 
     def _input(self, frame: np.ndarray) -> np.ndarray:
-        return encode_input(self.net.spec, self.input_mode, frame, "loihi-sim")
+        return encode_input(self.net.spec, self.input_mode, frame, "loihi-sim", spike_dtype=bool)
 
     def step(self, frame: np.ndarray) -> np.ndarray:
         frame = self.check_frame(frame, self._batch)
@@ -368,14 +373,13 @@ class LoihiSim(Device):
             size = chunk_steps(batch, max(int(np.prod(layer.out_shape)) for layer in self.net.layers))
             for t0 in range(0, total, size):
                 chunk = min(size, total - t0)
-                xs = np.zeros((chunk, batch, *self.input_shape), np.int64)
                 have = max(min(steps - t0, chunk), 0)
-                if have:
-                    raw = frames[t0:t0 + have].reshape(have * batch, *self.input_shape)
-                    xs[:have] = self._input(raw).reshape(have, batch, *self.input_shape)
-                last = len(self.net.layers) - 1
+                raw = self._input(frames[t0:t0 + have].reshape(have * batch, *self.input_shape))
+                xs = np.zeros((chunk, batch, *self.input_shape), raw.dtype)  # the pipeline's fill: no input
+                xs[:have] = raw.reshape(have, batch, *self.input_shape)
+                last, counts = len(self.net.layers) - 1, None
                 for k in range(last + 1):
-                    xs, states = self._block(k, xs, keep_states=k == last)
+                    xs, states, counts = self._block(k, xs, keep_states=k == last, in_counts=counts)
                 self._steps += chunk
                 readouts.extend(self._readout(s, state) for s, state in zip(xs, states))
         return np.stack(readouts) if readouts else np.zeros((0, batch, self.num_classes), np.float32)
@@ -428,14 +432,18 @@ class LoihiSim(Device):
         return dict(self._recorded)
 
 
-def _tally(sent: dict[str, np.ndarray], key: str, x: np.ndarray) -> None:
-    """Add this step's non-zero elements of ``x (B, ...)`` to the per-element counts ``sent[key]``."""
+def _count_nonzero(x: np.ndarray) -> np.ndarray:
+    """Per element of ``x (R, ...)``, how many of its ``R`` rows are non-zero: ``(prod(...),)`` int64."""
     nz = (x if x.dtype == bool else x != 0).reshape(x.shape[0], -1)
-    counts = nz.sum(axis=0, dtype=np.int64) if nz.shape[0] > 1 else nz[0]
+    return nz.sum(axis=0, dtype=np.int64) if nz.shape[0] > 1 else nz[0].astype(np.int64)
+
+
+def _add(sent: dict[str, np.ndarray], key: str, counts: np.ndarray) -> None:
+    """Add per-element non-zero counts to the tally ``sent[key]``."""
     if key in sent:
         sent[key] += counts
     else:
-        sent[key] = counts.astype(np.int64)
+        sent[key] = counts.copy()
 
 
 DEVICES.register("loihi-sim", LoihiSim.load, "bit-accurate Loihi fixed-point simulator of netx HDF5 (numpy)",

@@ -137,12 +137,14 @@ def cuba_needs_checks(i_decay: int, v_decay: int, a_max: float, bias_max: float)
 
 def _cuba_chunk_loop(a_first: np.ndarray, a_rest: np.ndarray, u: np.ndarray, v: np.ndarray, bias: np.ndarray,
                      keep_u: float, keep_v: float, vth: float, check_u: bool, check_v: bool, resets: np.ndarray,
-                     s: np.ndarray, u_seq: np.ndarray, v_seq: np.ndarray) -> None:  # pragma: no cover - numba
+                     s: np.ndarray, u_seq: np.ndarray, v_seq: np.ndarray, counts: np.ndarray
+                     ) -> None:  # pragma: no cover - numba
     """:func:`cuba_fixed_step` over ``C`` steps, element by element (the compiled body of
     :func:`cuba_fixed_chunk`): ``a_first (B, N)`` is step 0's input, ``a_rest (C - 1, B, N)`` the
     others'; ``u, v (B, N)`` float64 are updated in place; ``s (C, B, N)`` bool gets the spikes and
     ``u_seq, v_seq`` (``(C, B, N)``, or ``(0, B, N)``: not kept) the states after each step;
-    ``resets[t]`` zeroes ``u, v`` before step ``t``. ``keep_*`` are ``(4096 - decay) / 4096``, ``vth``
+    ``resets[t]`` zeroes ``u, v`` before step ``t``; ``counts (N,)`` int64 gets each neuron's spikes
+    added (over steps and streams: the next synapse's synaptic-operation tally). ``keep_*`` are ``(4096 - decay) / 4096``, ``vth``
     is ``vThMant << 6``: the same float64 products and truncations as the numpy step, so equal.
     A check that is off gets infinite bounds, so the inner loop has no branch and vectorises."""
     steps, batch, n = s.shape
@@ -164,6 +166,7 @@ def _cuba_chunk_loop(a_first: np.ndarray, a_rest: np.ndarray, u: np.ndarray, v: 
                 vv = min(max(vv, lo), hi)  # saturation
                 fired = vv > vth
                 sb[i] = fired
+                counts[i] += fired
                 ub[i] = uu
                 vb[i] = 0.0 if fired else vv
         if u_seq.shape[0]:
@@ -190,14 +193,15 @@ def _same_float(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def cuba_fixed_chunk(a_first: np.ndarray, a_rest: np.ndarray, u: np.ndarray, v: np.ndarray, i_decay: int,
                      v_decay: int, bias: np.ndarray | int, vth: int, checks: tuple[bool, bool],
                      resets: np.ndarray, keep_states: bool, compiled: bool | None = None
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
-    """``C`` steps of :func:`cuba_fixed_step` at once: ``(s, u, v, u_seq, v_seq)``.
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """``C`` steps of :func:`cuba_fixed_step` at once: ``(s, u, v, u_seq, v_seq, counts)``.
 
     ``a_first (B, *shape)``: step 0's synaptic input; ``a_rest (C - 1, B, *shape)``: the others'
     (integer-valued floats); ``u, v (B, *shape)`` float64 (not mutated); ``bias``: ``bias_mant``
     per neuron ``(*shape)`` or 0; ``checks``: :func:`cuba_needs_checks`; ``resets (C,)`` bool: zero
     ``u, v`` before that step (netx's ``LIFReset``). Returns spikes ``(C, B, *shape)`` bool, the
-    states after the last step and, with ``keep_states``, after each step ``(C, B, *shape)``.
+    states after the last step, with ``keep_states`` the states after each step ``(C, B, *shape)``
+    (else None), and each neuron's spike count over the chunk's steps and streams ``(N,)`` int64.
     Compiled with numba when it is available (``compiled=None``; ``False`` forces numpy), which
     keeps each neuron's state in registers over the chunk instead of seven array passes a step:
     the same float64 operations in the same order, so bit for bit the numpy loop's result
@@ -205,10 +209,10 @@ def cuba_fixed_chunk(a_first: np.ndarray, a_rest: np.ndarray, u: np.ndarray, v: 
     and resets).
 
     >>> a = np.array([[10.0, 30.0]]); rest = np.array([[[10.0, 0.0]]])
-    >>> s, u, v, _, _ = cuba_fixed_chunk(a, rest, np.zeros((1, 2)), np.zeros((1, 2)), 4096, 2048, 0, 10,
+    >>> s, u, v, _, _, counts = cuba_fixed_chunk(a, rest, np.zeros((1, 2)), np.zeros((1, 2)), 4096, 2048, 0, 10,
     ...                                  (True, True), np.zeros(2, bool), False)
-    >>> s[:, 0].tolist(), v[0].tolist()  # 640 > 640 is false; 1920 fires; then 320 + 640
-    ([[False, True], [True, False]], [0.0, 0.0])
+    >>> s[:, 0].tolist(), v[0].tolist(), counts.tolist()  # 640 > 640 is false; 1920 fires; then 320 + 640
+    ([[False, True], [True, False]], [0.0, 0.0], [1, 1])
     """
     steps = 1 + a_rest.shape[0]
     shape = u.shape
@@ -223,13 +227,14 @@ def cuba_fixed_chunk(a_first: np.ndarray, a_rest: np.ndarray, u: np.ndarray, v: 
         s = np.empty((steps, b, m), dtype=bool)
         kept = (steps if keep_states else 0, b, m)
         u_seq, v_seq = np.empty(kept), np.empty(kept)
+        counts = np.zeros(m, dtype=np.int64)
         kernel(np.ascontiguousarray(a_first).reshape(b, m), np.ascontiguousarray(a_rest).reshape(steps - 1, b, m),
                u2, v2, np.ascontiguousarray(bias_vec), (DECAY_UNITY - i_decay) / DECAY_UNITY,
                (DECAY_UNITY - v_decay) / DECAY_UNITY, float(int(vth) << VTH_SHIFT), bool(checks[0]),
-               bool(checks[1]), np.asarray(resets, dtype=bool), s, u_seq, v_seq)
+               bool(checks[1]), np.asarray(resets, dtype=bool), s, u_seq, v_seq, counts)
         full = (steps, *shape)
         return (s.reshape(full), u2.reshape(shape), v2.reshape(shape),
-                u_seq.reshape(full) if keep_states else None, v_seq.reshape(full) if keep_states else None)
+                u_seq.reshape(full) if keep_states else None, v_seq.reshape(full) if keep_states else None, counts)
     outs, us, vs = [], [], []
     for t in range(steps):
         if resets[t]:
@@ -239,7 +244,9 @@ def cuba_fixed_chunk(a_first: np.ndarray, a_rest: np.ndarray, u: np.ndarray, v: 
         if keep_states:
             us.append(u)
             vs.append(v)
-    return (np.stack(outs), u, v, np.stack(us) if keep_states else None, np.stack(vs) if keep_states else None)
+    s = np.stack(outs)
+    counts = s.reshape(steps * shape[0], -1).sum(axis=0, dtype=np.int64)
+    return s, u, v, np.stack(us) if keep_states else None, np.stack(vs) if keep_states else None, counts
 
 
 def _delta_encode(act_new: np.ndarray, act: np.ndarray, residue: np.ndarray, vth: int

@@ -17,6 +17,8 @@ network cannot take; :func:`encode_input` turns a float frame into the integers 
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from stdl_edge.formats.netx import CUBA_MODEL, INPUT, NetxNetwork
@@ -58,11 +60,14 @@ def resolve_input_mode(net: NetxNetwork, mode: str | None) -> tuple[str, NetxNet
     return mode, net
 
 
-def encode_input(net: NetxNetwork, mode: str, frame: np.ndarray, device: str) -> np.ndarray:
-    """The integers ``mode`` sends for ``frame (B, *input_shape)``: 0/1 int64 spikes, or whole
-    numbers (payloads, bias values) checked to fit; ValueError names the value and the fix."""
+def encode_input(net: NetxNetwork, mode: str, frame: np.ndarray, device: str, spike_dtype: Any = np.int64
+                 ) -> np.ndarray:
+    """The integers ``mode`` sends for ``frame (B, *input_shape)``: 0/1 spikes (``spike_dtype``;
+    loihi-sim takes bool), or int64 whole numbers (payloads, bias values) checked to fit;
+    ValueError names the value and the fix."""
     if mode == SPIKE:
-        return (frame != 0).astype(np.int64)
+        spikes = frame != 0
+        return spikes if spike_dtype is bool else spikes.astype(spike_dtype)
     if frame.size and not np.all(frame == np.round(frame)):
         raise ValueError(f"{device}: input_mode={mode!r} needs whole numbers in the frame (payloads or bias "
                          "values); bin with counts, or use input_mode='spike'")

@@ -42,13 +42,14 @@ def test_compiled_chunk_equals_the_numpy_steps(big):
         np.testing.assert_array_equal(args[2], u0)  # the caller's state is not mutated
         np.testing.assert_array_equal(args[3], v0)
         assert fast[0].dtype == bool and fast[1].dtype == np.float64
+        np.testing.assert_array_equal(fast[5], fast[0].reshape(-1, fast[5].size).sum(axis=0))
 
 
 def test_numpy_chunk_is_the_step_repeated_with_resets():
     rng = np.random.default_rng(3)
     a = rng.integers(0, 30, (4, 2, 6)).astype(np.float64)
     resets = np.array([False, False, True, False])
-    s, u, v, us, vs = cuba_fixed_chunk(a[0], a[1:], np.zeros((2, 6)), np.zeros((2, 6)), 1024, 2048, 0, 20,
+    s, u, v, us, vs, counts = cuba_fixed_chunk(a[0], a[1:], np.zeros((2, 6)), np.zeros((2, 6)), 1024, 2048, 0, 20,
                                        (True, True), resets, keep_states=True, compiled=False)
     uu, vv = np.zeros((2, 6)), np.zeros((2, 6))
     for t in range(4):
@@ -60,4 +61,5 @@ def test_numpy_chunk_is_the_step_repeated_with_resets():
         np.testing.assert_array_equal(vs[t], vv)
     np.testing.assert_array_equal(u, uu)
     np.testing.assert_array_equal(v, vv)
+    np.testing.assert_array_equal(counts, s.sum(axis=(0, 1)))
     assert s.any() and not s.all()  # the case exercises both outcomes
