@@ -11,11 +11,13 @@ one window of frames in memory whatever the gaps between events.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, NamedTuple
+from functools import lru_cache
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
 from .events import EventColumns, EventError, SensorSize, check_columns, columns_of, validate_events
+from .jit import numba_module
 
 BIN_MODES = ("binary", "count")
 
@@ -62,6 +64,33 @@ def _accumulate_into(flat: np.ndarray, events: np.ndarray | EventColumns, steps:
         flat[idx] = 1.0
     else:
         flat += np.bincount(idx, minlength=flat.size).astype(np.float32)
+
+
+def _window_loop(buffer: np.ndarray, x: np.ndarray, y: np.ndarray, t: np.ndarray, p: np.ndarray, start: int,
+                 dt: int, h: int, w: int, binary: bool) -> int:  # pragma: no cover - compiled by numba
+    """The compiled body of one window in :func:`bin_windows`: sorted events with
+    ``start <= t < start + window_steps * dt`` into the flat window ``buffer`` at
+    ``((step * 2 + p) * h + y) * w + x``, the step followed as the times pass its edges (no
+    division per event); returns the last event's step. What the numpy path computes with
+    ``searchsorted`` and :func:`_accumulate_into`, in one pass."""
+    step = 0
+    edge = start + dt
+    for i in range(len(t)):
+        while t[i] >= edge:
+            step += 1
+            edge += dt
+        idx = ((step * 2 + np.int64(p[i])) * h + np.int64(y[i])) * w + np.int64(x[i])
+        if binary:
+            buffer[idx] = 1.0
+        else:
+            buffer[idx] += 1.0
+    return step
+
+
+@lru_cache(maxsize=None)
+def _window_kernel() -> Callable[..., int] | None:
+    numba = numba_module()
+    return None if numba is None else numba.njit(cache=True, nogil=True)(_window_loop)
 
 
 def _accumulate(events: np.ndarray, steps: np.ndarray, first_step: int, num_steps: int,
@@ -213,6 +242,7 @@ def bin_windows(chunks: Iterable[np.ndarray | EventColumns], sensor_size: Sensor
     open_events = open_last = 0
     restarted = False
     last_t: int | None = None
+    kernel = _window_kernel()  # None: numpy (searchsorted for the step edges, then _accumulate_into)
 
     def emit(final: bool) -> Window:
         steps = open_last + 1 if final else window_steps
@@ -251,16 +281,22 @@ def bin_windows(chunks: Iterable[np.ndarray | EventColumns], sensor_size: Sensor
                 k = (int(t[lo]) - origin) // window_us
                 start = origin + k * window_us
                 hi = lo + int(np.searchsorted(t[lo:], start + window_us, side="left"))
-                cuts = np.searchsorted(t[lo:hi], start + step_edges, side="left")
-                local = np.repeat(step_index, np.diff(cuts, prepend=0, append=hi - lo))
                 if open_k is not None and k != open_k:
                     yield emit(final=False)
                     buffer[:] = 0
                     open_events, restarted = 0, False
                 open_k = k
-                _accumulate_into(buffer, piece.select(slice(lo, hi)), local, 0, sensor, spec.mode)
+                events = piece.select(slice(lo, hi))
+                if kernel is not None:
+                    last = kernel(buffer, events.x, events.y, events.t, events.p, start, spec.dt_us, sensor.height,
+                                  sensor.width, spec.mode == "binary")
+                else:
+                    cuts = np.searchsorted(events.t, start + step_edges, side="left")
+                    local = np.repeat(step_index, np.diff(cuts, prepend=0, append=hi - lo))
+                    _accumulate_into(buffer, events, local, 0, sensor, spec.mode)
+                    last = int(local[-1])
                 open_events += hi - lo
-                open_last = int(local[-1])
+                open_last = int(last)
                 lo = hi
     if open_k is not None:
         yield emit(final=True)

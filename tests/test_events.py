@@ -7,8 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from stdl_edge import binning
+from stdl_edge import events as events_module
 from stdl_edge.binning import BinSpec, EventBinner, bin_events, bin_windows
-from stdl_edge.events import EVENT_DTYPE, EventError, as_events, make_events, validate_events
+from stdl_edge.events import EVENT_DTYPE, EventColumns, EventError, as_events, check_columns, make_events, \
+    validate_events
 
 SENSOR = (34, 34, 2)
 
@@ -200,3 +203,60 @@ def test_validation_errors_carry_the_offending_event():
     with pytest.raises(EventError) as info:
         validate_events(make_events([0, 40], [0, 0], [1, 2], [1, 1]), SENSOR)
     assert info.value.index == 1 and str(info.value).startswith("event 1 has x=40 outside the sensor")
+
+
+# ----------------------------------------------------------------------------- compiled fast paths
+needs_numba = pytest.mark.skipif(binning._window_kernel() is None, reason="numba not installed (the fast extra)")
+
+
+@needs_numba
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 600), dt=st.integers(1, 2_000), window=st.integers(1, 7),
+       cuts=st.lists(st.integers(0, 600), max_size=6), t0=st.sampled_from([0, 913_000_000]),
+       gap=st.sampled_from([None, 5_000]), seed=st.integers(0, 2**16), mode=st.sampled_from(["binary", "count"]))
+def test_compiled_window_binning_equals_numpy(n, dt, window, cuts, t0, gap, seed, mode):
+    """The numba window kernel gives every window the numpy path gives: frames, index, time,
+    events, restarts (streams with gaps, restarts and late starts)."""
+    rng = np.random.default_rng(seed)
+    ev = make_events(rng.integers(0, 34, n), rng.integers(0, 34, n), t0 + np.sort(rng.integers(0, 60_000, n)),
+                     rng.integers(0, 2, n))
+    spec = BinSpec(dt, mode, int(ev["t"][0]))
+
+    def windows():
+        return [(w.index, w.t_us, w.events, w.restarted, w.frames.copy()) for w in
+                bin_windows(np.split(ev, sorted(min(c, n) for c in cuts)), SENSOR, spec, window, restart_gap_us=gap)]
+
+    fast = windows()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(binning, "_window_kernel", lambda: None)
+        slow = windows()
+    assert len(fast) == len(slow) > 0
+    for a, b in zip(fast, slow):
+        assert a[:4] == b[:4] and np.array_equal(a[4], b[4])
+
+
+@needs_numba
+@pytest.mark.parametrize("field, value, needle", [
+    ("t", -5, "negative timestamp"), ("t", None, "not sorted"), ("x", 34, "x=34 outside"), ("y", -1, "y=-1 outside"),
+    ("p", 2, "polarity 2"), (None, None, None)])
+def test_compiled_event_checks_flag_what_numpy_flags(field, value, needle):
+    """The one-pass compiled check passes exactly the columns numpy passes; whatever it flags
+    gets numpy's message (which names the value and the event)."""
+    rng = np.random.default_rng(0)
+    n = 1000
+    cols = EventColumns(rng.integers(0, 34, n).astype(np.int16), rng.integers(0, 34, n).astype(np.int16),
+                        np.sort(rng.integers(0, 10**9, n)), rng.integers(0, 2, n).astype(np.int8))
+    if field == "t" and value is None:
+        cols.t[700] = cols.t[699] - 1
+    elif field is not None:
+        getattr(cols, field)[0 if field == "t" else 500] = value
+    for kernel in (events_module._columns_kernel, lambda: None):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(events_module, "_columns_kernel", kernel)
+            if needle is None:
+                check_columns(cols, SENSOR, after_t=int(cols.t[0]))
+                with pytest.raises(EventError, match="timestamps go backwards across chunks"):
+                    check_columns(cols, SENSOR, after_t=int(cols.t[0]) + 1)
+            else:
+                with pytest.raises(EventError, match=needle):
+                    check_columns(cols, SENSOR)
