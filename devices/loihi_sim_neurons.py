@@ -39,6 +39,7 @@ import numpy as np
 
 from stdl_edge.formats.netx import CUBA_MODEL, DELTA, NEURON_STATES, SIGMA, SIGMA_DELTA, SPIKE_EXP, STATE_EXP, \
     NetxNeuron
+from stdl_edge import jit
 from stdl_edge.jit import numba_module
 from stdl_edge.loihi import ACT_SHIFT, BIAS_EXP, DECAY_UNITY, MAX_UV, VTH_SHIFT
 
@@ -202,7 +203,8 @@ def cuba_fixed_chunk(a_first: np.ndarray, a_rest: np.ndarray, u: np.ndarray, v: 
     ``u, v`` before that step (netx's ``LIFReset``). Returns spikes ``(C, B, *shape)`` bool, the
     states after the last step, with ``keep_states`` the states after each step ``(C, B, *shape)``
     (else None), and each neuron's spike count over the chunk's steps and streams ``(N,)`` int64.
-    Compiled with numba when it is available (``compiled=None``; ``False`` forces numpy), which
+    Compiled with numba when it is available and the chunk has :data:`stdl_edge.jit.MIN_NEURON_STEPS`
+    updates (``compiled=None``; ``True``/``False`` force either path), which
     keeps each neuron's state in registers over the chunk instead of seven array passes a step:
     the same float64 operations in the same order, so bit for bit the numpy loop's result
     (``tests/test_loihi_sim_neurons.py`` compares them on random chunks with wraps, saturation
@@ -216,7 +218,8 @@ def cuba_fixed_chunk(a_first: np.ndarray, a_rest: np.ndarray, u: np.ndarray, v: 
     """
     steps = 1 + a_rest.shape[0]
     shape = u.shape
-    kernel = _cuba_chunk_kernel() if compiled is not False else None
+    big = steps * u.size >= jit.MIN_NEURON_STEPS
+    kernel = _cuba_chunk_kernel() if compiled or (compiled is None and big) else None
     if kernel is not None:
         m = int(np.prod(shape[1:]))
         b = shape[0]

@@ -17,6 +17,7 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 import numpy as np
 
 from .events import EventColumns, EventError, SensorSize, check_columns, columns_of, validate_events
+from . import jit
 from .jit import numba_module
 
 BIN_MODES = ("binary", "count")
@@ -242,7 +243,6 @@ def bin_windows(chunks: Iterable[np.ndarray | EventColumns], sensor_size: Sensor
     open_events = open_last = 0
     restarted = False
     last_t: int | None = None
-    kernel = _window_kernel()  # None: numpy (searchsorted for the step edges, then _accumulate_into)
 
     def emit(final: bool) -> Window:
         steps = open_last + 1 if final else window_steps
@@ -287,6 +287,8 @@ def bin_windows(chunks: Iterable[np.ndarray | EventColumns], sensor_size: Sensor
                     open_events, restarted = 0, False
                 open_k = k
                 events = piece.select(slice(lo, hi))
+                # compiled for big pieces; numpy (searchsorted for the step edges, then _accumulate_into) else
+                kernel = _window_kernel() if hi - lo >= jit.MIN_EVENTS else None
                 if kernel is not None:
                     last = kernel(buffer, events.x, events.y, events.t, events.p, start, spec.dt_us, sensor.height,
                                   sensor.width, spec.mode == "binary")

@@ -16,6 +16,7 @@ from typing import Callable, Mapping, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike
 
+from . import jit
 from .jit import numba_module
 
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
@@ -284,7 +285,7 @@ def check_columns(columns: EventColumns, sensor_size: SensorSize | tuple[int, in
         if not allow_empty:
             raise EventError("no events: the input is empty")
         return
-    kernel = _columns_kernel()
+    kernel = _columns_kernel() if columns.count >= jit.MIN_EVENTS else None
     if kernel is not None:
         w, h = (int(sensor_size[0]), int(sensor_size[1])) if sensor_size is not None else (-1, -1)
         lowest = -(1 << 62) if after_t is None else int(after_t)

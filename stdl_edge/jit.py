@@ -1,8 +1,15 @@
 """The optional compiler: numba, when it is installed (the ``fast`` extra) and not turned off.
 
 Compiled kernels in stdl-edge are exact copies of a numpy path that stays the reference (the
-EVT3 decoder's ordinary blocks, loihi-sim's CUBA neuron over a chunk of steps); tests compare
-the two. ``STDL_EDGE_NO_NUMBA=1`` turns every kernel off, so the numpy paths run alone.
+EVT3 decoder's ordinary blocks, the event checks and window binning, loihi-sim's CUBA neuron
+over a chunk of steps); tests compare the two. ``STDL_EDGE_NO_NUMBA=1`` turns every kernel off,
+so the numpy paths run alone.
+
+A process's first compiled call costs about a second (numba's import, its code cache and
+LLVM's start), which only long work pays back, so the kernels run on big calls only:
+:data:`MIN_EVENTS` events, :data:`MIN_NEURON_STEPS` neuron updates. Small files, the
+bundled data sets and the tests' tiny inputs never start numba (tests set these to 0 to
+compare the paths on small cases).
 """
 
 from __future__ import annotations
@@ -13,6 +20,12 @@ from typing import Any
 
 #: set (to anything non-empty) to run without compiled kernels
 NO_NUMBA_ENV = "STDL_EDGE_NO_NUMBA"
+#: smallest call, in events, that the event kernels take (numpy checks and bins 4096 events in
+#: about 0.1 ms: below that, the kernels' gain is noise)
+MIN_EVENTS = 4096
+#: smallest call, in neuron updates (neurons x streams x steps), that the neuron kernel takes
+#: (about 0.5 ms of numpy: a 34x34 dvs-cnn's window runs compiled, its single steps in numpy)
+MIN_NEURON_STEPS = 1 << 16
 
 
 @lru_cache(maxsize=None)

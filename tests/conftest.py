@@ -38,3 +38,14 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture(autouse=True)
+def _compiled_kernels_on_small_inputs(monkeypatch):
+    """Tests' inputs are tiny, below the sizes where the numba kernels start (stdl_edge.jit): run
+    the kernels on them anyway, so every device and Lava agreement test checks the compiled
+    code; the numpy reference paths are compared with them in their own tests."""
+    from stdl_edge import jit
+
+    monkeypatch.setattr(jit, "MIN_EVENTS", 0)
+    monkeypatch.setattr(jit, "MIN_NEURON_STEPS", 0)

@@ -11,7 +11,9 @@ random streams (``tests/test_sources_compiled.py``).
 numba is the ``fast`` extra (and tonic, in ``datasets``, needs it through librosa); without it,
 :func:`evt3_kernel` returns ``None`` and readers use numpy alone. Compiled code is cached on
 disk (``cache=True``), so only the first run of a fresh install pays the compile (about a
-second). ``STDL_EDGE_NO_NUMBA=1`` turns the kernels off.
+second); every process still pays numba's start (about a second), so blocks below
+:data:`stdl_edge.jit.MIN_EVENTS` words decode in numpy. ``STDL_EDGE_NO_NUMBA=1`` turns the
+kernels off.
 """
 
 from __future__ import annotations

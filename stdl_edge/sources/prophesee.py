@@ -19,6 +19,7 @@ from typing import IO, Any, Callable, Iterator
 
 import numpy as np
 
+from stdl_edge import jit
 from stdl_edge.events import SensorSize
 
 from .compiled import EVT3_STATE, evt3_kernel
@@ -287,7 +288,7 @@ class Evt3Source(_WordSource):
         """Events of one block of EVT3 words at byte ``offset``; ``state`` carries the time, row and
         vector base across blocks. The compiled kernel (:func:`~stdl_edge.sources.compiled.evt3_kernel`,
         with numba) decodes ordinary blocks; :meth:`decode_numpy` the rest, and everything without numba."""
-        kernel = evt3_kernel()
+        kernel = evt3_kernel() if len(words) >= jit.MIN_EVENTS else None  # small blocks: numba would not pay
         if kernel is not None:
             carried = np.array([-1 if state[k] is None else state[k] for k in EVT3_STATE], np.int64)
             ok, x, y, t, p, at, vectors = kernel(words, carried)
