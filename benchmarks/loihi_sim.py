@@ -14,7 +14,9 @@ Networks (``--networks``, comma-separated):
   100, 50, 10, 1, random integer weights in netx's range, written with h5py in netx's layout.
 
 Input: Bernoulli spike frames (``--density``). Load is file to first step done, in a process that
-has already imported stdl-edge and torch. loihi-sim runs on one core (BLAS and torch threads 1).
+has already imported stdl-edge and torch (median of 3); "cold window" is file to the first whole
+window done in a fresh process (imports not timed), which includes numba's start (about a
+second, once a process) where the window is big enough for the compiled neuron kernel. loihi-sim runs on one core (BLAS and torch threads 1).
 Lava is timed on whole samples of two lengths: total per step (start, compile, teardown included)
 and the marginal cost of one more step (the difference), the fair steady-state comparison; both
 are divided by loihi-sim's wall time per step (batch 1). On a shared machine the wall clock
@@ -32,6 +34,7 @@ import contextlib
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
@@ -160,6 +163,28 @@ def _load_s(path: Path, repeats: int = 3) -> float:
     return float(np.median(times))
 
 
+_COLD = """
+import sys, time
+import numpy as np, torch
+from stdl_edge.devices.loihi_sim import LoihiSim
+torch.set_num_threads(1)
+t0 = time.perf_counter()
+sim = LoihiSim.from_netx(sys.argv[1])
+sim.run_frames(np.zeros((int(sys.argv[2]), 1, *sim.input_shape), np.float32))
+print(time.perf_counter() - t0)
+"""
+
+
+def _cold_window_s(path: Path, steps: int) -> float:
+    """Seconds from the file to the first window of ``steps`` done in a fresh process that has
+    imported stdl-edge and torch (not timed): what the first window of ``stdl-edge run`` waits,
+    numba's start (its import, code cache and LLVM, about a second) included where the window's
+    layers are big enough for the compiled neuron kernel."""
+    out = subprocess.run([sys.executable, "-c", _COLD, str(path), str(steps)], capture_output=True, text=True,
+                         check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return float(out.stdout.strip().splitlines()[-1])
+
+
 def bench(name: str, path: Path, args: argparse.Namespace, rng: np.random.Generator) -> dict:
     from stdl_edge.devices.loihi_sim import LoihiSim
 
@@ -168,11 +193,12 @@ def bench(name: str, path: Path, args: argparse.Namespace, rng: np.random.Genera
     f1 = (rng.random((args.steps, 1, *shape)) < args.density).astype(np.float32)
     fb = (rng.random((max(args.steps // 4, 2), args.batch, *shape)) < args.density).astype(np.float32)
     load = _load_s(path)
+    cold = _cold_window_s(path, args.steps)
     step1, cpu1 = _time_steps(sim, f1, args.repeats)
     stepb, cpub = _time_steps(sim, fb, max(args.repeats // 2, 1))
     row = {"network": name, "input_shape": list(shape), "latency": sim.latency,
            "layers": [f"{la.kind} {tuple(la.out_shape)}" for la in sim.net.layers],
-           "load_s": load, "ms_per_step_batch1": step1, "cpu_ms_per_step_batch1": cpu1,
+           "load_s": load, "cold_first_window_s": cold, "ms_per_step_batch1": step1, "cpu_ms_per_step_batch1": cpu1,
            "batch": args.batch, "ms_per_step_batch": stepb, "cpu_ms_per_step_batch": cpub,
            "batch_gain_per_core": (args.batch * cpu1) / cpub}
     win1, wcpu1 = _time_window(sim, f1, args.repeats)
@@ -235,13 +261,14 @@ def _cpu_with_children() -> float:
 def _print(rows: list[dict], meta: dict) -> None:
     print(f"{meta['steps']} steps, density {meta['density']}, load average {meta['load_average'][0]:.1f}, "
           f"one core for loihi-sim")
-    head = ("network", "load s", "ms/step", "CPU ms/step", f"batch {meta['batch']} gain/core",
+    head = ("network", "load s", "cold window s", "ms/step", "CPU ms/step", f"batch {meta['batch']} gain/core",
             "Lava ms/step marginal / total", "speedup marginal / total", "Lava CPU ms/step", "CPU speedup",
             "window CPU ms/step", f"window batch {meta['batch']} gain/core", "window CPU speedup", "identical")
     table = []
     for r in rows:
         lava = r.get("lava", {})
-        table.append((r["network"], f"{r['load_s']:.2f}", f"{r['ms_per_step_batch1']:.2f}",
+        table.append((r["network"], f"{r['load_s']:.2f}", f"{r['cold_first_window_s']:.2f}",
+                      f"{r['ms_per_step_batch1']:.2f}",
                       f"{r['cpu_ms_per_step_batch1']:.2f}", f"{r['batch_gain_per_core']:.1f}x",
                       f"{lava['ms_per_step_marginal']:.0f} / {lava['ms_per_step_total']:.0f}"
                       if "ms_per_step_marginal" in lava else "-",
