@@ -16,7 +16,8 @@ Networks (``--networks``, comma-separated):
 Input: Bernoulli spike frames (``--density``). Load is file to first step done, in a process that
 has already imported stdl-edge and torch (median of 3); "cold window" is file to the first whole
 window done in a fresh process (imports not timed), which includes numba's start (about a
-second, once a process) where the window is big enough for the compiled neuron kernel. loihi-sim runs on one core (BLAS and torch threads 1).
+second, once a process) where the window is big enough for the compiled neuron kernel, and the
+same with ``STDL_EDGE_NO_NUMBA=1`` (numpy alone). loihi-sim runs on one core (BLAS and torch threads 1).
 Lava is timed on whole samples of two lengths: total per step (start, compile, teardown included)
 and the marginal cost of one more step (the difference), the fair steady-state comparison; both
 are divided by loihi-sim's wall time per step (batch 1). On a shared machine the wall clock
@@ -119,10 +120,13 @@ def _one_core():
 
 
 def _time_steps(sim, frames: np.ndarray, repeats: int) -> tuple[float, float]:
-    """Median wall ms per step and mean CPU ms per step (this process) over ``repeats`` runs."""
+    """Median wall ms per step and mean CPU ms per step (this process) over ``repeats`` runs, after
+    an untimed step (a first call loads numba's code: the cold column's business)."""
     times = []
-    cpu0 = time.process_time()
     with _one_core():
+        sim.reset(frames.shape[1])
+        sim.step(frames[0])
+        cpu0 = time.process_time()
         for _ in range(repeats):
             sim.reset(frames.shape[1])
             for frame in frames:
@@ -138,9 +142,10 @@ def _time_window(sim, frames: np.ndarray, repeats: int) -> tuple[float, float]:
     layer by layer with each synapse once per chunk): median wall ms and mean CPU ms per step,
     the latency steps it also runs counted."""
     times = []
-    cpu0 = time.process_time()
     steps = len(frames) + sim.latency
     with _one_core():
+        sim.run_frames(frames)  # untimed: a first call loads numba's code
+        cpu0 = time.process_time()
         for _ in range(repeats):
             t0 = time.perf_counter()
             sim.run_frames(frames)
@@ -175,13 +180,14 @@ print(time.perf_counter() - t0)
 """
 
 
-def _cold_window_s(path: Path, steps: int) -> float:
+def _cold_window_s(path: Path, steps: int, numba: bool = True) -> float:
     """Seconds from the file to the first window of ``steps`` done in a fresh process that has
     imported stdl-edge and torch (not timed): what the first window of ``stdl-edge run`` waits,
     numba's start (its import, code cache and LLVM, about a second) included where the window's
     layers are big enough for the compiled neuron kernel."""
     out = subprocess.run([sys.executable, "-c", _COLD, str(path), str(steps)], capture_output=True, text=True,
-                         check=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+                         check=True, cwd=ROOT,
+                         env={**os.environ, "OMP_NUM_THREADS": "1", **({} if numba else {"STDL_EDGE_NO_NUMBA": "1"})})
     return float(out.stdout.strip().splitlines()[-1])
 
 
@@ -194,11 +200,13 @@ def bench(name: str, path: Path, args: argparse.Namespace, rng: np.random.Genera
     fb = (rng.random((max(args.steps // 4, 2), args.batch, *shape)) < args.density).astype(np.float32)
     load = _load_s(path)
     cold = _cold_window_s(path, args.steps)
+    cold_numpy = _cold_window_s(path, args.steps, numba=False)
     step1, cpu1 = _time_steps(sim, f1, args.repeats)
     stepb, cpub = _time_steps(sim, fb, max(args.repeats // 2, 1))
     row = {"network": name, "input_shape": list(shape), "latency": sim.latency,
            "layers": [f"{la.kind} {tuple(la.out_shape)}" for la in sim.net.layers],
-           "load_s": load, "cold_first_window_s": cold, "ms_per_step_batch1": step1, "cpu_ms_per_step_batch1": cpu1,
+           "load_s": load, "cold_first_window_s": cold, "cold_first_window_no_numba_s": cold_numpy,
+           "ms_per_step_batch1": step1, "cpu_ms_per_step_batch1": cpu1,
            "batch": args.batch, "ms_per_step_batch": stepb, "cpu_ms_per_step_batch": cpub,
            "batch_gain_per_core": (args.batch * cpu1) / cpub}
     win1, wcpu1 = _time_window(sim, f1, args.repeats)
@@ -261,13 +269,13 @@ def _cpu_with_children() -> float:
 def _print(rows: list[dict], meta: dict) -> None:
     print(f"{meta['steps']} steps, density {meta['density']}, load average {meta['load_average'][0]:.1f}, "
           f"one core for loihi-sim")
-    head = ("network", "load s", "cold window s", "ms/step", "CPU ms/step", f"batch {meta['batch']} gain/core",
+    head = ("network", "load s", "cold window s (no numba)", "ms/step", "CPU ms/step", f"batch {meta['batch']} gain/core",
             "Lava ms/step marginal / total", "speedup marginal / total", "Lava CPU ms/step", "CPU speedup",
             "window CPU ms/step", f"window batch {meta['batch']} gain/core", "window CPU speedup", "identical")
     table = []
     for r in rows:
         lava = r.get("lava", {})
-        table.append((r["network"], f"{r['load_s']:.2f}", f"{r['cold_first_window_s']:.2f}",
+        table.append((r["network"], f"{r['load_s']:.2f}", f"{r['cold_first_window_s']:.2f} ({r['cold_first_window_no_numba_s']:.2f})",
                       f"{r['ms_per_step_batch1']:.2f}",
                       f"{r['cpu_ms_per_step_batch1']:.2f}", f"{r['batch_gain_per_core']:.1f}x",
                       f"{lava['ms_per_step_marginal']:.0f} / {lava['ms_per_step_total']:.0f}"
