@@ -145,9 +145,10 @@ def _cuba_chunk_loop(a_first: np.ndarray, a_rest: np.ndarray, u: np.ndarray, v: 
     others'; ``u, v (B, N)`` float64 are updated in place; ``s (C, B, N)`` bool gets the spikes and
     ``u_seq, v_seq`` (``(C, B, N)``, or ``(0, B, N)``: not kept) the states after each step;
     ``resets[t]`` zeroes ``u, v`` before step ``t``; ``counts (N,)`` int64 gets each neuron's spikes
-    added (over steps and streams: the next synapse's synaptic-operation tally). ``keep_*`` are ``(4096 - decay) / 4096``, ``vth``
-    is ``vThMant << 6``: the same float64 products and truncations as the numpy step, so equal.
-    A check that is off gets infinite bounds, so the inner loop has no branch and vectorises."""
+    added (over steps and streams: the next synapse's synaptic-operation tally). ``keep_*`` are
+    ``(4096 - decay) / 4096``, ``vth`` is ``vThMant << 6``: the same float64 products and
+    truncations as the numpy step, so equal. A check that is off gets infinite bounds, so the
+    inner loop has no branch and vectorises."""
     steps, batch, n = s.shape
     top = float(MAX_UV) if check_u else np.inf
     wrap = float(2 * MAX_UV)
@@ -203,10 +204,11 @@ def cuba_fixed_chunk(a_first: np.ndarray, a_rest: np.ndarray, u: np.ndarray, v: 
     ``u, v`` before that step (netx's ``LIFReset``). Returns spikes ``(C, B, *shape)`` bool, the
     states after the last step, with ``keep_states`` the states after each step ``(C, B, *shape)``
     (else None), and each neuron's spike count over the chunk's steps and streams ``(N,)`` int64.
-    Compiled with numba when it is available and the chunk has :data:`stdl_edge.jit.MIN_NEURON_STEPS`
-    updates (``compiled=None``; ``True``/``False`` force either path), which
-    keeps each neuron's state in registers over the chunk instead of seven array passes a step:
-    the same float64 operations in the same order, so bit for bit the numpy loop's result
+    Compiled with numba when it is available and the chunk has at least
+    :data:`stdl_edge.jit.MIN_NEURON_STEPS` updates (``compiled=None``; ``True``/``False`` force
+    either path), which keeps each neuron's state in registers over the chunk instead of seven
+    array passes a step: the same float64 operations in the same order, so bit for bit the numpy
+    loop's result
     (``tests/test_loihi_sim_neurons.py`` compares them on random chunks with wraps, saturation
     and resets).
 
