@@ -40,7 +40,7 @@ import numpy as np
 from stdl_edge.formats.netx import CUBA_MODEL, DELTA, NEURON_STATES, SIGMA, SIGMA_DELTA, SPIKE_EXP, STATE_EXP, \
     NetxNeuron
 from stdl_edge import jit
-from stdl_edge.jit import numba_module
+from stdl_edge.jit import compile_kernel
 from stdl_edge.loihi import ACT_SHIFT, BIAS_EXP, DECAY_UNITY, MAX_UV, VTH_SHIFT
 
 #: the dtype each model's state is kept in: CUBA as integer-valued float64 (exact, see
@@ -178,8 +178,7 @@ def _cuba_chunk_loop(a_first: np.ndarray, a_rest: np.ndarray, u: np.ndarray, v: 
 
 @lru_cache(maxsize=None)
 def _cuba_chunk_kernel() -> Callable[..., None] | None:
-    numba = numba_module()
-    return None if numba is None else numba.njit(cache=True, nogil=True)(_cuba_chunk_loop)
+    return compile_kernel(_cuba_chunk_loop)
 
 
 def _same_float(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

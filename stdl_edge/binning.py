@@ -18,7 +18,7 @@ import numpy as np
 
 from .events import EventColumns, EventError, SensorSize, check_columns, columns_of, validate_events
 from . import jit
-from .jit import numba_module
+from .jit import compile_kernel
 
 BIN_MODES = ("binary", "count")
 
@@ -90,8 +90,7 @@ def _window_loop(buffer: np.ndarray, x: np.ndarray, y: np.ndarray, t: np.ndarray
 
 @lru_cache(maxsize=None)
 def _window_kernel() -> Callable[..., int] | None:
-    numba = numba_module()
-    return None if numba is None else numba.njit(cache=True, nogil=True)(_window_loop)
+    return compile_kernel(_window_loop)
 
 
 def _accumulate(events: np.ndarray, steps: np.ndarray, first_step: int, num_steps: int,

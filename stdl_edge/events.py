@@ -17,7 +17,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import jit
-from .jit import numba_module
+from .jit import compile_kernel
 
 EVENT_DTYPE = np.dtype([("x", np.int16), ("y", np.int16), ("t", np.int64), ("p", bool)])
 
@@ -269,8 +269,7 @@ def _columns_pass(x: np.ndarray, y: np.ndarray, t: np.ndarray, p: np.ndarray, w:
 
 @lru_cache(maxsize=None)
 def _columns_kernel() -> Callable[..., bool] | None:
-    numba = numba_module()
-    return None if numba is None else numba.njit(cache=True, nogil=True)(_columns_pass)
+    return compile_kernel(_columns_pass)
 
 
 def check_columns(columns: EventColumns, sensor_size: SensorSize | tuple[int, int, int] | None = None,

@@ -15,8 +15,9 @@ compare the paths on small cases).
 from __future__ import annotations
 
 import os
+import warnings
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 #: set (to anything non-empty) to run without compiled kernels
 NO_NUMBA_ENV = "STDL_EDGE_NO_NUMBA"
@@ -38,3 +39,20 @@ def numba_module() -> Any:
     except ImportError:
         return None
     return numba
+
+
+def compile_kernel(func: Callable[..., Any]) -> Callable[..., Any] | None:
+    """``func`` compiled by numba (nopython, GIL released, cached on disk), or None without numba.
+
+    Where numba finds no writable cache folder (a read-only install and home: it raises at
+    decoration), the kernel is compiled without the disk cache, with one warning saying so.
+    """
+    numba = numba_module()
+    if numba is None:
+        return None
+    try:
+        return numba.njit(cache=True, nogil=True)(func)
+    except RuntimeError as err:  # numba: "cannot cache function ...: no locator available"
+        warnings.warn(f"stdl-edge: numba cannot cache {func.__name__} ({err}); it compiles on each run "
+                      "(set NUMBA_CACHE_DIR to a writable folder to keep the compiled code)", stacklevel=2)
+        return numba.njit(cache=False, nogil=True)(func)

@@ -37,3 +37,30 @@ def test_big_work_runs_compiled_when_numba_is_there():
     from stdl_edge.jit import numba_module
 
     assert _numba_started(50_000, 40_000) == (numba_module() is not None)
+
+
+def test_a_read_only_install_compiles_without_the_disk_cache(monkeypatch):
+    """numba raises at decoration when no cache folder is writable: the kernel then compiles
+    without the cache, with one warning that says how to keep the compiled code."""
+    import pytest
+
+    from stdl_edge import jit
+
+    numba = jit.numba_module()
+    if numba is None:
+        pytest.skip("numba not installed (the fast extra)")
+    real = numba.njit
+
+    def njit(*args, cache=False, **kwargs):
+        if cache:
+            raise RuntimeError("cannot cache function 'f': no locator available for file '/ro/f.py'")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(numba, "njit", njit)
+
+    def add_one(x):
+        return x + 1
+
+    with pytest.warns(UserWarning, match="numba cannot cache add_one .*NUMBA_CACHE_DIR"):
+        kernel = jit.compile_kernel(add_one)
+    assert kernel(41) == 42

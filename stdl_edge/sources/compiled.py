@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from stdl_edge.jit import numba_module
+from stdl_edge.jit import compile_kernel
 
 #: the EVT3 carried state, in the kernel's int64 array: time high (unwrapped), last raw time
 #: high (-1: none yet), wraps so far, time low, row, vector base x and polarity
@@ -112,7 +112,4 @@ def _evt3_loop(words: np.ndarray, state: np.ndarray) -> tuple:  # pragma: no cov
 @lru_cache(maxsize=None)
 def evt3_kernel() -> Callable[[np.ndarray, np.ndarray], tuple] | None:
     """The compiled :func:`_evt3_loop` (None without numba)."""
-    numba = numba_module()
-    if numba is None:
-        return None
-    return numba.njit(cache=True, nogil=True)(_evt3_loop)
+    return compile_kernel(_evt3_loop)
