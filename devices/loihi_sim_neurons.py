@@ -33,13 +33,13 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
+from stdl_edge import jit
 from stdl_edge.formats.netx import CUBA_MODEL, DELTA, NEURON_STATES, SIGMA, SIGMA_DELTA, SPIKE_EXP, STATE_EXP, \
     NetxNeuron
-from stdl_edge import jit
 from stdl_edge.jit import compile_kernel
 from stdl_edge.loihi import ACT_SHIFT, BIAS_EXP, DECAY_UNITY, MAX_UV, VTH_SHIFT
 

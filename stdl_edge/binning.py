@@ -16,8 +16,8 @@ from typing import Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 
-from .events import EventColumns, EventError, SensorSize, check_columns, columns_of, validate_events
 from . import jit
+from .events import EventColumns, EventError, SensorSize, check_columns, columns_of, validate_events
 from .jit import compile_kernel
 
 BIN_MODES = ("binary", "count")
