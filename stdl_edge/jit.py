@@ -15,6 +15,7 @@ compare the paths on small cases).
 from __future__ import annotations
 
 import os
+import pickle
 import warnings
 from functools import lru_cache
 from typing import Any, Callable
@@ -45,14 +46,38 @@ def compile_kernel(func: Callable[..., Any]) -> Callable[..., Any] | None:
     """``func`` compiled by numba (nopython, GIL released, cached on disk), or None without numba.
 
     Where numba finds no writable cache folder (a read-only install and home: it raises at
-    decoration), the kernel is compiled without the disk cache, with one warning saying so.
+    decoration), or its cached code cannot be loaded (an entry written while the same file was
+    imported under another module name, or a damaged file), the kernel is compiled without the
+    disk cache, with one warning saying so.
     """
     numba = numba_module()
     if numba is None:
         return None
     try:
-        return numba.njit(cache=True, nogil=True)(func)
+        return _CacheGuard(func, numba.njit(cache=True, nogil=True)(func))
     except RuntimeError as err:  # numba: "cannot cache function ...: no locator available"
-        warnings.warn(f"stdl-edge: numba cannot cache {func.__name__} ({err}); it compiles on each run "
-                      "(set NUMBA_CACHE_DIR to a writable folder to keep the compiled code)", stacklevel=2)
+        _no_cache_warning(func, err)
         return numba.njit(cache=False, nogil=True)(func)
+
+
+def _no_cache_warning(func: Callable[..., Any], err: BaseException) -> None:
+    warnings.warn(f"stdl-edge: numba cannot use its disk cache for {func.__name__} ({err}); it compiles on "
+                  "each run (set NUMBA_CACHE_DIR to a writable folder to keep the compiled code)", stacklevel=3)
+
+
+class _CacheGuard:
+    """A cached kernel that, when loading numba's cached code fails (the error surfaces at the first
+    call of a signature), recompiles without the cache and goes on with that."""
+
+    def __init__(self, func: Callable[..., Any], kernel: Callable[..., Any]) -> None:
+        self._func, self._kernel, self._guarded = func, kernel, True
+
+    def __call__(self, *args: Any) -> Any:
+        if not self._guarded:
+            return self._kernel(*args)
+        try:
+            return self._kernel(*args)
+        except (ImportError, EOFError, pickle.UnpicklingError) as err:  # numba's cache load, before running
+            _no_cache_warning(self._func, err)
+            self._kernel, self._guarded = numba_module().njit(cache=False, nogil=True)(self._func), False
+            return self._kernel(*args)

@@ -61,6 +61,31 @@ def test_a_read_only_install_compiles_without_the_disk_cache(monkeypatch):
     def add_one(x):
         return x + 1
 
-    with pytest.warns(UserWarning, match="numba cannot cache add_one .*NUMBA_CACHE_DIR"):
+    with pytest.warns(UserWarning, match="numba cannot use its disk cache for add_one .*NUMBA_CACHE_DIR"):
         kernel = jit.compile_kernel(add_one)
     assert kernel(41) == 42
+
+
+def test_a_cache_entry_that_cannot_be_loaded_is_recompiled(monkeypatch):
+    """A cached entry numba cannot load (written under another module name: ModuleNotFoundError at
+    the first call) gives one warning and a kernel compiled afresh, not a traceback."""
+    import pytest
+
+    from stdl_edge import jit
+
+    numba = jit.numba_module()
+    if numba is None:
+        pytest.skip("numba not installed (the fast extra)")
+
+    def add_two(x):
+        return x + 2
+
+    kernel = jit.compile_kernel(add_two)
+
+    def broken(*args):
+        raise ModuleNotFoundError("No module named 'loihi_sim_neurons'")
+
+    monkeypatch.setattr(kernel, "_kernel", broken)
+    with pytest.warns(UserWarning, match="numba cannot use its disk cache for add_two"):
+        assert kernel(40) == 42
+    assert kernel(1) == 3
