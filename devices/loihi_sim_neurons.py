@@ -205,9 +205,9 @@ def cuba_fixed_chunk(a_first: np.ndarray, a_rest: np.ndarray, u: np.ndarray, v: 
     (else None), and each neuron's spike count over the chunk's steps and streams ``(N,)`` int64.
     Compiled with numba when it is available and the chunk has at least
     :data:`stdl_edge.jit.MIN_NEURON_STEPS` updates (``compiled=None``; ``True``/``False`` force
-    either path), which keeps each neuron's state in registers over the chunk instead of seven
-    array passes a step: the same float64 operations in the same order, so bit for bit the numpy
-    loop's result
+    either path), which makes one fused pass over the layer a step instead of seven array
+    passes: the same float64 operations in the same order, so bit for bit the numpy loop's
+    result
     (``tests/test_loihi_sim_neurons.py`` compares them on random chunks with wraps, saturation
     and resets).
 
