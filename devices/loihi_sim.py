@@ -299,8 +299,9 @@ class LoihiSim(Device):
                 a_seq = [st["ff"], *fed[:-1]]
                 st["ff"] = fed[-1]
             bias = self.net.biases[k]
-        resets = self._resets(k, steps) if neuron.model == CUBA_MODEL else None
-        if resets is not None and layer.kind != INPUT and not delayed and rec is None:
+        cuba = neuron.model == CUBA_MODEL
+        resets = self._resets(k, steps)  # only CUBA neurons reset (netx's LIFReset; SDNN ignores it)
+        if cuba and layer.kind != INPUT and not delayed and rec is None:
             # the common block (CUBA behind an undelayed synapse): the whole chunk in one call
             s, u, v, us, vs, counts = cuba_fixed_chunk(a_seq[0], fed[:-1], st["neuron"]["u"], st["neuron"]["v"],
                                                        neuron.i_decay, neuron.v_decay, bias, neuron.vth,
@@ -310,7 +311,7 @@ class LoihiSim(Device):
             return s, ([{"u": us[t], "v": vs[t]} for t in range(steps)] if keep_states else []), counts
         outs, states = [], []
         for t in range(steps):
-            if resets is not None and resets[t]:
+            if cuba and resets[t]:
                 st["neuron"] = initial_state(neuron, st["neuron"]["u"].shape)  # LIFReset zeroes u, v only
             if layer.kind == INPUT:
                 a_in, bias = (0, bias_seq[t]) if self.input_mode == BIAS else (a_seq[t], 0)

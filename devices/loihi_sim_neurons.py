@@ -43,12 +43,12 @@ from stdl_edge.formats.netx import CUBA_MODEL, DELTA, NEURON_STATES, SIGMA, SIGM
 from stdl_edge.jit import compile_kernel
 from stdl_edge.loihi import ACT_SHIFT, BIAS_EXP, DECAY_UNITY, MAX_UV, VTH_SHIFT
 
+from .loihi_sim_synapses import FLOAT32_EXACT
+
 #: the dtype each model's state is kept in: CUBA as integer-valued float64 (exact, see
 #: :func:`cuba_fixed_step`), sigma-delta in int32, as Lava's models (which wrap there)
 STATE_DTYPE = {CUBA_MODEL: np.float64, DELTA: np.int32, SIGMA: np.int32, SIGMA_DELTA: np.int32}
 _SDNN_SHIFT = SPIKE_EXP + STATE_EXP
-#: float32 holds every integer below this exactly
-FLOAT32_EXACT = 1 << 24
 
 
 def decay_toward_zero(x: np.ndarray, decay: int) -> np.ndarray:

@@ -348,9 +348,9 @@ def train_batch(model: SpikingNet, heads: list[SpikingNet], boundaries: list[tup
             x = out
         if temporal and on_step is not None:
             on_step(min(t0 + size, steps) - 1)
-    carried = state_bytes([states, head_states, traces, head_traces])
+    carried_bytes = state_bytes([states, head_states, traces, head_traces])
     return BatchResult(sum(subnet_loss), subnet_loss, total_logits / steps,
-                       torch.cat(outputs) if keep_outputs else None, carried)
+                       torch.cat(outputs) if keep_outputs else None, carried_bytes)
 
 
 @torch.no_grad()
